@@ -1,0 +1,32 @@
+"""Backends by URL scheme; optional drivers are imported only when their scheme is used."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError
+from .base import Backend, Entry, Read
+
+__all__ = ["Backend", "Entry", "Read", "open_backend"]
+
+_REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+
+
+def open_backend(url: str, **options: Any) -> Backend:
+    """Create the backend a URL names: ``memory://`` or (with ``freshlink[redis]``) ``redis://``."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"the cache URL must be a str, got {type(url).__name__}")
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "memory":
+        from .memory import MemoryBackend
+
+        return MemoryBackend(**options)
+    if scheme in _REDIS_SCHEMES:
+        from .redis import RedisBackend  # imports redis-py lazily, naming the extra if missing
+
+        return RedisBackend.from_url(url, **options)
+    raise ConfigurationError(
+        f"unknown cache URL scheme {scheme!r} in {url!r}; use memory://, redis://, rediss:// "
+        "or unix://"
+    )

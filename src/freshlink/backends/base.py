@@ -1,0 +1,154 @@
+"""The backend contract: one documented place for what every backend must guarantee.
+
+A backend stores *entries* (a serialized payload plus the generations it was stamped with)
+and *generations* (one integer counter per tag, and one per entry key). It knows nothing of
+functions, templates, serializers or L1 caches. Its one subtle duty is the generation-aware
+read: an entry is returned only while every generation it was stamped with is still current.
+
+Generation rules every backend keeps (the conformance suite in :mod:`freshlink.testing`
+checks them):
+
+* A missing generation is *unknown*, never zero: reading it creates a fresh random value, so an
+  entry stamped before the generation was lost (eviction, restart, flush) can never match.
+* Invalidation increments, so values only grow while a generation exists.
+* ``write`` stores an entry only if its stamps are still current; a fill that lost a race with
+  an invalidation is dropped (it would be invalid anyway; dropping it keeps a newer entry).
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+__all__ = ["GEN_MAX", "GEN_MIN", "Backend", "Entry", "InvalidationListener", "Read", "new_generation"]
+
+# Fresh generations are drawn from [GEN_MIN, GEN_MAX): large enough that a re-created
+# generation never meets an old stamp by chance (p ~ 2**-52), small enough to stay exact in
+# Lua's doubles and in JSON.
+GEN_MIN = 1 << 40
+GEN_MAX = 1 << 52
+
+
+def new_generation(rng: Callable[[], float] = random.random) -> int:
+    """A fresh random generation for a tag whose counter is missing."""
+    return GEN_MIN + int(rng() * (GEN_MAX - GEN_MIN))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A stored value: its payload and the generations it was stamped with before loading.
+
+    ``names`` are the generation names (the entry's own key's, then its tags') and ``stamps``
+    their values read before the loader started. Keeping the names in the entry lets any reader
+    validate it without knowing its tags, and lets tools show stamped vs current generations.
+    """
+
+    payload: bytes
+    names: tuple[str, ...]
+    stamps: tuple[int, ...]
+    created: float
+    ttl: float | None
+    load_time: float = 0.0
+
+    def expires_at(self) -> float:
+        """Wall-clock time after which the entry is no longer fresh (inf without a TTL)."""
+        return float("inf") if self.ttl is None else self.created + self.ttl
+
+
+class Read(NamedTuple):
+    """The answer to a generation-aware read."""
+
+    entry: Entry | None
+    """The stored entry if it exists and its stamps are all current, else None."""
+    gens: tuple[int, ...]
+    """The current generations of the names asked for (fresh ones created where missing)."""
+
+
+InvalidationListener = Callable[[Sequence[str], Sequence[int]], None]
+"""Called with generation names and their new values after every invalidation it hears of."""
+
+
+class Backend(abc.ABC):
+    """Storage for entries and generations. Sync and async methods have the same semantics.
+
+    ``gens`` arguments are full generation names (namespaced by the caller), in the same order
+    as an entry's ``stamps``. The async methods default to calling the sync ones, which is right
+    for backends that never block (memory); I/O backends override both.
+    """
+
+    #: True when invalidations reach this process's listeners before ``invalidate`` returns
+    #: and no other process shares the data, so an L1 in front is as strict as the backend.
+    synchronous = False
+
+    @abc.abstractmethod
+    def read(self, key: str, gens: Sequence[str]) -> Read:
+        """Return the entry under ``key`` if all its stamps are current, and ``gens``' values."""
+
+    @abc.abstractmethod
+    def write(self, key: str, entry: Entry, retain: float | None) -> bool:
+        """Store ``entry`` for ``retain`` seconds if its stamps are still current; say if stored."""
+
+    @abc.abstractmethod
+    def write_through(
+        self, key: str, entry: Entry, expected: Sequence[int], retain: float | None
+    ) -> bool:
+        """Atomically invalidate ``entry.names``; store ``entry`` only if they were ``expected``.
+
+        ``entry.stamps`` must be ``expected`` plus one each: the values the increment produces.
+        """
+
+    @abc.abstractmethod
+    def invalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
+        """Increment every generation in ``gens`` atomically and tell listeners; return them."""
+
+    @abc.abstractmethod
+    def current(self, gens: Sequence[str]) -> tuple[int, ...]:
+        """The current generations (fresh random values are created for missing ones)."""
+
+    @abc.abstractmethod
+    def get_entry(self, key: str) -> Entry | None:
+        """The raw stored entry, valid or not (for inspection tools)."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove an entry; say whether it existed."""
+
+    @abc.abstractmethod
+    def subscribe(self, listener: InvalidationListener) -> None:
+        """Register ``listener`` for invalidations made by any process sharing this backend."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and threads."""
+
+    async def aread(self, key: str, gens: Sequence[str]) -> Read:
+        """Async :meth:`read`."""
+        return self.read(key, gens)
+
+    async def awrite(self, key: str, entry: Entry, retain: float | None) -> bool:
+        """Async :meth:`write`."""
+        return self.write(key, entry, retain)
+
+    async def awrite_through(
+        self, key: str, entry: Entry, expected: Sequence[int], retain: float | None
+    ) -> bool:
+        """Async :meth:`write_through`."""
+        return self.write_through(key, entry, expected, retain)
+
+    async def ainvalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
+        """Async :meth:`invalidate`."""
+        return self.invalidate(gens)
+
+    async def acurrent(self, gens: Sequence[str]) -> tuple[int, ...]:
+        """Async :meth:`current`."""
+        return self.current(gens)
+
+    async def adelete(self, key: str) -> bool:
+        """Async :meth:`delete`."""
+        return self.delete(key)
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        self.close()

@@ -1,0 +1,306 @@
+"""``cached``, ``invalidates`` and ``updates``, built on wrapt.
+
+wrapt keeps the signature, docstring and ``inspect`` behaviour, and binds correctly on methods,
+classmethods and staticmethods. Its generic call path costs ~0.45 µs, more than a whole L1 hit,
+so :class:`CachedFunction` overrides ``__call__`` for the common unbound case and serves L1
+hits inline; bound calls (methods) go through wrapt's normal wrapper protocol.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import wrapt
+
+from .errors import ConfigurationError, KeyTemplateError
+from .events import Event
+from .keys import KeySpec, Template, check_tag
+
+if TYPE_CHECKING:
+    from .cache import Cache
+
+__all__ = ["CachedFunction", "FunctionSpec", "make_cached", "make_invalidates", "make_updates"]
+
+
+def _is_async(func: Any) -> bool:
+    target = func.__func__ if isinstance(func, classmethod | staticmethod) else func
+    return inspect.iscoroutinefunction(inspect.unwrap(target))
+
+
+class FunctionSpec:
+    """Everything a decorated function needs per call, resolved once at decoration."""
+
+    __slots__ = ("cache", "fast", "fname", "is_async", "keys", "near", "token", "ttl")
+
+    def __init__(self, cache: Cache, func: Any, keys: KeySpec, ttl: float | None) -> None:
+        self.cache = cache
+        self.keys = keys
+        self.ttl = ttl
+        self.fname = keys.name
+        self.is_async = _is_async(func)
+        self.near = cache.near
+        # The raw-key fast path may ignore the instance only if no template reads it.
+        self.fast = self.near is not None and not keys.uses_self
+        self.token = keys.func_id
+
+    def resolve(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+                ) -> tuple[str, tuple[str, ...]]:
+        """The entry key and rendered tags of a call."""
+        bound = self.keys.bind(instance, args, kwargs)
+        return self.keys.key_for(bound), self.keys.tags_for(bound)
+
+    def raw(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The near-cache raw key of a call, or None."""
+        return self.keys.raw_key(self.token, args, kwargs) if self.fast else None
+
+    def call(self, wrapped: Any, instance: Any, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Any:
+        """The wrapt wrapper: serve a call from the cache (sync, or a coroutine if async)."""
+        if self.is_async:
+            return self.acall(wrapped, instance, args, kwargs)
+        key, tags = self.resolve(instance, args, kwargs)
+        return self.cache.fetch(self.fname, key, tags, lambda: wrapped(*args, **kwargs),
+                                self.ttl, self.raw(args, kwargs))
+
+    async def acall(self, wrapped: Any, instance: Any, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+        """Async call path."""
+        rk = self.raw(args, kwargs)
+        near = self.near
+        if rk is not None and near is not None:
+            e = near.get(rk, self.cache.monotonic())
+            if e is not None:
+                if self.cache.events.hit:
+                    self.cache.events.emit(Event("hit", self.fname, None, "l1"))
+                return e.value
+        key, tags = self.resolve(instance, args, kwargs)
+        return await self.cache.afetch(self.fname, key, tags, lambda: wrapped(*args, **kwargs),
+                                       self.ttl, rk)
+
+    # handles -------------------------------------------------------------------------
+
+    def invalidate(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Handle: invalidate one call's entry."""
+        key, _ = self.resolve(instance, args, kwargs)
+        if self.is_async:
+            return self.cache.ainvalidate_key(key)
+        self.cache.invalidate_key(key)
+        return None
+
+    def refresh(self, wrapped: Any, instance: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+        """Handle: make every process drop this call's entry, then load and store it anew."""
+        key, tags = self.resolve(instance, args, kwargs)
+        if self.is_async:
+
+            async def arefresh() -> Any:
+                await self.cache.ainvalidate_key(key)
+                return await self.cache.afetch(self.fname, key, tags,
+                                               lambda: wrapped(*args, **kwargs), self.ttl)
+
+            return arefresh()
+        self.cache.invalidate_key(key)
+        return self.cache.fetch(self.fname, key, tags, lambda: wrapped(*args, **kwargs),
+                                self.ttl)
+
+
+class _Handles:
+    """The handle methods shared by the unbound and the bound wrapper."""
+
+    _self_spec: FunctionSpec
+    __wrapped__: Any
+
+    def _self_target(self) -> tuple[Any, Any, tuple[Any, ...]]:
+        return None, self.__wrapped__, ()
+
+    def _self_split(self, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+        instance, _wrapped, _ = self._self_target()
+        return instance, args
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> Any:
+        """Invalidate the entry of this call, in every process."""
+        instance, args = self._self_split(args)
+        return self._self_spec.invalidate(instance, args, kwargs)
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the original now and store its result as the entry of this call."""
+        instance, args = self._self_split(args)
+        _i, wrapped, _ = self._self_target()
+        return self._self_spec.refresh(wrapped, instance, args, kwargs)
+
+    def key(self, *args: Any, **kwargs: Any) -> str:
+        """The entry key this call uses (usable with ``cache.get``)."""
+        instance, args = self._self_split(args)
+        return self._self_spec.resolve(instance, args, kwargs)[0]
+
+    def tags(self, *args: Any, **kwargs: Any) -> tuple[str, ...]:
+        """The rendered tags of this call."""
+        instance, args = self._self_split(args)
+        return self._self_spec.resolve(instance, args, kwargs)[1]
+
+    @property
+    def uncached(self) -> Any:
+        """The original function (bound, for methods)."""
+        return self._self_target()[1]
+
+
+class BoundCachedFunction(_Handles, wrapt.BoundFunctionWrapper):  # type: ignore[misc]
+    """A cached method bound to an instance or class; calls go through wrapt's wrapper."""
+
+    @property
+    def _self_spec(self) -> FunctionSpec:  # type: ignore[override]
+        return self._self_parent._self_spec  # type: ignore[no-any-return]
+
+    def _self_target(self) -> tuple[Any, Any, tuple[Any, ...]]:
+        if self._self_binding in ("function", "callable"):
+            return self._self_instance, self.__wrapped__, ()
+        return getattr(self.__wrapped__, "__self__", None), self.__wrapped__, ()
+
+    def _self_split(self, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+        instance, _w, _ = self._self_target()
+        if instance is None and self._self_binding == "function" and args:
+            return args[0], args[1:]  # Class.method(obj, ...)
+        return instance, args
+
+
+class CachedFunction(_Handles, wrapt.FunctionWrapper):  # type: ignore[misc]
+    """A function decorated with ``cache.cached``: call it as before; it carries handles."""
+
+    __bound_function_wrapper__ = BoundCachedFunction
+
+    def __init__(self, wrapped: Any, spec: FunctionSpec) -> None:
+        super().__init__(wrapped, spec.call)
+        self._self_spec = spec
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # The hot path of an unbound call, inlined: an L1 entry validated in the current
+        # epoch and within its TTL is returned with no further work. Anything else takes
+        # the full path (FunctionSpec.call), which re-validates stamps and reads the backend.
+        spec = self._self_spec
+        if spec.fast and not spec.is_async:
+            rk = spec.keys.raw_key(spec.token, args, kwargs)
+            if rk is not None:
+                near = spec.near
+                try:
+                    e = near.data[rk]  # type: ignore[union-attr]
+                except KeyError:
+                    pass
+                else:
+                    now = spec.cache.monotonic()
+                    if (e.epoch == near.epoch and now < e.expires  # type: ignore[union-attr]
+                            and now < near.trusted_until):  # type: ignore[union-attr]
+                        if spec.cache.events.hit:
+                            spec.cache.events.emit(Event("hit", spec.fname, None, "l1"))
+                        return e.value
+        return spec.call(self.__wrapped__, None, args, kwargs)
+
+
+def make_cached(cache: Cache, func: Any, *, ttl: float | None, key: str | None,
+                tags: Iterable[str], version: str | int | None, code_identity: bool) -> Any:
+    """Build the cached wrapper of ``func`` (see :meth:`Cache.cached`)."""
+    if not callable(func) and not isinstance(func, classmethod | staticmethod):
+        raise ConfigurationError(f"@cached must decorate a function, got {func!r}")
+    keys = KeySpec(func, key=key, tags=tags, version=version, use_code_identity=code_identity)
+    return CachedFunction(func, FunctionSpec(cache, func, keys, ttl))
+
+
+def _writer_templates(func: Any, tags: Sequence[str]) -> tuple[KeySpec, tuple[Template, ...]]:
+    spec = KeySpec(func, key=None, tags=tags, version=None, use_code_identity=False)
+    return spec, spec.tag_templates
+
+
+def make_invalidates(cache: Cache, tags: Sequence[str]) -> Callable[[Any], Any]:
+    """Build the ``invalidates`` decorator (see :meth:`Cache.invalidates`)."""
+    if not tags:
+        raise KeyTemplateError("@invalidates needs at least one tag template")
+
+    def decorate(func: Any) -> Any:
+        spec, _templates = _writer_templates(func, tags)
+
+        def rendered(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
+            return [check_tag(t) for t in spec.tags_for(spec.bind(instance, args, kwargs))]
+
+        if _is_async(func):
+
+            async def awrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                rendered_tags = rendered(instance, args, kwargs)  # bad args fail before the write
+                result = await wrapped(*args, **kwargs)
+                await cache.ainvalidate(*rendered_tags)
+                return result
+
+            return wrapt.FunctionWrapper(func, awrapper)
+
+        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            rendered_tags = rendered(instance, args, kwargs)
+            result = wrapped(*args, **kwargs)
+            cache.invalidate(*rendered_tags)
+            return result
+
+        return wrapt.FunctionWrapper(func, wrapper)
+
+    return decorate
+
+
+def make_updates(cache: Cache, reader: Any) -> Callable[[Any], Any]:
+    """Build the write-through ``updates`` decorator (see :meth:`Cache.updates`)."""
+    rspec: FunctionSpec | None = getattr(reader, "_self_spec", None)
+    if rspec is None or not isinstance(rspec, FunctionSpec):
+        raise ConfigurationError(
+            f"@updates needs a function decorated with @cache.cached, got {reader!r}"
+        )
+    if rspec.cache is not cache:
+        raise ConfigurationError("@updates: the reader is cached by a different Cache")
+    reader_params = rspec.keys.sig.parameters
+
+    def decorate(func: Any) -> Any:
+        wsig = inspect.signature(func.__func__ if isinstance(func, classmethod | staticmethod)
+                                 else func)
+        required = [
+            n for i, (n, p) in enumerate(reader_params.items())
+            if not (i == 0 and rspec.keys.first_is_self)
+            and p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        missing = [n for n in required if n not in wsig.parameters]
+        if missing:
+            raise KeyTemplateError(
+                f"@updates({rspec.fname}): the writer {getattr(func, '__qualname__', func)} has "
+                f"no parameter {', '.join(map(repr, missing))} to fill the reader's arguments"
+            )
+        wkeys = KeySpec(func, key=None, tags=(), version=None, use_code_identity=False)
+
+        def reader_call(instance: Any, args: Any, kwargs: Any) -> tuple[str, tuple[str, ...]]:
+            bound = wkeys.bind(instance, args, kwargs)
+            rargs = {n: bound[n] for n in reader_params if n in bound}
+            if rspec.keys.first_is_self:
+                first = next(iter(reader_params))
+                rargs.pop(first, None)
+                return rspec.resolve(instance, (), rargs)
+            return rspec.resolve(None, (), rargs)
+
+        if _is_async(func):
+
+            async def awrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                key, tags = reader_call(instance, args, kwargs)
+                names = cache.gen_names(key, tags)
+                expected = await cache.backend.acurrent(names)  # read BEFORE the write runs
+                result = await wrapped(*args, **kwargs)
+                await cache.astore_expected(rspec.fname, key, names, expected, result, rspec.ttl)
+                return result
+
+            return wrapt.FunctionWrapper(func, awrapper)
+
+        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            key, tags = reader_call(instance, args, kwargs)
+            names = cache.gen_names(key, tags)
+            expected = cache.backend.current(names)  # read BEFORE the write runs
+            result = wrapped(*args, **kwargs)
+            cache.store_expected(rspec.fname, key, names, expected, result, rspec.ttl)
+            return result
+
+        return wrapt.FunctionWrapper(func, wrapper)
+
+    return decorate
+

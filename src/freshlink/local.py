@@ -1,0 +1,160 @@
+"""The L1 near cache (cachetools) and its coherence bookkeeping.
+
+An L1 entry remembers the generations it was stamped with. The near cache remembers the
+latest generation it *knows* for each name, learned from backend reads and from invalidation
+messages. An entry is served from L1 only while every stamp equals the known generation, the
+entry's own TTL has not run out, and the invalidation channel is trusted.
+
+Validation is lazy: an invalidation does not search for dependent entries, it bumps ``epoch``.
+An entry validated under the current epoch is served with two comparisons; after any
+invalidation the next hit re-checks its stamps once and records the new epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cachetools import FIFOCache
+
+from .errors import ConfigurationError
+
+__all__ = ["Local", "NearCache", "NearEntry"]
+
+Mode = Literal["bounded", "strict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Local:
+    """Configuration of the per-process L1 near cache."""
+
+    maxsize: int = 10_000
+    ttl: float | None = None
+    mode: Mode = "bounded"
+    max_staleness: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.maxsize, int) or self.maxsize < 1:
+            raise ConfigurationError(f"Local(maxsize=) must be a positive int, got {self.maxsize!r}")
+        if self.ttl is not None and not self.ttl > 0:
+            raise ConfigurationError(f"Local(ttl=) must be > 0 seconds or None, got {self.ttl!r}")
+        if self.mode not in ("bounded", "strict"):
+            raise ConfigurationError(f"Local(mode=) must be 'bounded' or 'strict', got {self.mode!r}")
+        if not self.max_staleness > 0:
+            raise ConfigurationError(
+                f"Local(max_staleness=) must be > 0 seconds, got {self.max_staleness!r}"
+            )
+
+
+class NearEntry:
+    """One L1 entry: a decoded value, its stamps, and the epoch it was last validated in."""
+
+    __slots__ = ("epoch", "expires", "stamps", "value")
+
+    def __init__(
+        self, value: Any, stamps: tuple[tuple[str, int], ...], expires: float
+    ) -> None:
+        self.value = value
+        self.stamps = stamps
+        self.expires = expires
+        # -1 never equals an epoch, so a new entry is validated against ``known`` on first use.
+        self.epoch = -1
+
+
+class NearCache:
+    """The L1 store plus the generations this process knows to be current."""
+
+    def __init__(self, config: Local, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
+        # FIFOCache because its ``__getitem__`` only reads: hits need no lock. An LRU moves the
+        # key on every read, which is a write that would need a lock on the hot path.
+        self.data: FIFOCache[Hashable, NearEntry] = FIFOCache(config.maxsize)
+        self.known: dict[str, int] = {}
+        self._known_max = config.maxsize * 8
+        self._lock = threading.RLock()
+        self.epoch = 0
+        # Bumped whenever ``known`` is wiped. A backend reply read before a wipe may be older
+        # than an invalidation message the wipe erased, so it must not be learned (learn_since).
+        self.resets = 0
+        # Monotonic time until which L1 may be trusted. A synchronous backend trusts it for
+        # ever; a channel-backed one moves it forward on each proof of liveness.
+        self.trusted_until = math.inf
+
+    def get(self, key: Hashable, now: float) -> NearEntry | None:
+        """The entry under ``key`` if it is valid now, else None (the slow-path check)."""
+        try:
+            e = self.data[key]
+        except KeyError:
+            return None
+        if now >= e.expires or now >= self.trusted_until:
+            return None
+        epoch = self.epoch  # read before checking, so a concurrent bump forces a re-check
+        if e.epoch != epoch:
+            known = self.known
+            for name, value in e.stamps:
+                if known.get(name) != value:
+                    return None
+            e.epoch = epoch
+        return e
+
+    def put(self, key: Hashable, entry: NearEntry) -> None:
+        """Store an entry (its stamps are learned as known generations by the caller)."""
+        with self._lock:
+            self.data[key] = entry
+
+    def learn(self, names: Sequence[str], values: Sequence[int]) -> None:
+        """Record generations seen in a backend reply or an invalidation message.
+
+        Generations only grow while they exist, so a smaller value than the known one can only
+        be a late reply or a re-created generation: forget the name (entries stamped with it go
+        to the backend) rather than trust either value.
+        """
+        with self._lock:
+            known = self.known
+            changed = False
+            for name, value in zip(names, values, strict=True):
+                old = known.get(name)
+                if old is None or value > old:
+                    if old is not None:
+                        changed = True
+                    if len(known) >= self._known_max:
+                        known.clear()
+                        self.resets += 1
+                        changed = True
+                    known[name] = value
+                elif value < old:
+                    del known[name]
+                    changed = True
+            if changed:
+                self.epoch += 1
+
+    def learn_since(self, names: Sequence[str], values: Sequence[int], resets: int) -> bool:
+        """Learn a backend reply read while ``self.resets == resets``; False if a wipe came since."""
+        with self._lock:
+            if self.resets != resets:
+                return False
+            self.learn(names, values)
+            return self.resets == resets
+
+    def forget(self, names: Sequence[str]) -> None:
+        """Mark generations unknown (after this process invalidated them)."""
+        with self._lock:
+            for name in names:
+                self.known.pop(name, None)
+            self.epoch += 1
+
+    def clear(self) -> None:
+        """Drop every entry and every known generation."""
+        with self._lock:
+            self.data.clear()
+            self.known.clear()
+            self.resets += 1
+            self.epoch += 1
+
+    def __len__(self) -> int:
+        return len(self.data)

@@ -1,0 +1,67 @@
+"""The public surface is curated and importing freshlink stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import freshlink
+
+EXPECTED = {
+    "AsyncCached",
+    "BackendError",
+    "Cache",
+    "Cached",
+    "ConfigurationError",
+    "Event",
+    "FreshlinkError",
+    "InvalidTagError",
+    "InvalidationError",
+    "KeyEncodingError",
+    "KeyTemplateError",
+    "Local",
+    "MissingDependencyError",
+    "SerializationError",
+    "TamperedPayloadError",
+    "ValueTooLargeError",
+    "__version__",
+}
+
+
+def test_all_is_exactly_the_public_surface() -> None:
+    assert set(freshlink.__all__) == EXPECTED
+    assert freshlink.__all__ == sorted(freshlink.__all__, key=lambda n: (n.startswith("_"), n))
+    for name in freshlink.__all__:
+        assert hasattr(freshlink, name), name
+
+
+def test_public_names_have_docstrings() -> None:
+    for name in freshlink.__all__:
+        obj = getattr(freshlink, name)
+        if name != "__version__":
+            assert (obj.__doc__ or "").strip(), f"{name} lacks a docstring"
+
+
+def test_import_loads_no_framework_or_driver() -> None:
+    code = (
+        "import sys, freshlink\n"
+        "c = freshlink.Cache()\n"
+        "bad = [m for m in ('flask', 'django', 'redis', 'prometheus_client', 'msgpack')"
+        " if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_errors_pair_with_builtins() -> None:
+    assert issubclass(freshlink.KeyTemplateError, ValueError)
+    assert issubclass(freshlink.KeyEncodingError, TypeError)
+    assert issubclass(freshlink.SerializationError, TypeError)
+    assert issubclass(freshlink.ConfigurationError, ValueError)
+    assert issubclass(freshlink.InvalidationError, ConnectionError)
+    assert issubclass(freshlink.MissingDependencyError, ImportError)
+    for name in freshlink.__all__:
+        obj = getattr(freshlink, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, freshlink.FreshlinkError)
