@@ -344,8 +344,12 @@ def test_no_local_reads_through_backend(src: Source) -> None:
 def test_ttl_expiry_with_injected_clock(src: Source) -> None:
     now = [1000.0]
     clock = lambda: now[0]  # noqa: E731
-    cache = Cache(clock=clock, monotonic=clock, backend=MemoryBackend(clock=clock),
-                  local=Local(maxsize=10, mode="strict"))
+    cache = Cache(
+        clock=clock,
+        monotonic=clock,
+        backend=MemoryBackend(clock=clock),
+        local=Local(maxsize=10, mode="strict"),
+    )
 
     @cache.cached(ttl=10)
     def f(x: int) -> dict[str, Any]:

@@ -160,10 +160,12 @@ atoms = st.one_of(
 )
 values = st.recursive(
     atoms,
-    lambda children: st.lists(children, max_size=3)
-    | st.tuples(children, children)
-    | st.dictionaries(st.text(max_size=3), children, max_size=3)
-    | st.frozensets(st.integers(), max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=3), children, max_size=3)
+        | st.frozensets(st.integers(), max_size=3)
+    ),
     max_leaves=10,
 )
 

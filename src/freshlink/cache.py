@@ -67,7 +67,7 @@ class Cache:
         url: str = "memory://",
         *,
         namespace: str = "freshlink",
-        local: Local | None | _Unset = _UNSET,
+        local: Local | _Unset | None = _UNSET,
         serializer: str | Serializer = "json",
         default_ttl: float | None = 300.0,
         jitter: float = 0.0,
@@ -79,8 +79,10 @@ class Cache:
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        if not isinstance(namespace, str) or not namespace or not _NAMESPACE_CHARS.issuperset(
-            namespace
+        if (
+            not isinstance(namespace, str)
+            or not namespace
+            or not _NAMESPACE_CHARS.issuperset(namespace)
         ):
             raise ConfigurationError(
                 f"namespace must be a non-empty str of letters, digits, '_', '.', '-'; "
@@ -129,7 +131,7 @@ class Cache:
     @overload
     def cached(
         self,
-        ttl: float | None | _Unset = ...,
+        ttl: float | _Unset | None = ...,
         *,
         key: str | None = ...,
         tags: Iterable[str] = ...,
@@ -137,7 +139,9 @@ class Cache:
         code_identity: bool = ...,
     ) -> CachedDecorator: ...
     @overload
-    def cached(self, ttl: Callable[P, Coroutine[Any, Any, R]]) -> AsyncCached[P, R]: ...
+    def cached(  # type: ignore[overload-overlap]
+        self, ttl: Callable[P, Coroutine[Any, Any, R]]
+    ) -> AsyncCached[P, R]: ...
     @overload
     def cached(self, ttl: Callable[P, R]) -> Cached[P, R]: ...
     def cached(
@@ -159,13 +163,21 @@ class Cache:
 
         if callable(ttl) and not isinstance(ttl, _Unset):
             # Bare ``@cache.cached`` without parentheses.
-            return make_cached(self, ttl, ttl=self.default_ttl, key=None, tags=(), version=None,
-                               code_identity=True)
+            return make_cached(
+                self, ttl, ttl=self.default_ttl, key=None, tags=(), version=None, code_identity=True
+            )
         ttl_value = self.default_ttl if isinstance(ttl, _Unset) else check_ttl(ttl)
 
         def decorate(func: Any) -> Any:
-            return make_cached(self, func, ttl=ttl_value, key=key, tags=tags, version=version,
-                               code_identity=code_identity)
+            return make_cached(
+                self,
+                func,
+                ttl=ttl_value,
+                key=key,
+                tags=tags,
+                version=version,
+                code_identity=code_identity,
+            )
 
         return decorate
 
@@ -204,8 +216,9 @@ class Cache:
 
     # ------------------------------------------------------------------ codec
 
-    def _encode(self, fname: str, key: str, names: Sequence[str], stamps: Sequence[int],
-                value: Any) -> tuple[bytes, Any]:
+    def _encode(
+        self, fname: str, key: str, names: Sequence[str], stamps: Sequence[int], value: Any
+    ) -> tuple[bytes, Any]:
         """Serialize (and sign) a value; also return the decoded copy that L1 and callers get."""
         try:
             payload = self.codec.encode(value, self._context(key, names, stamps))
@@ -213,13 +226,18 @@ class Cache:
             raise type(exc)(f"{fname}: {exc}") from exc
         return payload, self._decode(fname, key, names, stamps, payload)
 
-    def _decode(self, fname: str, key: str, names: Sequence[str], stamps: Sequence[int],
-                payload: bytes) -> Any:
+    def _decode(
+        self, fname: str, key: str, names: Sequence[str], stamps: Sequence[int], payload: bytes
+    ) -> Any:
         try:
             return self.codec.decode(payload, self._context(key, names, stamps))
         except (TamperedPayloadError, SerializationError) as exc:
-            logger.warning("freshlink: unreadable entry %s treated as a miss: %s", key, exc,
-                           extra={"freshlink_key": key, "freshlink_function": fname})
+            logger.warning(
+                "freshlink: unreadable entry %s treated as a miss: %s",
+                key,
+                exc,
+                extra={"freshlink_key": key, "freshlink_function": fname},
+            )
             if self.events.error:
                 self.events.emit(Event("error", fname, key, "l2", error=exc))
             return _MISS
@@ -229,8 +247,15 @@ class Cache:
 
     # ------------------------------------------------------------------ read path (sync)
 
-    def _near_put(self, near_key: Hashable, value: Any, names: Sequence[str],
-                  stamps: Sequence[int], ttl_left: float | None, resets: int) -> None:
+    def _near_put(
+        self,
+        near_key: Hashable,
+        value: Any,
+        names: Sequence[str],
+        stamps: Sequence[int],
+        ttl_left: float | None,
+        resets: int,
+    ) -> None:
         near = self.near
         if near is None or not near.learn_since(names, stamps, resets):
             return
@@ -270,8 +295,14 @@ class Cache:
             if value is not _MISS:
                 if self.events.hit:
                     self.events.emit(Event("hit", fname, key, "l2"))
-                self._near_put(nk, value, read.entry.names, read.entry.stamps,
-                               self._ttl_left(read.entry), resets)
+                self._near_put(
+                    nk,
+                    value,
+                    read.entry.names,
+                    read.entry.stamps,
+                    self._ttl_left(read.entry),
+                    resets,
+                )
                 return value
         if self.events.miss:
             self.events.emit(Event("miss", fname, key))
@@ -282,8 +313,16 @@ class Cache:
         value, _leader = self._flight.run((key, read.gens), fill)
         return value
 
-    def _stamp(self, fname: str, key: str, names: Sequence[str], stamps: Sequence[int],
-               value: Any, ttl: float | None, load_time: float) -> tuple[Entry, Any, float | None]:
+    def _stamp(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        stamps: Sequence[int],
+        value: Any,
+        ttl: float | None,
+        load_time: float,
+    ) -> tuple[Entry, Any, float | None]:
         ttl = jittered_ttl(ttl, self.jitter, self.rng)
         payload, copy = self._encode(fname, key, names, stamps, value)
         if copy is _MISS:  # a serializer that cannot read its own output
@@ -291,9 +330,17 @@ class Cache:
         entry = Entry(payload, tuple(names), tuple(stamps), self.clock(), ttl, load_time)
         return entry, copy, ttl
 
-    def _fill(self, fname: str, key: str, names: Sequence[str], stamps: tuple[int, ...],
-              load: Callable[[], Any], ttl: float | None, near_key: Hashable,
-              resets: int) -> Any:
+    def _fill(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        stamps: tuple[int, ...],
+        load: Callable[[], Any],
+        ttl: float | None,
+        near_key: Hashable,
+        resets: int,
+    ) -> Any:
         t0 = self.monotonic()
         value = load()
         took = self.monotonic() - t0
@@ -337,8 +384,14 @@ class Cache:
             if value is not _MISS:
                 if self.events.hit:
                     self.events.emit(Event("hit", fname, key, "l2"))
-                self._near_put(nk, value, read.entry.names, read.entry.stamps,
-                               self._ttl_left(read.entry), resets)
+                self._near_put(
+                    nk,
+                    value,
+                    read.entry.names,
+                    read.entry.stamps,
+                    self._ttl_left(read.entry),
+                    resets,
+                )
                 return value
         if self.events.miss:
             self.events.emit(Event("miss", fname, key))
@@ -359,8 +412,9 @@ class Cache:
 
     # ------------------------------------------------------------------ refresh / write-through
 
-    def store(self, fname: str, key: str, tags: Sequence[str], value: Any,
-              ttl: float | None) -> Any:
+    def store(
+        self, fname: str, key: str, tags: Sequence[str], value: Any, ttl: float | None
+    ) -> Any:
         """Store ``value`` as the current entry for ``key``, invalidating its tags atomically.
 
         This is the write-through primitive behind :meth:`updates` and ``.refresh()``: it reads
@@ -371,8 +425,15 @@ class Cache:
         expected = self.backend.current(names)
         return self.store_expected(fname, key, names, expected, value, ttl)
 
-    def store_expected(self, fname: str, key: str, names: Sequence[str],
-                       expected: Sequence[int], value: Any, ttl: float | None) -> Any:
+    def store_expected(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        expected: Sequence[int],
+        value: Any,
+        ttl: float | None,
+    ) -> Any:
         """Write-through with generations read earlier (before the wrapped write ran)."""
         stamps = tuple(g + 1 for g in expected)
         entry, copy, ttl = self._stamp(fname, key, names, stamps, value, ttl, 0.0)
@@ -383,8 +444,15 @@ class Cache:
             self._near_put(key, copy, names, stamps, ttl, resets)
         return copy
 
-    async def astore_expected(self, fname: str, key: str, names: Sequence[str],
-                              expected: Sequence[int], value: Any, ttl: float | None) -> Any:
+    async def astore_expected(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        expected: Sequence[int],
+        value: Any,
+        ttl: float | None,
+    ) -> Any:
         """Async :meth:`store_expected`."""
         stamps = tuple(g + 1 for g in expected)
         entry, copy, ttl = self._stamp(fname, key, names, stamps, value, ttl, 0.0)
@@ -407,7 +475,7 @@ class Cache:
             else:
                 near.learn(names, values)
 
-    def _check_tags(self, tags: Sequence[str]) -> tuple[str, ...]:
+    def _check_tags(self, tags: Sequence[object]) -> tuple[str, ...]:
         if len(tags) == 1 and not isinstance(tags[0], str) and isinstance(tags[0], Iterable):
             tags = tuple(tags[0])  # invalidate(["a", "b"]) as well as invalidate("a", "b")
         return tuple(check_tag(t) for t in tags)
@@ -478,16 +546,18 @@ class Cache:
         value = self._entry_value("get", k, read.entry)
         return default if value is _MISS else value
 
-    def set(self, key: str, value: Any, *, ttl: float | None | _Unset = _UNSET,
-            tags: Sequence[str] = ()) -> None:
+    def set(
+        self, key: str, value: Any, *, ttl: float | _Unset | None = _UNSET, tags: Sequence[str] = ()
+    ) -> None:
         """Store ``value`` under ``key``, dying when any of ``tags`` is invalidated."""
         k = self._user_key(key)
         checked = [check_tag(t) for t in tags]
         ttl_value = self.default_ttl if isinstance(ttl, _Unset) else check_ttl(ttl)
         self.store("set", k, checked, value, ttl_value)
 
-    async def aset(self, key: str, value: Any, *, ttl: float | None | _Unset = _UNSET,
-                   tags: Sequence[str] = ()) -> None:
+    async def aset(
+        self, key: str, value: Any, *, ttl: float | _Unset | None = _UNSET, tags: Sequence[str] = ()
+    ) -> None:
         """Async :meth:`set`."""
         k = self._user_key(key)
         checked = [check_tag(t) for t in tags]

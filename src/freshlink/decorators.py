@@ -45,8 +45,9 @@ class FunctionSpec:
         self.fast = self.near is not None and not keys.uses_self
         self.token = keys.func_id
 
-    def resolve(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-                ) -> tuple[str, tuple[str, ...]]:
+    def resolve(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, tuple[str, ...]]:
         """The entry key and rendered tags of a call."""
         bound = self.keys.bind(instance, args, kwargs)
         return self.keys.key_for(bound), self.keys.tags_for(bound)
@@ -55,17 +56,25 @@ class FunctionSpec:
         """The near-cache raw key of a call, or None."""
         return self.keys.raw_key(self.token, args, kwargs) if self.fast else None
 
-    def call(self, wrapped: Any, instance: Any, args: tuple[Any, ...],
-             kwargs: dict[str, Any]) -> Any:
+    def call(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """The wrapt wrapper: serve a call from the cache (sync, or a coroutine if async)."""
         if self.is_async:
             return self.acall(wrapped, instance, args, kwargs)
         key, tags = self.resolve(instance, args, kwargs)
-        return self.cache.fetch(self.fname, key, tags, lambda: wrapped(*args, **kwargs),
-                                self.ttl, self.raw(args, kwargs))
+        return self.cache.fetch(
+            self.fname,
+            key,
+            tags,
+            lambda: wrapped(*args, **kwargs),
+            self.ttl,
+            self.raw(args, kwargs),
+        )
 
-    async def acall(self, wrapped: Any, instance: Any, args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> Any:
+    async def acall(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """Async call path."""
         rk = self.raw(args, kwargs)
         near = self.near
@@ -76,8 +85,9 @@ class FunctionSpec:
                     self.cache.events.emit(Event("hit", self.fname, None, "l1"))
                 return e.value
         key, tags = self.resolve(instance, args, kwargs)
-        return await self.cache.afetch(self.fname, key, tags, lambda: wrapped(*args, **kwargs),
-                                       self.ttl, rk)
+        return await self.cache.afetch(
+            self.fname, key, tags, lambda: wrapped(*args, **kwargs), self.ttl, rk
+        )
 
     # handles -------------------------------------------------------------------------
 
@@ -89,21 +99,22 @@ class FunctionSpec:
         self.cache.invalidate_key(key)
         return None
 
-    def refresh(self, wrapped: Any, instance: Any, args: tuple[Any, ...],
-                kwargs: dict[str, Any]) -> Any:
+    def refresh(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """Handle: make every process drop this call's entry, then load and store it anew."""
         key, tags = self.resolve(instance, args, kwargs)
         if self.is_async:
 
             async def arefresh() -> Any:
                 await self.cache.ainvalidate_key(key)
-                return await self.cache.afetch(self.fname, key, tags,
-                                               lambda: wrapped(*args, **kwargs), self.ttl)
+                return await self.cache.afetch(
+                    self.fname, key, tags, lambda: wrapped(*args, **kwargs), self.ttl
+                )
 
             return arefresh()
         self.cache.invalidate_key(key)
-        return self.cache.fetch(self.fname, key, tags, lambda: wrapped(*args, **kwargs),
-                                self.ttl)
+        return self.cache.fetch(self.fname, key, tags, lambda: wrapped(*args, **kwargs), self.ttl)
 
 
 class _Handles:
@@ -146,7 +157,7 @@ class _Handles:
         return self._self_target()[1]
 
 
-class BoundCachedFunction(_Handles, wrapt.BoundFunctionWrapper):  # type: ignore[misc]
+class BoundCachedFunction(_Handles, wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
     """A cached method bound to an instance or class; calls go through wrapt's wrapper."""
 
     @property
@@ -165,7 +176,7 @@ class BoundCachedFunction(_Handles, wrapt.BoundFunctionWrapper):  # type: ignore
         return instance, args
 
 
-class CachedFunction(_Handles, wrapt.FunctionWrapper):  # type: ignore[misc]
+class CachedFunction(_Handles, wrapt.FunctionWrapper):  # type: ignore[type-arg]
     """A function decorated with ``cache.cached``: call it as before; it carries handles."""
 
     __bound_function_wrapper__ = BoundCachedFunction
@@ -175,30 +186,47 @@ class CachedFunction(_Handles, wrapt.FunctionWrapper):  # type: ignore[misc]
         self._self_spec = spec
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function through the cache."""
         # The hot path of an unbound call, inlined: an L1 entry validated in the current
         # epoch and within its TTL is returned with no further work. Anything else takes
         # the full path (FunctionSpec.call), which re-validates stamps and reads the backend.
         spec = self._self_spec
-        if spec.fast and not spec.is_async:
+        near = spec.near
+        if near is not None and spec.fast:
             rk = spec.keys.raw_key(spec.token, args, kwargs)
             if rk is not None:
-                near = spec.near
                 try:
-                    e = near.data[rk]  # type: ignore[union-attr]
+                    e = near.data[rk]
                 except KeyError:
                     pass
                 else:
                     now = spec.cache.monotonic()
-                    if (e.epoch == near.epoch and now < e.expires  # type: ignore[union-attr]
-                            and now < near.trusted_until):  # type: ignore[union-attr]
+                    if (
+                        e.epoch == near.epoch
+                        and now < e.expires
+                        and now < near.trusted_until
+                    ):
                         if spec.cache.events.hit:
                             spec.cache.events.emit(Event("hit", spec.fname, None, "l1"))
-                        return e.value
+                        return _ready(e.value) if spec.is_async else e.value
         return spec.call(self.__wrapped__, None, args, kwargs)
 
 
-def make_cached(cache: Cache, func: Any, *, ttl: float | None, key: str | None,
-                tags: Iterable[str], version: str | int | None, code_identity: bool) -> Any:
+async def _ready(value: Any) -> Any:
+    """An awaitable of a value already at hand (an async L1 hit)."""
+    return value
+
+
+def make_cached(
+    cache: Cache,
+    func: Any,
+    *,
+    ttl: float | None,
+    key: str | None,
+    tags: Iterable[str],
+    version: str | int | None,
+    code_identity: bool,
+) -> Any:
     """Build the cached wrapper of ``func`` (see :meth:`Cache.cached`)."""
     if not callable(func) and not isinstance(func, classmethod | staticmethod):
         raise ConfigurationError(f"@cached must decorate a function, got {func!r}")
@@ -255,10 +283,12 @@ def make_updates(cache: Cache, reader: Any) -> Callable[[Any], Any]:
     reader_params = rspec.keys.sig.parameters
 
     def decorate(func: Any) -> Any:
-        wsig = inspect.signature(func.__func__ if isinstance(func, classmethod | staticmethod)
-                                 else func)
+        wsig = inspect.signature(
+            func.__func__ if isinstance(func, classmethod | staticmethod) else func
+        )
         required = [
-            n for i, (n, p) in enumerate(reader_params.items())
+            n
+            for i, (n, p) in enumerate(reader_params.items())
             if not (i == 0 and rspec.keys.first_is_self)
             and p.default is inspect.Parameter.empty
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
@@ -303,4 +333,3 @@ def make_updates(cache: Cache, reader: Any) -> Callable[[Any], Any]:
         return wrapt.FunctionWrapper(func, wrapper)
 
     return decorate
-

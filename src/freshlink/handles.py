@@ -66,6 +66,8 @@ class CachedDecorator(Protocol):
     """What ``cache.cached(...)`` returns."""
 
     @overload
-    def __call__(self, func: Callable[P, Coroutine[Any, Any, R]]) -> AsyncCached[P, R]: ...
+    def __call__(  # type: ignore[overload-overlap]
+        self, func: Callable[P, Coroutine[Any, Any, R]]
+    ) -> AsyncCached[P, R]: ...
     @overload
     def __call__(self, func: Callable[P, R]) -> Cached[P, R]: ...

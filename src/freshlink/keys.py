@@ -17,7 +17,7 @@ import types
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from .errors import InvalidTagError, KeyEncodingError, KeyTemplateError
@@ -48,6 +48,11 @@ _VALUE_SAFE = "-._~@+=,!$&;"
 # floats (-0.0 == 0.0), Decimals (1.0 == 1.00) and aware datetimes (equal instants in different
 # zones) are excluded because equal values can still encode differently.
 _ATOMIC: frozenset[type] = frozenset({str, int, bool, bytes, type(None), uuid.UUID})
+
+# Subclasses of basic types (other than enums) encode as their base value plus the class name.
+_BASES: tuple[tuple[type, Callable[[Any], object]], ...] = (
+    (str, str), (int, int), (float, float), (tuple, tuple), (list, list), (dict, dict),
+)
 
 _SELF_NAMES = frozenset({"self", "cls", "mcs"})
 
@@ -92,7 +97,7 @@ def encode_arg(value: object, _depth: int = 0) -> str:
     if t is float:
         return "f" + repr(value)
     if t is bytes:
-        return "b" + value.hex()  # type: ignore[attr-defined]
+        return "b" + cast(bytes, value).hex()
     if t is Decimal:
         return "D" + str(value)
     if t is uuid.UUID:
@@ -123,9 +128,9 @@ def encode_arg(value: object, _depth: int = 0) -> str:
         )
         return f"dc{t.__module__}.{t.__qualname__}({fields})"
     # Subclasses of the basic types (IntEnum is handled above) encode as their base plus name.
-    for base in (str, int, float, tuple, list, dict):
+    for base, convert in _BASES:
         if isinstance(value, base):
-            return f"{t.__module__}.{t.__qualname__}~" + encode_arg(base(value), d)  # type: ignore[call-overload]
+            return f"{t.__module__}.{t.__qualname__}~" + encode_arg(convert(value), d)
     raise KeyEncodingError(
         f"cannot build a cache key from an argument of type {t.__module__}.{t.__qualname__}; "
         "give the decorator a key= template, or define __freshlink_key__() on the type"
@@ -207,7 +212,7 @@ class Template:
 
 def _underlying(func: Any) -> Callable[..., Any]:
     if isinstance(func, classmethod | staticmethod):
-        return func.__func__  # type: ignore[no-any-return]
+        return func.__func__
     return func  # type: ignore[no-any-return]
 
 
@@ -311,10 +316,21 @@ class KeySpec:
         the restriction to :data:`_ATOMIC` types (see the comment there).
         """
         if kwargs:
+            if not args and len(kwargs) == 1:
+                ((name, v),) = kwargs.items()
+                t = type(v)
+                return (token, name, v, t) if t in _ATOMIC else None
             vals = tuple(kwargs.values())
             if not _ATOMIC.issuperset(map(type, args)) or not _ATOMIC.issuperset(map(type, vals)):
                 return None
-            return (token, args, tuple(kwargs), vals, tuple(map(type, args)), tuple(map(type, vals)))
+            return (
+                token,
+                args,
+                tuple(kwargs),
+                vals,
+                tuple(map(type, args)),
+                tuple(map(type, vals)),
+            )
         n = len(args)
         if n == 1:
             a = args[0]

@@ -39,11 +39,15 @@ class Local:
 
     def __post_init__(self) -> None:
         if not isinstance(self.maxsize, int) or self.maxsize < 1:
-            raise ConfigurationError(f"Local(maxsize=) must be a positive int, got {self.maxsize!r}")
+            raise ConfigurationError(
+                f"Local(maxsize=) must be a positive int, got {self.maxsize!r}"
+            )
         if self.ttl is not None and not self.ttl > 0:
             raise ConfigurationError(f"Local(ttl=) must be > 0 seconds or None, got {self.ttl!r}")
         if self.mode not in ("bounded", "strict"):
-            raise ConfigurationError(f"Local(mode=) must be 'bounded' or 'strict', got {self.mode!r}")
+            raise ConfigurationError(
+                f"Local(mode=) must be 'bounded' or 'strict', got {self.mode!r}"
+            )
         if not self.max_staleness > 0:
             raise ConfigurationError(
                 f"Local(max_staleness=) must be > 0 seconds, got {self.max_staleness!r}"
@@ -55,9 +59,7 @@ class NearEntry:
 
     __slots__ = ("epoch", "expires", "stamps", "value")
 
-    def __init__(
-        self, value: Any, stamps: tuple[tuple[str, int], ...], expires: float
-    ) -> None:
+    def __init__(self, value: Any, stamps: tuple[tuple[str, int], ...], expires: float) -> None:
         self.value = value
         self.stamps = stamps
         self.expires = expires
@@ -134,7 +136,7 @@ class NearCache:
                 self.epoch += 1
 
     def learn_since(self, names: Sequence[str], values: Sequence[int], resets: int) -> bool:
-        """Learn a backend reply read while ``self.resets == resets``; False if a wipe came since."""
+        """Learn a reply read while ``resets`` was current; False if ``known`` was wiped since."""
         with self._lock:
             if self.resets != resets:
                 return False

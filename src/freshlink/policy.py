@@ -14,7 +14,9 @@ def check_ttl(ttl: float | None, what: str = "ttl") -> float | None:
     if ttl is None:
         return None
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
-        raise ConfigurationError(f"{what} must be a positive number of seconds or None, got {ttl!r}")
+        raise ConfigurationError(
+            f"{what} must be a positive number of seconds or None, got {ttl!r}"
+        )
     return float(ttl)
 
 

@@ -23,7 +23,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["GEN_MAX", "GEN_MIN", "Backend", "Entry", "InvalidationListener", "Read", "new_generation"]
+__all__ = [
+    "GEN_MAX",
+    "GEN_MIN",
+    "Backend",
+    "Entry",
+    "InvalidationListener",
+    "Read",
+    "new_generation",
+]
 
 # Fresh generations are drawn from [GEN_MIN, GEN_MAX): large enough that a re-created
 # generation never meets an old stamp by chance (p ~ 2**-52), small enough to stay exact in
