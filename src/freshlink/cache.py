@@ -16,16 +16,21 @@ already made those generations old.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import random
 import time
-from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from .backends import open_backend
-from .backends.base import Backend, Entry
+from .backends.base import Backend, Entry, Read
 from .errors import (
+    BackendError,
     ConfigurationError,
     FreshlinkError,
+    InvalidationError,
+    RemoteLoaderError,
     SerializationError,
     TamperedPayloadError,
 )
@@ -78,6 +83,7 @@ class Cache:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        lease_ttl: float = 10.0,
     ) -> None:
         if (
             not isinstance(namespace, str)
@@ -96,7 +102,12 @@ class Cache:
         self.default_ttl = check_ttl(default_ttl, "default_ttl")
         self.jitter = float(jitter)
         self.codec: Codec = make_codec(serializer, secret=secret, max_value_size=max_value_size)
-        self.backend: Backend = backend if backend is not None else open_backend(url)
+        if not isinstance(lease_ttl, int | float) or not lease_ttl > 0:
+            raise ConfigurationError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
+        self.lease_ttl = float(lease_ttl)
+        self.backend: Backend = (
+            backend if backend is not None else open_backend(url, namespace=namespace)
+        )
         self.clock = clock
         self.monotonic = monotonic
         self.rng = rng
@@ -109,14 +120,22 @@ class Cache:
             raise ConfigurationError(f"local= must be a freshlink.Local or None, got {local!r}")
         self.local = local
         self.near: NearCache | None = None
+        # Strict L1 over a shared backend: every L1 candidate is confirmed by reading its
+        # generations (one small round trip, no payload transfer or decoding).
+        self._verify_near = False
         if local is not None:
-            if not self.backend.synchronous:
-                raise ConfigurationError(
-                    "an L1 (local=) in front of a shared backend needs its invalidation "
-                    "channel, which this backend does not provide yet"
-                )
-            self.near = NearCache(local, clock=monotonic)
-            self.backend.subscribe(self.near.learn)
+            near = self.near = NearCache(local, clock=monotonic)
+            if self.backend.synchronous:
+                self.backend.subscribe(near.learn)
+            elif local.mode == "bounded":
+                # Trusted only once the channel has proved it delivers (see backends.channel).
+                near.trusted_until = -math.inf
+                bound = local.max_staleness
+                self.backend.on_channel(alive=lambda t: near.trust(t + bound), reset=near.distrust)
+                self.backend.subscribe(near.learn)
+            else:
+                near.trusted_until = -math.inf
+                self._verify_near = True
         self._flight = Flight()
         self._aflight = AsyncFlight()
         self._tag_prefix = namespace + ":t:"
@@ -261,11 +280,55 @@ class Cache:
             return
         limit = near.config.ttl
         life = ttl_left if limit is None else limit if ttl_left is None else min(limit, ttl_left)
-        expires = self.monotonic() + life if life is not None else float("inf")
+        expires = self.monotonic() + life if life is not None else math.inf
         near.put(near_key, NearEntry(value, tuple(zip(names, stamps, strict=True)), expires))
 
     def _ttl_left(self, entry: Entry) -> float | None:
         return None if entry.ttl is None else entry.created + entry.ttl - self.clock()
+
+    def _near_hit(self, fname: str, key: str, near_key: Hashable) -> tuple[Any, int]:
+        """L1 lookup without I/O: (value or _MISS, resets token for a later put)."""
+        near = self.near
+        if near is None:
+            return _MISS, 0
+        e = near.get(near_key, self.monotonic())
+        if e is None:
+            return _MISS, near.resets
+        if self.events.hit:
+            self.events.emit(Event("hit", fname, key, "l1"))
+        return e.value, near.resets
+
+    def _verified(self, fname: str, key: str, e: NearEntry, current: Sequence[int]) -> Any:
+        if tuple(v for _, v in e.stamps) != tuple(current):
+            return _MISS
+        if self.events.hit:
+            self.events.emit(Event("hit", fname, key, "l1"))
+        return e.value
+
+    def _served(self, fname: str, key: str, read: Read, near_key: Hashable, resets: int) -> Any:
+        """Decode a valid backend entry, remember it in L1; _MISS if it cannot be read."""
+        if read.entry is None:
+            return _MISS
+        value = self._entry_value(fname, key, read.entry)
+        if value is not _MISS:
+            if self.events.hit:
+                self.events.emit(Event("hit", fname, key, "l2"))
+            entry = read.entry
+            self._near_put(
+                near_key, value, entry.names, entry.stamps, self._ttl_left(entry), resets
+            )
+        return value
+
+    def _backend_failed(self, fname: str, key: str, exc: BackendError, doing: str) -> None:
+        logger.warning(
+            "freshlink: %s failed for %s, serving from the loader: %s",
+            doing,
+            key,
+            exc,
+            extra={"freshlink_key": key, "freshlink_function": fname},
+        )
+        if self.events.error:
+            self.events.emit(Event("error", fname, key, "l2", error=exc))
 
     def fetch(
         self,
@@ -277,33 +340,26 @@ class Cache:
         near_key: Hashable | None = None,
     ) -> Any:
         """Return the cached value for ``key`` or load, stamp and store it (the sync read path)."""
-        near = self.near
         nk = key if near_key is None else near_key
-        resets = 0
-        if near is not None:
-            e = near.get(nk, self.monotonic())
-            if e is not None:
-                if self.events.hit:
-                    self.events.emit(Event("hit", fname, key, "l1"))
-                return e.value
-            resets = near.resets
+        value, resets = self._near_hit(fname, key, nk)
+        if value is not _MISS:
+            return value
         names = self.gen_names(key, tags)
-        ekey = self.entry_key(key)
-        read = self.backend.read(ekey, names)
-        if read.entry is not None:
-            value = self._entry_value(fname, key, read.entry)
-            if value is not _MISS:
-                if self.events.hit:
-                    self.events.emit(Event("hit", fname, key, "l2"))
-                self._near_put(
-                    nk,
-                    value,
-                    read.entry.names,
-                    read.entry.stamps,
-                    self._ttl_left(read.entry),
-                    resets,
-                )
-                return value
+        try:
+            if self._verify_near:
+                e = self.near.peek(nk, self.monotonic())  # type: ignore[union-attr]
+                if e is not None:
+                    value = self._verified(fname, key, e, self.backend.current(e.names))
+                    if value is not _MISS:
+                        return value
+            read = self.backend.read(self.entry_key(key), names)
+        except BackendError as exc:
+            # Redis down or slow: the page still renders, from the source of truth.
+            self._backend_failed(fname, key, exc, "read")
+            return load()
+        value = self._served(fname, key, read, nk, resets)
+        if value is not _MISS:
+            return value
         if self.events.miss:
             self.events.emit(Event("miss", fname, key))
 
@@ -330,6 +386,42 @@ class Cache:
         entry = Entry(payload, tuple(names), tuple(stamps), self.clock(), ttl, load_time)
         return entry, copy, ttl
 
+    def _lease(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        stamps: tuple[int, ...],
+        near_key: Hashable,
+        resets: int,
+    ) -> tuple[str, tuple[int, ...], Any]:
+        """Cross-process single-flight: (lease token, stamps, _MISS) or ("", _, served value).
+
+        Waiters do not poll: they sleep until the fill channel says the leader wrote (or
+        failed), or until the leader's lease runs out, when one of them takes over.
+        """
+        backend, ekey = self.backend, self.entry_key(key)
+        while True:
+            token, left = backend.lease(ekey, self.lease_ttl)
+            if token is not None:
+                return token, stamps, _MISS
+            found: list[Any] = []
+
+            def recheck() -> bool:
+                found.append(self._served(fname, key, backend.read(ekey, names), near_key, resets))
+                return found[-1] is not _MISS
+
+            outcome = backend.wait_fill(ekey, left, recheck)
+            if found and found[-1] is not _MISS:
+                return "", stamps, found[-1]
+            if outcome is not None and outcome[0] == "err":
+                raise RemoteLoaderError(f"{fname}: the process loading {key} failed: {outcome[1]}")
+            read = backend.read(ekey, names)
+            value = self._served(fname, key, read, near_key, resets)
+            if value is not _MISS:
+                return "", stamps, value
+            stamps = read.gens  # invalidated meanwhile: the next load stamps the newer gens
+
     def _fill(
         self,
         fname: str,
@@ -341,19 +433,42 @@ class Cache:
         near_key: Hashable,
         resets: int,
     ) -> Any:
+        backend, ekey, token = self.backend, self.entry_key(key), ""
+        if backend.supports_leases:
+            try:
+                token, stamps, served = self._lease(fname, key, names, stamps, near_key, resets)
+            except BackendError as exc:
+                self._backend_failed(fname, key, exc, "lease")
+                return load()
+            if served is not _MISS:
+                return served
         t0 = self.monotonic()
-        value = load()
+        try:
+            value = load()
+        except BaseException as exc:
+            if token:
+                self._release(ekey, token, exc)
+            raise
         took = self.monotonic() - t0
         if self.events.load:
             self.events.emit(Event("load", fname, key, duration=took))
         entry, copy, ttl = self._stamp(fname, key, names, stamps, value, ttl, took)
         # A fill that lost a race with an invalidation is not stored (and not put in L1); the
         # caller still gets the value, which is allowed: its read began before the write.
-        if self.backend.write(self.entry_key(key), entry, ttl):
-            self._near_put(near_key, copy, names, stamps, ttl, resets)
+        try:
+            if backend.write(ekey, entry, ttl, token):
+                self._near_put(near_key, copy, names, stamps, ttl, resets)
+        except BackendError as exc:
+            self._backend_failed(fname, key, exc, "write")
         # The caller gets the loader's own object, L1 keeps a decoded copy: mutating the
         # result of a call can never change what the next caller is served.
         return value
+
+    def _release(self, ekey: str, token: str, exc: BaseException) -> None:
+        try:
+            self.backend.release(ekey, token, f"{type(exc).__name__}: {exc}")
+        except BackendError:
+            logger.warning("freshlink: could not release the lease of %s", ekey)
 
     # ------------------------------------------------------------------ read path (async)
 
@@ -367,47 +482,109 @@ class Cache:
         near_key: Hashable | None = None,
     ) -> Any:
         """Async :meth:`fetch`: the same steps with the backend's async methods."""
-        near = self.near
         nk = key if near_key is None else near_key
-        resets = 0
-        if near is not None:
-            e = near.get(nk, self.monotonic())
-            if e is not None:
-                if self.events.hit:
-                    self.events.emit(Event("hit", fname, key, "l1"))
-                return e.value
-            resets = near.resets
+        value, resets = self._near_hit(fname, key, nk)
+        if value is not _MISS:
+            return value
         names = self.gen_names(key, tags)
-        read = await self.backend.aread(self.entry_key(key), names)
-        if read.entry is not None:
-            value = self._entry_value(fname, key, read.entry)
-            if value is not _MISS:
-                if self.events.hit:
-                    self.events.emit(Event("hit", fname, key, "l2"))
-                self._near_put(
-                    nk,
-                    value,
-                    read.entry.names,
-                    read.entry.stamps,
-                    self._ttl_left(read.entry),
-                    resets,
-                )
-                return value
+        try:
+            if self._verify_near:
+                e = self.near.peek(nk, self.monotonic())  # type: ignore[union-attr]
+                if e is not None:
+                    current = await self.backend.acurrent(e.names)
+                    value = self._verified(fname, key, e, current)
+                    if value is not _MISS:
+                        return value
+            read = await self.backend.aread(self.entry_key(key), names)
+        except BackendError as exc:
+            self._backend_failed(fname, key, exc, "read")
+            return await load()
+        value = self._served(fname, key, read, nk, resets)
+        if value is not _MISS:
+            return value
         if self.events.miss:
             self.events.emit(Event("miss", fname, key))
 
         async def fill() -> Any:
-            t0 = self.monotonic()
-            value = await load()
-            took = self.monotonic() - t0
-            if self.events.load:
-                self.events.emit(Event("load", fname, key, duration=took))
-            entry, copy, ttl_ = self._stamp(fname, key, names, read.gens, value, ttl, took)
-            if await self.backend.awrite(self.entry_key(key), entry, ttl_):
-                self._near_put(nk, copy, names, read.gens, ttl_, resets)
-            return value
+            return await self._afill(fname, key, names, read.gens, load, ttl, nk, resets)
 
         value, _leader = await self._aflight.run((key, read.gens), fill)
+        return value
+
+    async def _alease(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        stamps: tuple[int, ...],
+        near_key: Hashable,
+        resets: int,
+    ) -> tuple[str, tuple[int, ...], Any]:
+        """Async :meth:`_lease`."""
+        backend, ekey = self.backend, self.entry_key(key)
+        while True:
+            token, left = await backend.alease(ekey, self.lease_ttl)
+            if token is not None:
+                return token, stamps, _MISS
+            found: list[Any] = []
+
+            async def recheck() -> bool:
+                read = await backend.aread(ekey, names)
+                found.append(self._served(fname, key, read, near_key, resets))
+                return found[-1] is not _MISS
+
+            outcome = await backend.await_fill(ekey, left, recheck)
+            if found and found[-1] is not _MISS:
+                return "", stamps, found[-1]
+            if outcome is not None and outcome[0] == "err":
+                raise RemoteLoaderError(f"{fname}: the process loading {key} failed: {outcome[1]}")
+            read = await backend.aread(ekey, names)
+            value = self._served(fname, key, read, near_key, resets)
+            if value is not _MISS:
+                return "", stamps, value
+            stamps = read.gens
+
+    async def _afill(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        stamps: tuple[int, ...],
+        load: Callable[[], Coroutine[Any, Any, Any]],
+        ttl: float | None,
+        near_key: Hashable,
+        resets: int,
+    ) -> Any:
+        backend, ekey, token = self.backend, self.entry_key(key), ""
+        if backend.supports_leases:
+            try:
+                token, stamps, served = await self._alease(
+                    fname, key, names, stamps, near_key, resets
+                )
+            except BackendError as exc:
+                self._backend_failed(fname, key, exc, "lease")
+                return await load()
+            if served is not _MISS:
+                return served
+        t0 = self.monotonic()
+        try:
+            value = await load()
+        except BaseException as exc:
+            if token:
+                try:
+                    await backend.arelease(ekey, token, f"{type(exc).__name__}: {exc}")
+                except BackendError:
+                    logger.warning("freshlink: could not release the lease of %s", ekey)
+            raise
+        took = self.monotonic() - t0
+        if self.events.load:
+            self.events.emit(Event("load", fname, key, duration=took))
+        entry, copy, ttl = self._stamp(fname, key, names, stamps, value, ttl, took)
+        try:
+            if await backend.awrite(ekey, entry, ttl, token):
+                self._near_put(near_key, copy, names, stamps, ttl, resets)
+        except BackendError as exc:
+            self._backend_failed(fname, key, exc, "write")
         return value
 
     # ------------------------------------------------------------------ refresh / write-through
@@ -430,18 +607,23 @@ class Cache:
         fname: str,
         key: str,
         names: Sequence[str],
-        expected: Sequence[int],
+        expected: Sequence[int] | None,
         value: Any,
         ttl: float | None,
     ) -> Any:
-        """Write-through with generations read earlier (before the wrapped write ran)."""
+        """Write-through with generations read earlier (before the wrapped write ran).
+
+        ``expected=None`` (they could not be read) degrades to a plain invalidation.
+        """
+        if expected is None:
+            self.invalidate_names(names)
+            return value
         stamps = tuple(g + 1 for g in expected)
         entry, copy, ttl = self._stamp(fname, key, names, stamps, value, ttl, 0.0)
         resets = self.near.resets if self.near is not None else 0
-        stored = self.backend.write_through(self.entry_key(key), entry, expected, ttl)
-        self._after_invalidate(names, stamps if stored else None)
-        if stored:
-            self._near_put(key, copy, names, stamps, ttl, resets)
+        with self._confirming(names):
+            stored = self.backend.write_through(self.entry_key(key), entry, expected, ttl)
+        self._after_write_through(key, copy, names, stamps, ttl, resets, stored)
         return copy
 
     async def astore_expected(
@@ -449,21 +631,63 @@ class Cache:
         fname: str,
         key: str,
         names: Sequence[str],
-        expected: Sequence[int],
+        expected: Sequence[int] | None,
         value: Any,
         ttl: float | None,
     ) -> Any:
         """Async :meth:`store_expected`."""
+        if expected is None:
+            await self.ainvalidate_names(names)
+            return value
         stamps = tuple(g + 1 for g in expected)
         entry, copy, ttl = self._stamp(fname, key, names, stamps, value, ttl, 0.0)
         resets = self.near.resets if self.near is not None else 0
-        stored = await self.backend.awrite_through(self.entry_key(key), entry, expected, ttl)
+        with self._confirming(names):
+            stored = await self.backend.awrite_through(self.entry_key(key), entry, expected, ttl)
+        self._after_write_through(key, copy, names, stamps, ttl, resets, stored)
+        return copy
+
+    def _after_write_through(
+        self,
+        key: str,
+        copy: Any,
+        names: Sequence[str],
+        stamps: Sequence[int],
+        ttl: float | None,
+        resets: int,
+        stored: bool,
+    ) -> None:
         self._after_invalidate(names, stamps if stored else None)
         if stored:
             self._near_put(key, copy, names, stamps, ttl, resets)
-        return copy
+        self._emit_invalidation(())
 
     # ------------------------------------------------------------------ invalidation
+
+    @contextlib.contextmanager
+    def _confirming(self, names: Sequence[str]) -> Iterator[None]:
+        """Turn a backend failure during an invalidation into InvalidationError, loudly.
+
+        The write may have happened in the backend or not; either way this process cannot
+        vouch for other processes' copies, so it drops its own L1 and tells the caller: a
+        write must never be reported done while old values may still be served.
+        """
+        try:
+            yield
+        except BackendError as exc:
+            if self.near is not None:
+                self.near.clear()
+            logger.error(
+                "freshlink: invalidation of %s not confirmed: %s",
+                list(names),
+                exc,
+                extra={"freshlink_event": "invalidation_failed"},
+            )
+            if self.events.error:
+                self.events.emit(Event("error", tags=tuple(names), error=exc))
+            if isinstance(exc, InvalidationError):
+                raise
+            raise InvalidationError(f"invalidation not confirmed: {exc}") from exc
 
     def _after_invalidate(self, names: Sequence[str], values: Sequence[int] | None) -> None:
         # A synchronous backend already told our L1 through its listener. For a shared backend
@@ -481,7 +705,10 @@ class Cache:
         return tuple(check_tag(t) for t in tags)
 
     def invalidate(self, *tags: str) -> None:
-        """Invalidate every entry stamped with any of ``tags`` (one O(1) increment per tag)."""
+        """Invalidate every entry stamped with any of ``tags`` (one O(1) increment per tag).
+
+        Raises :class:`~freshlink.errors.InvalidationError` if the backend cannot confirm it.
+        """
         checked = self._check_tags(tags)
         if checked:
             self.invalidate_names([self.tag_gen(t) for t in checked], checked)
@@ -490,20 +717,19 @@ class Cache:
         """Async :meth:`invalidate`."""
         checked = self._check_tags(tags)
         if checked:
-            names = [self.tag_gen(t) for t in checked]
-            values = await self.backend.ainvalidate(names)
-            self._after_invalidate(names, values)
-            self._emit_invalidation(checked)
+            await self.ainvalidate_names([self.tag_gen(t) for t in checked], checked)
 
     def invalidate_names(self, names: Sequence[str], tags: Sequence[str] = ()) -> None:
         """Invalidate raw generation names (tags or entry keys)."""
-        values = self.backend.invalidate(names)
+        with self._confirming(names):
+            values = self.backend.invalidate(names)
         self._after_invalidate(names, values)
         self._emit_invalidation(tags)
 
     async def ainvalidate_names(self, names: Sequence[str], tags: Sequence[str] = ()) -> None:
         """Async :meth:`invalidate_names`."""
-        values = await self.backend.ainvalidate(names)
+        with self._confirming(names):
+            values = await self.backend.ainvalidate(names)
         self._after_invalidate(names, values)
         self._emit_invalidation(tags)
 

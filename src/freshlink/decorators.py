@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import wrapt
 
-from .errors import ConfigurationError, KeyTemplateError
+from .errors import BackendError, ConfigurationError, KeyTemplateError
 from .events import Event
 from .keys import KeySpec, Template, check_tag
 
@@ -201,11 +201,7 @@ class CachedFunction(_Handles, wrapt.FunctionWrapper):  # type: ignore[type-arg]
                     pass
                 else:
                     now = spec.cache.monotonic()
-                    if (
-                        e.epoch == near.epoch
-                        and now < e.expires
-                        and now < near.trusted_until
-                    ):
+                    if e.epoch == near.epoch and now < e.expires and now < near.trusted_until:
                         if spec.cache.events.hit:
                             spec.cache.events.emit(Event("hit", spec.fname, None, "l1"))
                         return _ready(e.value) if spec.is_async else e.value
@@ -271,6 +267,22 @@ def make_invalidates(cache: Cache, tags: Sequence[str]) -> Callable[[Any], Any]:
     return decorate
 
 
+def _expected(cache: Cache, names: Sequence[str]) -> tuple[int, ...] | None:
+    # A backend failure here must not stop the write itself: without the generations the
+    # write-through degrades to a plain invalidation after the write (which reports failure).
+    try:
+        return cache.backend.current(names)
+    except BackendError:
+        return None
+
+
+async def _aexpected(cache: Cache, names: Sequence[str]) -> tuple[int, ...] | None:
+    try:
+        return await cache.backend.acurrent(names)
+    except BackendError:
+        return None
+
+
 def make_updates(cache: Cache, reader: Any) -> Callable[[Any], Any]:
     """Build the write-through ``updates`` decorator (see :meth:`Cache.updates`)."""
     rspec: FunctionSpec | None = getattr(reader, "_self_spec", None)
@@ -315,7 +327,7 @@ def make_updates(cache: Cache, reader: Any) -> Callable[[Any], Any]:
             async def awrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 key, tags = reader_call(instance, args, kwargs)
                 names = cache.gen_names(key, tags)
-                expected = await cache.backend.acurrent(names)  # read BEFORE the write runs
+                expected = await _aexpected(cache, names)  # read BEFORE the write runs
                 result = await wrapped(*args, **kwargs)
                 await cache.astore_expected(rspec.fname, key, names, expected, result, rspec.ttl)
                 return result
@@ -325,7 +337,7 @@ def make_updates(cache: Cache, reader: Any) -> Callable[[Any], Any]:
         def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             key, tags = reader_call(instance, args, kwargs)
             names = cache.gen_names(key, tags)
-            expected = cache.backend.current(names)  # read BEFORE the write runs
+            expected = _expected(cache, names)  # read BEFORE the write runs
             result = wrapped(*args, **kwargs)
             cache.store_expected(rspec.fname, key, names, expected, result, rspec.ttl)
             return result

@@ -12,6 +12,7 @@ callers who never heard of freshlink can keep catching ``ValueError`` or ``TypeE
     ├── ValueTooLargeError(ValueError)      a serialized value over ``max_value_size``
     ├── TamperedPayloadError(ValueError)    a signed payload whose MAC does not verify
     ├── MissingDependencyError(ImportError) an optional extra is not installed
+    ├── RemoteLoaderError(RuntimeError)     the other process loading this value failed
     └── BackendError(ConnectionError)       the backend could not be reached or answered badly
         └── InvalidationError               an invalidation that could not be confirmed
 """
@@ -27,6 +28,7 @@ __all__ = [
     "KeyEncodingError",
     "KeyTemplateError",
     "MissingDependencyError",
+    "RemoteLoaderError",
     "SerializationError",
     "TamperedPayloadError",
     "ValueTooLargeError",
@@ -67,6 +69,10 @@ class TamperedPayloadError(FreshlinkError, ValueError):
 
 class MissingDependencyError(FreshlinkError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
+
+
+class RemoteLoaderError(FreshlinkError, RuntimeError):
+    """The process loading a value this call waited for failed; the message says how."""
 
 
 class BackendError(FreshlinkError, ConnectionError):

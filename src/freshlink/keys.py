@@ -51,7 +51,12 @@ _ATOMIC: frozenset[type] = frozenset({str, int, bool, bytes, type(None), uuid.UU
 
 # Subclasses of basic types (other than enums) encode as their base value plus the class name.
 _BASES: tuple[tuple[type, Callable[[Any], object]], ...] = (
-    (str, str), (int, int), (float, float), (tuple, tuple), (list, list), (dict, dict),
+    (str, str),
+    (int, int),
+    (float, float),
+    (tuple, tuple),
+    (list, list),
+    (dict, dict),
 )
 
 _SELF_NAMES = frozenset({"self", "cls", "mcs"})

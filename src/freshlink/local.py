@@ -57,11 +57,12 @@ class Local:
 class NearEntry:
     """One L1 entry: a decoded value, its stamps, and the epoch it was last validated in."""
 
-    __slots__ = ("epoch", "expires", "stamps", "value")
+    __slots__ = ("epoch", "expires", "names", "stamps", "value")
 
     def __init__(self, value: Any, stamps: tuple[tuple[str, int], ...], expires: float) -> None:
         self.value = value
         self.stamps = stamps
+        self.names = tuple(name for name, _ in stamps)
         self.expires = expires
         # -1 never equals an epoch, so a new entry is validated against ``known`` on first use.
         self.epoch = -1
@@ -103,6 +104,24 @@ class NearCache:
                     return None
             e.epoch = epoch
         return e
+
+    def peek(self, key: Hashable, now: float) -> NearEntry | None:
+        """The entry under ``key`` if within its TTL, unvalidated (strict mode verifies it)."""
+        try:
+            e = self.data[key]
+        except KeyError:
+            return None
+        return e if now < e.expires else None
+
+    def trust(self, until: float) -> None:
+        """The channel proved delivery: L1 may be trusted until ``until`` (monotonic)."""
+        if until > self.trusted_until:
+            self.trusted_until = until
+
+    def distrust(self) -> None:
+        """The channel is lost or restarting: flush L1 and stop trusting it until proven."""
+        self.trusted_until = -math.inf
+        self.clear()
 
     def put(self, key: Hashable, entry: NearEntry) -> None:
         """Store an entry (its stamps are learned as known generations by the caller)."""

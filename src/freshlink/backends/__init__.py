@@ -13,10 +13,19 @@ __all__ = ["Backend", "Entry", "Read", "open_backend"]
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
-def open_backend(url: str, **options: Any) -> Backend:
-    """Create the backend a URL names: ``memory://`` or (with ``freshlink[redis]``) ``redis://``."""
+def open_backend(url: Any, *, namespace: str = "freshlink", **options: Any) -> Backend:
+    """Create the backend a URL names (``memory://``, ``redis://``...) or wrap a redis client."""
+    module = type(url).__module__
+    if module.startswith("redis."):
+        from .redis import RedisBackend
+
+        if module.startswith("redis.asyncio"):
+            return RedisBackend(aclient=url, namespace=namespace, **options)
+        return RedisBackend(client=url, namespace=namespace, **options)
     if not isinstance(url, str):
-        raise ConfigurationError(f"the cache URL must be a str, got {type(url).__name__}")
+        raise ConfigurationError(
+            f"the cache URL must be a str or a redis-py client, got {type(url).__name__}"
+        )
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
         from .memory import MemoryBackend
@@ -25,7 +34,8 @@ def open_backend(url: str, **options: Any) -> Backend:
     if scheme in _REDIS_SCHEMES:
         from .redis import RedisBackend  # imports redis-py lazily, naming the extra if missing
 
-        return RedisBackend.from_url(url, **options)
+        backend: Backend = RedisBackend.from_url(url, namespace=namespace, **options)
+        return backend
     raise ConfigurationError(
         f"unknown cache URL scheme {scheme!r} in {url!r}; use memory://, redis://, rediss:// "
         "or unix://"

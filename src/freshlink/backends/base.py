@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -95,9 +95,15 @@ class Backend(abc.ABC):
     def read(self, key: str, gens: Sequence[str]) -> Read:
         """Return the entry under ``key`` if all its stamps are current, and ``gens``' values."""
 
+    #: True when the backend coordinates fills across processes (lease / wait_fill / release).
+    supports_leases = False
+
     @abc.abstractmethod
-    def write(self, key: str, entry: Entry, retain: float | None) -> bool:
-        """Store ``entry`` for ``retain`` seconds if its stamps are still current; say if stored."""
+    def write(self, key: str, entry: Entry, retain: float | None, token: str = "") -> bool:
+        """Store ``entry`` for ``retain`` seconds if its stamps are still current; say if stored.
+
+        ``token`` is the fill's single-flight lease, ended (and waiters woken) by the write.
+        """
 
     @abc.abstractmethod
     def write_through(
@@ -135,9 +141,43 @@ class Backend(abc.ABC):
         """Async :meth:`read`."""
         return self.read(key, gens)
 
-    async def awrite(self, key: str, entry: Entry, retain: float | None) -> bool:
+    async def awrite(self, key: str, entry: Entry, retain: float | None, token: str = "") -> bool:
         """Async :meth:`write`."""
-        return self.write(key, entry, retain)
+        return self.write(key, entry, retain, token)
+
+    # Cross-process single-flight; only called when ``supports_leases`` is true.
+
+    def lease(self, key: str, ttl: float) -> tuple[str | None, float]:
+        """Try to fill ``key``: (token, 0), or (None, seconds the lease has left)."""
+        raise NotImplementedError
+
+    async def alease(self, key: str, ttl: float) -> tuple[str | None, float]:
+        """Async :meth:`lease`."""
+        raise NotImplementedError
+
+    def release(self, key: str, token: str, error: str) -> None:
+        """Give the lease back after the loader raised, telling waiters ``error``."""
+        raise NotImplementedError
+
+    async def arelease(self, key: str, token: str, error: str) -> None:
+        """Async :meth:`release`."""
+        raise NotImplementedError
+
+    def wait_fill(
+        self, key: str, timeout: float, recheck: Callable[[], bool]
+    ) -> tuple[str, str] | None:
+        """Wait for another process's fill of ``key``: ("ok"|"err", message) or None on timeout."""
+        raise NotImplementedError
+
+    async def await_fill(
+        self, key: str, timeout: float, recheck: Callable[[], Awaitable[bool]]
+    ) -> tuple[str, str] | None:
+        """Async :meth:`wait_fill`."""
+        raise NotImplementedError
+
+    def on_channel(self, *, alive: Callable[[float], None], reset: Callable[[], None]) -> None:
+        """Register L1 hooks: ``alive(t)`` proves delivery up to ``t``; ``reset()`` loses trust."""
+        raise NotImplementedError
 
     async def awrite_through(
         self, key: str, entry: Entry, expected: Sequence[int], retain: float | None

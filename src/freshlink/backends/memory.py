@@ -68,7 +68,7 @@ class MemoryBackend(Backend):
                 entry = None
             return Read(entry, current)
 
-    def write(self, key: str, entry: Entry, retain: float | None) -> bool:
+    def write(self, key: str, entry: Entry, retain: float | None, token: str = "") -> bool:
         """See :meth:`Backend.write`."""
         with self._lock:
             if self._current(entry.names) != entry.stamps:

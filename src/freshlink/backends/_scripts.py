@@ -1,0 +1,189 @@
+"""The Lua scripts of the Redis backend. Each one makes a check-and-act atomic on the server.
+
+Layout of the keys (``ns`` is the namespace):
+
+* ``ns:e:<key>``: an entry, a hash with fields ``r`` (server run id it was written under),
+  ``n`` (its generation names, newline-separated), ``s`` (their stamps, comma-separated),
+  ``m`` (``created,ttl,load_time``) and ``p`` (the payload).
+* ``ns:t:<tag>``, ``ns:k:<key>``: generation counters, plain integers.
+* ``ns:l:<key>``: a single-flight lease (a random token, with an expiry).
+
+Generations are compared as strings: they are integers below 2**53, written by ``INCR`` or by
+the client, so equal numbers always have equal decimal strings, and no Lua double rounding can
+make two different generations look equal.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CURRENT", "INVALIDATE", "READ", "RELEASE", "WRITE", "WRITE_THROUGH"]
+
+# Shared prologue: read the current generations of KEYS[first..], creating the missing ones.
+# A missing generation is *unknown*, never zero: it is created from a fresh random value the
+# client sends (ARGV[seed + i]), so no entry stamped before it was lost can ever match it.
+_GENS = """
+local function current(first, seed, gen_ttl)
+  local n = #KEYS - first + 1
+  if n <= 0 then return {} end
+  local gens = redis.call('MGET', unpack(KEYS, first))
+  for i = 1, n do
+    if not gens[i] then
+      gens[i] = ARGV[seed + i]
+      redis.call('SET', KEYS[first + i - 1], gens[i], 'PX', gen_ttl)
+    end
+  end
+  return gens
+end
+"""
+
+# READ: the generation-aware read in one round trip. It returns the current generations the
+# caller stamps a fill with (reading them in the same atomic step as the entry means a fill can
+# never be stamped newer than what was current when the miss was seen) and the entry only if
+# it was written under this server's run id and all its stamps are current.
+# KEYS[1] entry, KEYS[2..] generation names; ARGV[1] run id, ARGV[2] gen ttl ms,
+# ARGV[3..] fresh generations. Returns {gens, false | {names, stamps, meta, payload}}.
+READ = (
+    _GENS
+    + """
+local gens = current(2, 2, ARGV[2])
+local e = redis.call('HMGET', KEYS[1], 'r', 'n', 's', 'm', 'p')
+if not e[1] or e[1] ~= ARGV[1] or not e[5] then return {gens, false} end
+local stamps
+if e[2] == table.concat(KEYS, '\\n', 2) then
+  -- the usual case: the caller asked for exactly the entry's generations
+  stamps = table.concat(gens, ',')
+else
+  -- a reader that does not know the entry's tags (cache.get): read the stored names
+  local names = {}
+  for name in string.gmatch(e[2], '[^\\n]+') do names[#names + 1] = name end
+  local cur = redis.call('MGET', unpack(names))
+  for i = 1, #names do
+    if not cur[i] then return {gens, false} end
+  end
+  stamps = table.concat(cur, ',')
+end
+if stamps ~= e[3] then return {gens, false} end
+return {gens, {e[2], e[3], e[4], e[5]}}
+"""
+)
+
+# CURRENT: the current generations alone (write-through reads them before the write runs).
+# KEYS generation names; ARGV[1] gen ttl ms, ARGV[2..] fresh generations.
+CURRENT = (
+    _GENS
+    + """
+return current(1, 1, ARGV[1])
+"""
+)
+
+# Extend each generation so it outlives the entry stamped with it (else the entry would be
+# lost early, which is safe but wasteful); ttl -1 means the entry never expires.
+_KEEP = """
+local function keep(first, retain)
+  for i = first, #KEYS do
+    if retain <= 0 then
+      redis.call('PERSIST', KEYS[i])
+    else
+      local left = redis.call('PTTL', KEYS[i])
+      if left >= 0 and left < retain then redis.call('PEXPIRE', KEYS[i], retain) end
+    end
+  end
+end
+local function store(stamps)
+  redis.call('HSET', KEYS[1], 'r', ARGV[1], 'n', ARGV[2], 's', stamps, 'm', ARGV[4],
+             'p', ARGV[5])
+  local retain = tonumber(ARGV[6])
+  if retain > 0 then redis.call('PEXPIRE', KEYS[1], retain) else redis.call('PERSIST', KEYS[1]) end
+  keep(2, retain)
+end
+"""
+
+# WRITE: store a fill only if its stamps are still current. A fill that lost a race with an
+# invalidation would be invalid anyway; dropping it keeps a newer entry from being replaced.
+# It also ends the fill's single-flight lease and tells waiting processes, in the same step,
+# so a waiter woken by the notice always finds the entry.
+# KEYS[1] entry, KEYS[2..] its generation names; ARGV[1] run id, ARGV[2] names, ARGV[3]
+# stamps, ARGV[4] meta, ARGV[5] payload, ARGV[6] retain ms (<= 0: none), ARGV[7] lease key,
+# ARGV[8] lease token, ARGV[9] fill channel. Returns 1 if stored.
+WRITE = (
+    _KEEP
+    + """
+local cur = redis.call('MGET', unpack(KEYS, 2))
+local ok = 1
+for i = 1, #KEYS - 1 do
+  if not cur[i] then ok = 0 end
+end
+if ok == 1 and table.concat(cur, ',') ~= ARGV[3] then ok = 0 end
+if ok == 1 then store(ARGV[3]) end
+if ARGV[8] ~= '' and redis.call('GET', ARGV[7]) == ARGV[8] then
+  redis.call('DEL', ARGV[7])
+  redis.call('PUBLISH', ARGV[9], 'ok\\n' .. KEYS[1])
+end
+return ok
+"""
+)
+
+# Increment generations, creating missing ones from the fresh value plus one, then publish the
+# new values. Doing both in one script means no reader can see a new generation before its
+# message is queued, and no message goes out for an increment that did not happen.
+_BUMP = """
+local function bump(first, seed, gen_ttl, channel)
+  local vals = {}
+  for i = first, #KEYS do
+    local v = redis.call('GET', KEYS[i])
+    if v then
+      v = redis.call('INCR', KEYS[i])
+    else
+      v = tonumber(ARGV[seed + i - first + 1]) + 1
+      redis.call('SET', KEYS[i], v, 'PX', gen_ttl)
+    end
+    vals[#vals + 1] = tostring(v)
+  end
+  redis.call('PUBLISH', channel,
+             table.concat(KEYS, '\\n', first) .. '\\n\\n' .. table.concat(vals, ','))
+  return vals
+end
+"""
+
+# INVALIDATE: KEYS generation names; ARGV[1] channel, ARGV[2] gen ttl ms, ARGV[3..] fresh.
+INVALIDATE = (
+    _BUMP
+    + """
+return bump(1, 2, ARGV[2], ARGV[1])
+"""
+)
+
+# WRITE_THROUGH: invalidate the entry's generations and, only if they still had the values the
+# writer read before its write ran, store the writer's value stamped with the new ones. If
+# anything else invalidated them meanwhile, another write may be newer than ours: then this
+# degrades to a plain invalidation, so two writers finishing out of order can never leave the
+# older value valid.
+# KEYS[1] entry, KEYS[2..] names; ARGV[1] run id, ARGV[2] names, ARGV[3] expected stamps,
+# ARGV[4] meta, ARGV[5] payload, ARGV[6] retain ms, ARGV[7] channel, ARGV[8] gen ttl ms,
+# ARGV[9..] fresh generations. Returns 1 if stored.
+WRITE_THROUGH = (
+    _KEEP
+    + _BUMP
+    + """
+local cur = redis.call('MGET', unpack(KEYS, 2))
+local ok = 1
+for i = 1, #KEYS - 1 do
+  if not cur[i] then ok = 0 end
+end
+if ok == 1 and table.concat(cur, ',') ~= ARGV[3] then ok = 0 end
+local vals = bump(2, 8, ARGV[8], ARGV[7])
+if ok == 1 then store(table.concat(vals, ',')) end
+return ok
+"""
+)
+
+# RELEASE: a leader whose loader raised gives the lease back (only its own: the token check
+# stops a leader whose lease expired from deleting a successor's) and tells the waiters why.
+# KEYS[1] lease; ARGV[1] token, ARGV[2] fill channel, ARGV[3] message.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""

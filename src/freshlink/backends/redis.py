@@ -1,0 +1,582 @@
+"""The Redis backend: one round trip per warm read, atomic invalidation, leases, a channel.
+
+redis-py is imported lazily by :func:`_redis` so that ``import freshlink`` never needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ..errors import BackendError, ConfigurationError, InvalidationError, MissingDependencyError
+from . import _scripts
+from .base import Backend, Entry, InvalidationListener, Read, new_generation
+from .channel import Listener
+
+__all__ = ["DEFAULT_CLIENT_OPTIONS", "RedisBackend"]
+
+#: Client defaults for a cache: a dead or stalled Redis costs milliseconds, not the seconds
+#: redis-py's general-purpose defaults allow (5 s timeouts, several retries).
+DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 0.25,
+    "socket_timeout": 0.25,
+    "health_check_interval": 0,
+}
+
+
+def _redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+        raise MissingDependencyError(
+            "the Redis backend needs redis-py: pip install 'freshlink[redis]'"
+        ) from exc
+    return redis
+
+
+def _retry() -> Any:
+    _redis()
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    # One quick retry absorbs a dropped idle connection; more would only stall requests.
+    return Retry(ExponentialBackoff(cap=0.02, base=0.002), retries=1)
+
+
+def _parse_run_id(info: Any) -> str:
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line.split(":", 1)[1].strip()
+    raise BackendError("INFO server did not report a run_id")
+
+
+def _entry_from(reply: Any) -> Entry:
+    names_b, stamps_b, meta_b, payload = reply
+    created, ttl, load_time = meta_b.decode().split(",")
+    return Entry(
+        payload=bytes(payload),
+        names=tuple(names_b.decode().split("\n")),
+        stamps=tuple(int(s) for s in stamps_b.split(b",")),
+        created=float(created),
+        ttl=float(ttl) if ttl else None,
+        load_time=float(load_time),
+    )
+
+
+def _meta(entry: Entry) -> str:
+    ttl = "" if entry.ttl is None else repr(entry.ttl)
+    return f"{entry.created!r},{ttl},{entry.load_time!r}"
+
+
+def _retain_ms(retain: float | None) -> int:
+    return -1 if retain is None else max(int(retain * 1000), 1)
+
+
+class _Waiters:
+    """Processes waiting for another process's fill, woken by the fill channel."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[str, list[Callable[[str, str], None]]] = {}
+
+    def add(self, key: str, callback: Callable[[str, str], None]) -> None:
+        with self._lock:
+            self._by_key.setdefault(key, []).append(callback)
+
+    def remove(self, key: str, callback: Callable[[str, str], None]) -> None:
+        with self._lock:
+            lst = self._by_key.get(key)
+            if lst and callback in lst:
+                lst.remove(callback)
+                if not lst:
+                    del self._by_key[key]
+
+    def notify(self, status: str, rest: str) -> None:
+        key, _, message = rest.partition("\n")
+        with self._lock:
+            callbacks = self._by_key.pop(key, [])
+        for cb in callbacks:
+            cb(status, message)
+
+
+class RedisBackend(Backend):
+    """Entries and generations in Redis, shared by every process that uses the same server."""
+
+    synchronous = False
+    supports_leases = True
+
+    def __init__(
+        self,
+        client: Any = None,
+        aclient: Any = None,
+        *,
+        url: str | None = None,
+        namespace: str = "freshlink",
+        gen_ttl: float = 7 * 86400,
+        ping_interval: float = 0.02,
+        rng: Callable[[], float] = random.random,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
+        if client is None and aclient is None and url is None:
+            raise ConfigurationError("RedisBackend needs a url, a client or an async client")
+        self.url = url
+        self._options = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
+        self._client = client
+        self._aclient = aclient
+        self._rng = rng
+        self._gen_ttl_ms = str(int(gen_ttl * 1000))
+        self.namespace = namespace
+        self.inv_channel = namespace + ":inv"
+        self.fill_channel = namespace + ":fill"
+        self._ping_interval = ping_interval
+        self._run_id: str | None = None
+        self._lock = threading.Lock()
+        self._listeners: list[InvalidationListener] = []
+        self._alive_hooks: list[Callable[[float], None]] = []
+        self._reset_hooks: list[Callable[[], None]] = []
+        self._listener: Listener | None = None
+        self._waiters = _Waiters()
+        self._scripts: dict[str, Any] = {}
+        self._ascripts: dict[tuple[int, str], Any] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisBackend:
+        """A backend for ``redis://``, ``rediss://`` or ``unix://`` URLs."""
+        _redis()
+        return cls(url=url, **options)
+
+    # ------------------------------------------------------------------ clients
+
+    def _on_connect(self, conn: Any) -> None:
+        # Every new connection learns the server's run id. Entries carry the run id they were
+        # written under, so after a restart (even one restoring an older snapshot, whose
+        # generations are older than invalidations already acknowledged) or a failover to a
+        # replica that missed writes, nothing written before is ever valid again.
+        conn.on_connect()
+        conn.send_command("INFO", "server")
+        self._run_id = _parse_run_id(conn.read_response())
+
+    async def _aon_connect(self, conn: Any) -> None:
+        await conn.on_connect()
+        await conn.send_command("INFO", "server")
+        self._run_id = _parse_run_id(await conn.read_response())
+
+    @property
+    def client(self) -> Any:
+        """The sync redis-py client (created from the URL on first use)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    redis = _redis()
+                    if self.url is None:
+                        kwargs = dict(self._aclient.connection_pool.connection_kwargs)
+                        kwargs.pop("redis_connect_func", None)
+                        self._client = redis.Redis(**kwargs, redis_connect_func=self._on_connect)
+                    else:
+                        self._client = redis.Redis.from_url(
+                            self.url,
+                            retry=_retry(),
+                            redis_connect_func=self._on_connect,
+                            **self._options,
+                        )
+        else:
+            self._hook(self._client, self._on_connect)
+        return self._client
+
+    def _hook(self, client: Any, hook: Callable[..., Any]) -> None:
+        # A client passed in by the user: make its future connections learn the run id too.
+        kwargs = client.connection_pool.connection_kwargs
+        if kwargs.get("redis_connect_func") is None:
+            kwargs["redis_connect_func"] = hook
+
+    @property
+    def aclient(self) -> Any:
+        """The asyncio redis-py client (created from the URL on first use)."""
+        if self._aclient is None:
+            redis = _redis()
+            from redis.asyncio.retry import Retry as AsyncRetry
+            from redis.backoff import ExponentialBackoff
+
+            if self.url is None:
+                kwargs = dict(self._client.connection_pool.connection_kwargs)
+                kwargs.pop("redis_connect_func", None)
+                kwargs.pop("retry", None)
+                self._aclient = redis.asyncio.Redis(**kwargs, redis_connect_func=self._aon_connect)
+            else:
+                self._aclient = redis.asyncio.Redis.from_url(
+                    self.url,
+                    retry=AsyncRetry(ExponentialBackoff(cap=0.02, base=0.002), retries=1),
+                    redis_connect_func=self._aon_connect,
+                    **self._options,
+                )
+        else:
+            self._hook(self._aclient, self._aon_connect)
+        return self._aclient
+
+    def run_id(self) -> str:
+        """The run id of the server we are connected to (fetched if not known yet)."""
+        if self._run_id is None:
+            try:
+                self._run_id = _parse_run_id(self.client.execute_command("INFO", "server"))
+            except Exception as exc:
+                raise self._error(exc) from exc
+        assert self._run_id is not None
+        return self._run_id
+
+    async def arun_id(self) -> str:
+        """Async :meth:`run_id`."""
+        if self._run_id is None:
+            try:
+                info = await self.aclient.execute_command("INFO", "server")
+            except Exception as exc:
+                raise self._error(exc) from exc
+            self._run_id = _parse_run_id(info)
+        return self._run_id
+
+    def _script(self, name: str) -> Any:
+        s = self._scripts.get(name)
+        if s is None:
+            s = self._scripts[name] = self.client.register_script(getattr(_scripts, name))
+        return s
+
+    def _ascript(self, name: str) -> Any:
+        # Async scripts are bound to the client of the running loop's thread; key by client.
+        client = self.aclient
+        s = self._ascripts.get((id(client), name))
+        if s is None:
+            s = self._ascripts[(id(client), name)] = client.register_script(getattr(_scripts, name))
+        return s
+
+    def _fresh(self, n: int) -> list[str]:
+        return [str(new_generation(self._rng)) for _ in range(n)]
+
+    def _error(self, exc: BaseException, kind: type[BackendError] = BackendError) -> BackendError:
+        if isinstance(exc, BackendError):
+            return exc
+        return kind(f"redis: {type(exc).__name__}: {exc}")
+
+    def _run(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        kind: type[BackendError] = BackendError,
+    ) -> Any:
+        try:
+            return self._script(name)(keys=keys, args=args)
+        except Exception as exc:
+            if _is_noscript_gone(exc):
+                self._scripts.clear()
+                return self._run(name, keys, args, kind)
+            raise self._error(exc, kind) from exc
+
+    async def _arun(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        kind: type[BackendError] = BackendError,
+    ) -> Any:
+        try:
+            return await self._ascript(name)(keys=keys, args=args)
+        except Exception as exc:
+            raise self._error(exc, kind) from exc
+
+    # ------------------------------------------------------------------ Backend API
+
+    def _read_args(self, run_id: str, gens: Sequence[str]) -> list[str]:
+        return [run_id, self._gen_ttl_ms, *self._fresh(len(gens))]
+
+    @staticmethod
+    def _read_result(reply: Any) -> Read:
+        gens, entry = reply
+        return Read(_entry_from(entry) if entry else None, tuple(int(g) for g in gens))
+
+    def read(self, key: str, gens: Sequence[str]) -> Read:
+        """See :meth:`Backend.read` (one EVALSHA)."""
+        reply = self._run("READ", [key, *gens], self._read_args(self.run_id(), gens))
+        return self._read_result(reply)
+
+    async def aread(self, key: str, gens: Sequence[str]) -> Read:
+        """See :meth:`Backend.read`."""
+        reply = await self._arun("READ", [key, *gens], self._read_args(await self.arun_id(), gens))
+        return self._read_result(reply)
+
+    def lease_key(self, key: str) -> str:
+        """The single-flight lease key of an entry key."""
+        return self.namespace + ":l:" + key
+
+    def _write_args(
+        self, run_id: str, key: str, entry: Entry, retain: float | None, token: str
+    ) -> list[Any]:
+        return [
+            run_id,
+            "\n".join(entry.names),
+            ",".join(map(str, entry.stamps)),
+            _meta(entry),
+            entry.payload,
+            _retain_ms(retain),
+            self.lease_key(key),
+            token,
+            self.fill_channel,
+        ]
+
+    def write(self, key: str, entry: Entry, retain: float | None, token: str = "") -> bool:
+        """See :meth:`Backend.write`; also ends the lease ``token`` and wakes waiters."""
+        args = self._write_args(self.run_id(), key, entry, retain, token)
+        return bool(self._run("WRITE", [key, *entry.names], args))
+
+    async def awrite(self, key: str, entry: Entry, retain: float | None, token: str = "") -> bool:
+        """See :meth:`Backend.write`."""
+        args = self._write_args(await self.arun_id(), key, entry, retain, token)
+        return bool(await self._arun("WRITE", [key, *entry.names], args))
+
+    def _wt_args(
+        self, run_id: str, entry: Entry, expected: Sequence[int], retain: float | None
+    ) -> list[Any]:
+        return [
+            run_id,
+            "\n".join(entry.names),
+            ",".join(map(str, expected)),
+            _meta(entry),
+            entry.payload,
+            _retain_ms(retain),
+            self.inv_channel,
+            self._gen_ttl_ms,
+            *self._fresh(len(entry.names)),
+        ]
+
+    def write_through(
+        self, key: str, entry: Entry, expected: Sequence[int], retain: float | None
+    ) -> bool:
+        """See :meth:`Backend.write_through`."""
+        args = self._wt_args(self.run_id(), entry, expected, retain)
+        return bool(self._run("WRITE_THROUGH", [key, *entry.names], args, InvalidationError))
+
+    async def awrite_through(
+        self, key: str, entry: Entry, expected: Sequence[int], retain: float | None
+    ) -> bool:
+        """See :meth:`Backend.write_through`."""
+        args = self._wt_args(await self.arun_id(), entry, expected, retain)
+        return bool(await self._arun("WRITE_THROUGH", [key, *entry.names], args, InvalidationError))
+
+    def _inv_args(self, gens: Sequence[str]) -> list[str]:
+        return [self.inv_channel, self._gen_ttl_ms, *self._fresh(len(gens))]
+
+    def invalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
+        """See :meth:`Backend.invalidate` (one EVALSHA: INCR each, then PUBLISH)."""
+        reply = self._run("INVALIDATE", list(gens), self._inv_args(gens), InvalidationError)
+        return tuple(int(v) for v in reply)
+
+    async def ainvalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
+        """See :meth:`Backend.invalidate`."""
+        reply = await self._arun("INVALIDATE", list(gens), self._inv_args(gens), InvalidationError)
+        return tuple(int(v) for v in reply)
+
+    def current(self, gens: Sequence[str]) -> tuple[int, ...]:
+        """See :meth:`Backend.current`."""
+        reply = self._run("CURRENT", list(gens), [self._gen_ttl_ms, *self._fresh(len(gens))])
+        return tuple(int(v) for v in reply)
+
+    async def acurrent(self, gens: Sequence[str]) -> tuple[int, ...]:
+        """See :meth:`Backend.current`."""
+        reply = await self._arun("CURRENT", list(gens), [self._gen_ttl_ms, *self._fresh(len(gens))])
+        return tuple(int(v) for v in reply)
+
+    def get_entry(self, key: str) -> Entry | None:
+        """See :meth:`Backend.get_entry`."""
+        try:
+            e = self.client.hmget(key, "n", "s", "m", "p")
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return _entry_from(e) if e[3] is not None else None
+
+    def delete(self, key: str) -> bool:
+        """See :meth:`Backend.delete`."""
+        try:
+            return bool(self.client.delete(key))
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    async def adelete(self, key: str) -> bool:
+        """See :meth:`Backend.delete`."""
+        try:
+            return bool(await self.aclient.delete(key))
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    # ------------------------------------------------------------------ leases
+
+    def lease(self, key: str, ttl: float) -> tuple[str | None, float]:
+        """Try to become the one process filling ``key``: (token, 0) or (None, seconds left)."""
+        token = secrets.token_hex(8)
+        lk = self.lease_key(key)
+        try:
+            with self.client.pipeline(transaction=False) as p:
+                p.set(lk, token, nx=True, px=max(int(ttl * 1000), 1))
+                p.pttl(lk)
+                got, left = p.execute()
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return (token, 0.0) if got else (None, max(left, 0) / 1000)
+
+    async def alease(self, key: str, ttl: float) -> tuple[str | None, float]:
+        """Async :meth:`lease`."""
+        token = secrets.token_hex(8)
+        lk = self.lease_key(key)
+        try:
+            async with self.aclient.pipeline(transaction=False) as p:
+                p.set(lk, token, nx=True, px=max(int(ttl * 1000), 1))
+                p.pttl(lk)
+                got, left = await p.execute()
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return (token, 0.0) if got else (None, max(left, 0) / 1000)
+
+    def release(self, key: str, token: str, error: str) -> None:
+        """Give a lease back after the loader raised, telling waiters the error."""
+        self._run(
+            "RELEASE", [self.lease_key(key)], [token, self.fill_channel, f"err\n{key}\n{error}"]
+        )
+
+    async def arelease(self, key: str, token: str, error: str) -> None:
+        """Async :meth:`release`."""
+        await self._arun(
+            "RELEASE", [self.lease_key(key)], [token, self.fill_channel, f"err\n{key}\n{error}"]
+        )
+
+    def wait_fill(
+        self, key: str, timeout: float, recheck: Callable[[], bool]
+    ) -> tuple[str, str] | None:
+        """Block until another process fills ``key`` (or fails), or ``timeout`` passes.
+
+        ``recheck`` runs after registering, so a notice sent between the caller's failed lease
+        and the registration is not lost; if it returns True the wait is skipped.
+        """
+        self.ensure_listener()
+        done = threading.Event()
+        outcome: list[tuple[str, str]] = []
+
+        def wake(status: str, message: str) -> None:
+            outcome.append((status, message))
+            done.set()
+
+        self._waiters.add(key, wake)
+        try:
+            if recheck():
+                return None
+            done.wait(timeout)
+        finally:
+            self._waiters.remove(key, wake)
+        return outcome[0] if outcome else None
+
+    async def await_fill(
+        self, key: str, timeout: float, recheck: Callable[[], Awaitable[bool]]
+    ) -> tuple[str, str] | None:
+        """Async :meth:`wait_fill`: the listener thread wakes the task through its loop."""
+        self.ensure_listener()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[str, str]] = loop.create_future()
+
+        def wake(status: str, message: str) -> None:
+            def settle() -> None:
+                if not fut.done():
+                    fut.set_result((status, message))
+
+            loop.call_soon_threadsafe(settle)
+
+        self._waiters.add(key, wake)
+        try:
+            if await recheck():
+                return None
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), timeout)
+            except TimeoutError:
+                return None
+        finally:
+            self._waiters.remove(key, wake)
+
+    # ------------------------------------------------------------------ channel
+
+    def subscribe(self, listener: InvalidationListener) -> None:
+        """See :meth:`Backend.subscribe`; starts the channel thread."""
+        self._listeners.append(listener)
+        self.ensure_listener()
+
+    def on_channel(self, *, alive: Callable[[float], None], reset: Callable[[], None]) -> None:
+        """Hooks for L1: ``alive(t)`` on each proof of liveness, ``reset()`` when trust is lost."""
+        self._alive_hooks.append(alive)
+        self._reset_hooks.append(reset)
+
+    def ensure_listener(self) -> Listener:
+        """Start the pub/sub listener thread if it is not running."""
+        if self._listener is None:
+            with self._lock:
+                if self._listener is None:
+                    self._listener = Listener(
+                        self._make_pubsub,
+                        invalidations=self.inv_channel,
+                        fills=self.fill_channel,
+                        ping_interval=self._ping_interval,
+                        on_invalidate=self._dispatch_invalidation,
+                        on_fill=self._waiters.notify,
+                        on_alive=self._dispatch_alive,
+                        on_subscribed=self._dispatch_reset,
+                        on_lost=self._dispatch_reset,
+                    )
+                    self._listener.start()
+        return self._listener
+
+    @property
+    def listener(self) -> Listener | None:
+        """The running channel listener, if any."""
+        return self._listener
+
+    def _make_pubsub(self) -> Any:
+        # The subscribed connection must not time out between messages: reads on it are
+        # bounded by get_message(timeout=...) instead.
+        redis = _redis()
+        kwargs = dict(self.client.connection_pool.connection_kwargs)
+        kwargs["socket_timeout"] = None
+        kwargs.pop("redis_connect_func", None)
+        kwargs.pop("retry", None)
+        cls = self.client.connection_pool.connection_class
+        pool = redis.ConnectionPool(connection_class=cls, max_connections=1, **kwargs)
+        return redis.Redis(connection_pool=pool).pubsub(ignore_subscribe_messages=False)
+
+    def _dispatch_invalidation(self, names: Sequence[str], values: Sequence[int]) -> None:
+        for listener in self._listeners:
+            listener(names, values)
+
+    def _dispatch_alive(self, t: float) -> None:
+        for hook in self._alive_hooks:
+            hook(t)
+
+    def _dispatch_reset(self) -> None:
+        for hook in self._reset_hooks:
+            hook()
+
+    def close(self) -> None:
+        """Stop the channel and disconnect the clients we created."""
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        if self._client is not None and self.url is not None:
+            self._client.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        self.close()
+        if self._aclient is not None and self.url is not None:
+            await self._aclient.aclose()
+
+
+def _is_noscript_gone(exc: BaseException) -> bool:
+    # redis-py's Script reloads on NOSCRIPT by itself; this only catches a SCRIPT FLUSH that
+    # races a pipeline, where the error surfaces as a ResponseError mentioning NOSCRIPT.
+    return type(exc).__name__ == "NoScriptError"
