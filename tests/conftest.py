@@ -1,10 +1,51 @@
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import pytest
 
 from freshlink import Cache
+from freshlink.testing import RedisServer
 
 
 @pytest.fixture
 def cache() -> Cache:
     return Cache(namespace="test")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed; .ci/run installs it")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    if not redis_server.ping():  # a test may have stopped it
+        redis_server.start()
+    redis_server.cli("FLUSHALL")
+    return redis_server.url
+
+
+@pytest.fixture
+def caches() -> Iterator[list[Cache]]:
+    """Caches created by a test; closed (threads stopped) after it."""
+    made: list[Cache] = []
+    yield made
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def make_redis_cache(redis_url: str, caches: list[Cache]) -> Callable[..., Cache]:
+    def make(**kw: Any) -> Cache:
+        kw.setdefault("namespace", "t")
+        c = Cache(redis_url, **kw)
+        caches.append(c)
+        return c
+
+    return make

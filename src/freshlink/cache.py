@@ -401,11 +401,12 @@ class Cache:
         failed), or until the leader's lease runs out, when one of them takes over.
         """
         backend, ekey = self.backend, self.entry_key(key)
+        found: list[Any] = []
         while True:
             token, left = backend.lease(ekey, self.lease_ttl)
             if token is not None:
                 return token, stamps, _MISS
-            found: list[Any] = []
+            found.clear()
 
             def recheck() -> bool:
                 found.append(self._served(fname, key, backend.read(ekey, names), near_key, resets))
@@ -522,11 +523,12 @@ class Cache:
     ) -> tuple[str, tuple[int, ...], Any]:
         """Async :meth:`_lease`."""
         backend, ekey = self.backend, self.entry_key(key)
+        found: list[Any] = []
         while True:
             token, left = await backend.alease(ekey, self.lease_ttl)
             if token is not None:
                 return token, stamps, _MISS
-            found: list[Any] = []
+            found.clear()
 
             async def recheck() -> bool:
                 read = await backend.aread(ekey, names)

@@ -130,13 +130,13 @@ local function bump(first, seed, gen_ttl, channel)
   local vals = {}
   for i = first, #KEYS do
     local v = redis.call('GET', KEYS[i])
-    if v then
-      v = redis.call('INCR', KEYS[i])
-    else
-      v = tonumber(ARGV[seed + i - first + 1]) + 1
-      redis.call('SET', KEYS[i], v, 'PX', gen_ttl)
+    if not v then
+      -- INCR from the fresh value (not from a Lua number: doubles would print 2e+15)
+      redis.call('SET', KEYS[i], ARGV[seed + i - first + 1], 'PX', gen_ttl)
     end
-    vals[#vals + 1] = tostring(v)
+    v = redis.call('INCR', KEYS[i])
+    -- %.0f: tostring() would print a Lua double such as 3.0195379469013e+15
+    vals[#vals + 1] = string.format('%.0f', v)
   end
   redis.call('PUBLISH', channel,
              table.concat(KEYS, '\\n', first) .. '\\n\\n' .. table.concat(vals, ','))

@@ -48,6 +48,8 @@ def _retry() -> Any:
 
 
 def _parse_run_id(info: Any) -> str:
+    if isinstance(info, dict) and "run_id" in info:
+        return str(info["run_id"])
     text = info.decode() if isinstance(info, bytes) else str(info)
     for line in text.splitlines():
         if line.startswith("run_id:"):
