@@ -42,6 +42,7 @@ class TestRedisStrictL1(BackendConformance):
 @pytest.mark.redis
 class TestRedisBounded(BackendConformance):
     staleness = 0.1
+
     @pytest.fixture
     def make_cache(self, make_redis_cache: Callable[..., Cache]) -> Callable[..., Cache]:
         def make(**kw: Any) -> Cache:

@@ -301,13 +301,22 @@ class RedisBackend(Backend):
 
     def read(self, key: str, gens: Sequence[str]) -> Read:
         """See :meth:`Backend.read` (one EVALSHA)."""
-        reply = self._run("READ", [key, *gens], self._read_args(self.run_id(), gens))
-        return self._read_result(reply)
+        while True:
+            run_id = self.run_id()
+            reply = self._run("READ", [key, *gens], self._read_args(run_id, gens))
+            # If the connection was re-made during the call (a retry after a restart), the
+            # script ran on a new server with the old run id, which an entry restored from an
+            # old snapshot also carries: ask again with the run id just learned.
+            if self._run_id == run_id:
+                return self._read_result(reply)
 
     async def aread(self, key: str, gens: Sequence[str]) -> Read:
         """See :meth:`Backend.read`."""
-        reply = await self._arun("READ", [key, *gens], self._read_args(await self.arun_id(), gens))
-        return self._read_result(reply)
+        while True:
+            run_id = await self.arun_id()
+            reply = await self._arun("READ", [key, *gens], self._read_args(run_id, gens))
+            if self._run_id == run_id:
+                return self._read_result(reply)
 
     def lease_key(self, key: str) -> str:
         """The single-flight lease key of an entry key."""

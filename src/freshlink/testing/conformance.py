@@ -104,8 +104,9 @@ class BackendConformance:
         old = cache.backend.current(names)
         cache.invalidate("t")
         payload = cache.codec.encode("stale", cache._context("k", names, old))
-        stored = cache.backend.write(cache.entry_key("k"), Entry(payload, names, old, time.time(),
-                                                                 60.0), 60.0)
+        stored = cache.backend.write(
+            cache.entry_key("k"), Entry(payload, names, old, time.time(), 60.0), 60.0
+        )
         assert stored is False
         assert cache.backend.read(cache.entry_key("k"), names).entry is None
         assert cache.get("k") is None

@@ -43,9 +43,23 @@ class RedisServer:
 
     def args(self) -> list[str]:
         """The command line."""
-        args = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                "--daemonize", "no", "--appendonly", "no", "--protected-mode", "no",
-                "--loglevel", "warning"]
+        args = [
+            self.exe,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--daemonize",
+            "no",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
         args += ["--save", "3600 1" if self.persist else ""]
         for name, value in self.config.items():
             args += ["--" + name.replace("_", "-"), str(value)]
@@ -53,8 +67,9 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         """Start the server and wait until it answers PING."""
-        self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.ping():
@@ -75,8 +90,13 @@ class RedisServer:
 
     def cli(self, *args: str) -> str:
         """Run one command with redis-cli and return its output."""
-        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
-                             text=True, timeout=10, check=True)
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
         return out.stdout.strip()
 
     def stop(self) -> None:

@@ -1,0 +1,336 @@
+"""Redis-specific guarantees: round trips, channel loss, restarts, outages, clients."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from freshlink import Cache, InvalidationError, Local
+from freshlink.testing import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+class Monitor:
+    """Counts the commands clients send (MONITOR), ignoring those run inside scripts."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(5)
+
+    def _run(self) -> None:
+        try:
+            with self.client.monitor() as m:
+                self._ready.set()
+                for cmd in m.listen():
+                    if self._stop.is_set():
+                        break
+                    if cmd.get("client_type") != "lua":
+                        self.lines.append(cmd["command"])
+        except redis.ConnectionError:
+            pass  # the server went away (a test restarts it); nothing left to count
+
+    def mark(self) -> None:
+        # A PING through another client marks the start; commands are in server order.
+        redis.Redis(connection_pool=self.client.connection_pool).execute_command(
+            "ECHO", "freshlink-mark"
+        )
+        time.sleep(0.05)
+
+    def since_mark(self) -> list[str]:
+        self.mark_end()
+        idx = max(i for i, c in enumerate(self.lines) if "freshlink-mark" in c)
+        return [c for c in self.lines[idx + 1 :] if "freshlink-end" not in c]
+
+    def mark_end(self) -> None:
+        redis.Redis(connection_pool=self.client.connection_pool).execute_command(
+            "ECHO", "freshlink-end"
+        )
+        time.sleep(0.1)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+@pytest.fixture
+def monitor(redis_url: str) -> Iterator[Monitor]:
+    m = Monitor(redis_url)
+    yield m
+    m.close()
+
+
+def commands(lines: list[str]) -> list[str]:
+    out = []
+    for line in lines:
+        name = line.split()[0].upper()
+        if name in {"PING", "ECHO", "MONITOR"}:
+            continue
+        out.append(name)
+    return out
+
+
+def test_warm_hit_is_one_command_and_miss_fill_at_most_three(
+    make_redis_cache: Callable[..., Cache], monitor: Monitor
+) -> None:
+    cache = make_redis_cache()
+
+    @cache.cached(ttl=60, key="loan:{loan_id}", tags=["loan:{loan_id}", "user:{user_id}"])
+    def get_loan(loan_id: int, user_id: int) -> dict[str, int]:
+        return {"id": loan_id}
+
+    get_loan(99, 2)  # connect and load the scripts before counting
+    get_loan(99, 2)
+    monitor.mark()
+    get_loan(1, 2)
+    cold = commands(monitor.since_mark())
+    monitor.mark()
+    get_loan(1, 2)
+    warm = commands(monitor.since_mark())
+    assert warm == ["EVALSHA"], warm
+    # READ, lease (SET NX + PTTL pipelined in one round trip), WRITE
+    assert cold.count("EVALSHA") == 2, cold
+    assert len(cold) <= 4, cold
+    assert [c for c in cold if c != "EVALSHA"] in (["SET", "PTTL"], []), cold
+
+
+def test_bounded_l1_hit_sends_nothing(
+    make_redis_cache: Callable[..., Cache], monitor: Monitor
+) -> None:
+    cache = make_redis_cache(local=Local(max_staleness=0.5))
+    assert cache.backend.listener.alive.wait(5)  # type: ignore[attr-defined]
+
+    @cache.cached(ttl=60)
+    def f(x: int) -> int:
+        return x
+
+    f(1)
+    monitor.mark()
+    for _ in range(100):
+        f(1)
+    assert commands(monitor.since_mark()) == []
+
+
+def test_strict_l1_hit_reads_generations_only(
+    make_redis_cache: Callable[..., Cache], monitor: Monitor
+) -> None:
+    cache = make_redis_cache(local=Local(mode="strict"))
+    hits: list[Any] = []
+    cache.events.on("hit", hits.append)
+
+    @cache.cached(ttl=60, tags=["t"])
+    def f(x: int) -> int:
+        return x
+
+    f(1)
+    f(1)  # loads the generation-check script
+    monitor.mark()
+    f(1)
+    assert commands(monitor.since_mark()) == ["EVALSHA"]
+    assert hits[-1].tier == "l1"
+
+
+def test_bounded_channel_loss_flushes_and_bypasses_l1(
+    make_redis_cache: Callable[..., Cache], redis_server: RedisServer
+) -> None:
+    writer = make_redis_cache()
+    reader = make_redis_cache(local=Local(max_staleness=0.1))
+    listener = reader.backend.listener  # type: ignore[attr-defined]
+    assert listener.alive.wait(5)
+    db = {"v": 1}
+
+    @reader.cached(ttl=60, tags=["v"])
+    def read() -> int:
+        return db["v"]
+
+    assert read() == 1
+    assert len(reader.near) == 1  # type: ignore[arg-type]
+    redis_server.cli("CLIENT", "KILL", "TYPE", "pubsub")
+    db["v"] = 2
+    writer.invalidate("v")  # published while the reader is not subscribed: lost
+    t0 = time.monotonic()
+    while read() != 2:
+        assert time.monotonic() - t0 < 0.1 + 0.05, "old value served beyond the bound"
+        time.sleep(0.002)
+    # The channel heals by itself and L1 is trusted again.
+    deadline = time.monotonic() + 5
+    while not (listener.connected.is_set() and listener.alive.is_set()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    tiers: list[str | None] = []
+    reader.events.on("hit", lambda e: tiers.append(e.tier))
+    read()
+    read()
+    assert "l1" in tiers
+
+
+def test_restart_from_older_snapshot_resurrects_nothing(caches: list[Cache]) -> None:
+    with RedisServer(persist=True) as server:
+        db = {"link": "expired"}
+        cache = Cache(server.url, namespace="snap")
+        caches.append(cache)
+        loads = []
+
+        @cache.cached(ttl=600, key="loan:{loan_id}", tags=["loan:{loan_id}"])
+        def link(loan_id: int) -> str:
+            loads.append(loan_id)
+            return db["link"]
+
+        assert link(7) == "expired"
+        server.cli("SAVE")  # the snapshot holds the entry and its generations
+        db["link"] = "renewed"
+        cache.invalidate("loan:7")
+        assert link(7) == "renewed"
+        server.kill()  # no save on SIGKILL: the restart loads the older snapshot
+        server.start()
+        assert server.cli("EXISTS", cache.entry_key(link.key(7))) == "1"  # the old entry is back
+        db["link"] = "renewed-2"
+        assert link(7) == "renewed-2"  # ... but it is never valid again
+        assert len(loads) == 3
+
+
+def test_flushall_and_restart_keep_l1_honest(
+    make_redis_cache: Callable[..., Cache], redis_server: RedisServer
+) -> None:
+    reader = make_redis_cache(local=Local(max_staleness=0.1))
+    writer = make_redis_cache()
+    assert reader.backend.listener.alive.wait(5)  # type: ignore[attr-defined]
+    db = {"v": 1}
+
+    @reader.cached(ttl=60, tags=["v"])
+    def read() -> int:
+        return db["v"]
+
+    assert read() == 1
+    redis_server.cli("FLUSHALL")
+    db["v"] = 2
+    writer.invalidate("v")  # re-creates the lost generation, then bumps it
+    time.sleep(0.15)
+    assert read() == 2
+    redis_server.restart()
+    db["v"] = 3
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            writer.invalidate("v")
+            break
+        except InvalidationError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    time.sleep(0.15)
+    assert read() == 3
+
+
+def test_redis_down_reads_fall_through_and_invalidations_raise(
+    make_redis_cache: Callable[..., Cache], redis_server: RedisServer
+) -> None:
+    cache = make_redis_cache(local=Local(max_staleness=0.1))
+    db = {"v": 1}
+    errors: list[Any] = []
+    cache.events.on("error", errors.append)
+
+    @cache.cached(ttl=60, tags=["v"])
+    def read() -> int:
+        return db["v"]
+
+    assert read() == 1
+    redis_server.stop()
+    try:
+        db["v"] = 2
+        t0 = time.monotonic()
+        assert read() == 2  # L1 is not trusted without the channel; loader serves
+        assert time.monotonic() - t0 < 1.0  # refused connections cost milliseconds
+        with pytest.raises(InvalidationError):
+            cache.invalidate("v")
+        assert len(cache.near) == 0  # type: ignore[arg-type]
+        assert errors
+    finally:
+        redis_server.start()
+    deadline = time.monotonic() + 5
+    while read() != 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_paused_redis_costs_bounded_time(
+    make_redis_cache: Callable[..., Cache], redis_server: RedisServer
+) -> None:
+    cache = make_redis_cache()
+
+    @cache.cached(ttl=60)
+    def read() -> int:
+        return 1
+
+    read()
+    redis_server.pause()
+    try:
+        t0 = time.monotonic()
+        assert read() == 1
+        assert time.monotonic() - t0 < 2.0  # 0.25 s socket timeout, one retry
+    finally:
+        redis_server.resume()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_ready_client_passed_in(redis_url: str, caches: list[Cache], protocol: int) -> None:
+    client = redis.Redis.from_url(redis_url, protocol=protocol)
+    cache = Cache(client, namespace=f"p{protocol}", local=Local(max_staleness=0.2))
+    caches.append(cache)
+    assert cache.backend.listener.alive.wait(5)  # type: ignore[attr-defined]
+    calls = []
+
+    @cache.cached(ttl=60, tags=["t"])
+    def f() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert f() == 1
+    assert f() == 1
+    cache.invalidate("t")
+    assert f() == 2
+
+
+async def test_async_client_passed_in(redis_url: str, caches: list[Cache]) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    cache = Cache(client, namespace="async")
+    caches.append(cache)
+    calls = []
+
+    @cache.cached(ttl=60, tags=["t"])
+    async def f() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert await f() == 1
+    assert await f() == 1
+    await cache.ainvalidate("t")
+    assert await f() == 2
+    await client.aclose()
+
+
+def test_namespaces_are_isolated(make_redis_cache: Callable[..., Cache]) -> None:
+    a = make_redis_cache(namespace="tenant-a")
+    b = make_redis_cache(namespace="tenant-b")
+    a.set("k", "a", tags=["t"])
+    b.set("k", "b", tags=["t"])
+    assert a.get("k") == "a"
+    assert b.get("k") == "b"
+    a.invalidate("t")
+    assert a.get("k") is None
+    assert b.get("k") == "b"
+
+
+def test_bad_url_is_a_configuration_error() -> None:
+    from freshlink import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="scheme"):
+        Cache("mysql://localhost")
