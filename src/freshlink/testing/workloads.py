@@ -1,0 +1,248 @@
+"""Multi-process workloads on a real Redis: coherence histories and stampedes.
+
+Each worker is a separate process (``spawn``), as app servers would be. They share a "source
+of truth" in shared memory, so the only path by which one process learns of another's write
+is freshlink itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..cache import Cache
+from ..errors import BackendError
+from ..local import Local
+from .history import ReadRecord, Violation, WriteRecord, check
+
+__all__ = ["CoherenceRun", "StampedeRun", "run_coherence", "run_stampede"]
+
+MODES = ("strict", "strict-l1", "bounded")
+
+
+def _make_cache(url: str, mode: str, max_staleness: float) -> Cache:
+    local: Local | None
+    if mode == "strict":
+        local = None
+    elif mode == "strict-l1":
+        local = Local(mode="strict")
+    else:
+        local = Local(mode="bounded", max_staleness=max_staleness)
+    cache = Cache(url, namespace="coherence", local=local)
+    if mode == "bounded":
+        listener = cache.backend.listener  # type: ignore[attr-defined]
+        listener.alive.wait(10)
+    return cache
+
+
+def _reader(
+    url: str,
+    mode: str,
+    max_staleness: float,
+    items: int,
+    truth: Any,
+    start_at: float,
+    duration: float,
+    seed: int,
+    out: Any,
+) -> None:
+    rng = random.Random(seed)
+    cache = _make_cache(url, mode, max_staleness)
+
+    @cache.cached(ttl=30, key="item:{i}", tags=["item:{i}"])
+    def get(i: int) -> int:
+        v = int(truth[i])
+        # Return late, after a concurrent write may have been acknowledged: this is the
+        # cache-aside stale-set race that versioned keys must make harmless.
+        time.sleep(rng.random() * 0.003)
+        return v
+
+    records = []
+    time.sleep(max(start_at - time.monotonic(), 0))
+    end = start_at + duration
+    while (t0 := time.monotonic()) < end:
+        i = rng.randrange(items)
+        v = get(i)
+        records.append((str(i), v, t0, time.monotonic()))
+    cache.close()
+    out.put(("reads", records))
+
+
+def _writer(
+    url: str,
+    items: int,
+    truth: Any,
+    lock: Any,
+    start_at: float,
+    duration: float,
+    seed: int,
+    out: Any,
+) -> None:
+    rng = random.Random(seed)
+    cache = Cache(url, namespace="coherence", local=None)
+    records = []
+    time.sleep(max(start_at - time.monotonic(), 0))
+    end = start_at + duration
+    while (t0 := time.monotonic()) < end:
+        i = rng.randrange(items)
+        with lock:
+            truth[i] += 1
+            v = int(truth[i])
+        acked: float | None
+        try:
+            cache.invalidate(f"item:{i}")
+            acked = time.monotonic()
+        except BackendError:
+            acked = None  # not acknowledged: promises nothing (the app would retry)
+        records.append((str(i), v, t0, acked))
+        time.sleep(rng.random() * 0.01)
+    cache.close()
+    out.put(("writes", records))
+
+
+@dataclass
+class CoherenceRun:
+    """What a coherence run recorded, and its verdict."""
+
+    mode: str
+    bound: float
+    reads: list[ReadRecord] = field(default_factory=list)
+    writes: list[WriteRecord] = field(default_factory=list)
+
+    @property
+    def violations(self) -> list[Violation]:
+        """Reads older than a write acknowledged ``bound`` before they began."""
+        return check(self.writes, self.reads, self.bound)
+
+    @property
+    def acked_writes(self) -> int:
+        """Writes whose invalidation was acknowledged."""
+        return sum(w.acked is not None for w in self.writes)
+
+
+def run_coherence(
+    url: str,
+    mode: str,
+    *,
+    readers: int = 4,
+    writers: int = 2,
+    items: int = 3,
+    duration: float = 2.0,
+    max_staleness: float = 0.05,
+    disrupt: Callable[[float], None] | None = None,
+) -> CoherenceRun:
+    """Run reader and writer processes against ``url`` and collect their history.
+
+    ``disrupt(elapsed)`` is called about every 10 ms in this process during the run, to kill
+    connections or restart Redis on a schedule.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    ctx = mp.get_context("spawn")
+    truth = ctx.Array("q", items)
+    lock = ctx.Lock()
+    out = ctx.Queue()
+    start_at = time.monotonic() + 3.0  # time for the spawned interpreters to import
+    procs = [
+        ctx.Process(
+            target=_reader,
+            args=(url, mode, max_staleness, items, truth, start_at, duration, 1000 + n, out),
+        )
+        for n in range(readers)
+    ] + [
+        ctx.Process(target=_writer, args=(url, items, truth, lock, start_at, duration, n, out))
+        for n in range(writers)
+    ]
+    for p in procs:
+        p.start()
+    run = CoherenceRun(mode, 0.0 if mode != "bounded" else max_staleness)
+    if disrupt is not None:
+        time.sleep(max(start_at - time.monotonic(), 0))
+        while (elapsed := time.monotonic() - start_at) < duration:
+            disrupt(elapsed)
+            time.sleep(0.01)
+    for _ in procs:
+        kind, records = out.get(timeout=duration + 60)
+        if kind == "reads":
+            run.reads += [ReadRecord(*r) for r in records]
+        else:
+            run.writes += [WriteRecord(i, v, t0, acked) for i, v, t0, acked in records]
+    for p in procs:
+        p.join(30)
+    return run
+
+
+def _stampede(
+    url: str, threads: int, loader_time: float, loads: Any, start_at: float, key: str, out: Any
+) -> None:
+    cache = Cache(url, namespace="stampede", local=None)
+
+    @cache.cached(ttl=60, key=key)
+    def cold() -> str:
+        with loads.get_lock():
+            loads.value += 1
+        time.sleep(loader_time)
+        return "value"
+
+    # Warm the process as a running app server would be: connected, scripts loaded, the
+    # fill channel subscribed. The stampede then measures coordination, not start-up.
+    warm = cache.cached(ttl=60, key="warm")(lambda: "warm")
+    warm()
+    warm()
+    cache.backend.ensure_listener().connected.wait(10)  # type: ignore[attr-defined]
+    latencies: list[float] = []
+    results: list[str] = []
+
+    def call() -> None:
+        time.sleep(max(start_at - time.monotonic(), 0))
+        t0 = time.monotonic()
+        results.append(cold())
+        latencies.append(time.monotonic() - t0)
+
+    ts = [threading.Thread(target=call) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    cache.close()
+    out.put((latencies, results))
+
+
+@dataclass
+class StampedeRun:
+    """Loader runs and call latencies of a cold-key stampede."""
+
+    loads: int
+    latencies: list[float]
+    results: list[str]
+
+
+def run_stampede(
+    url: str, *, processes: int = 4, threads: int = 25, loader_time: float = 0.05
+) -> StampedeRun:
+    """``processes`` x ``threads`` callers hit one cold key at the same instant."""
+    ctx = mp.get_context("spawn")
+    loads = ctx.Value("i", 0)
+    out = ctx.Queue()
+    start_at = time.monotonic() + 3.0
+    key = f"cold-{random.getrandbits(64):x}"  # a key no earlier run has filled
+    procs = [
+        ctx.Process(target=_stampede, args=(url, threads, loader_time, loads, start_at, key, out))
+        for _ in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    latencies: list[float] = []
+    results: list[str] = []
+    for _ in procs:
+        lat, res = out.get(timeout=60)
+        latencies += lat
+        results += res
+    for p in procs:
+        p.join(30)
+    return StampedeRun(int(loads.value), latencies, results)
