@@ -334,17 +334,19 @@ class Cache:
         self,
         fname: str,
         key: str,
-        tags: Sequence[str],
+        names: Sequence[str],
         load: Callable[[], Any],
         ttl: float | None,
         near_key: Hashable | None = None,
     ) -> Any:
-        """Return the cached value for ``key`` or load, stamp and store it (the sync read path)."""
+        """Return the cached value for ``key`` or load, stamp and store it (the sync read path).
+
+        ``names`` are the entry's generation names (:meth:`gen_names`).
+        """
         nk = key if near_key is None else near_key
         value, resets = self._near_hit(fname, key, nk)
         if value is not _MISS:
             return value
-        names = self.gen_names(key, tags)
         try:
             if self._verify_near:
                 e = self.near.peek(nk, self.monotonic())  # type: ignore[union-attr]
@@ -477,7 +479,7 @@ class Cache:
         self,
         fname: str,
         key: str,
-        tags: Sequence[str],
+        names: Sequence[str],
         load: Callable[[], Coroutine[Any, Any, Any]],
         ttl: float | None,
         near_key: Hashable | None = None,
@@ -487,7 +489,6 @@ class Cache:
         value, resets = self._near_hit(fname, key, nk)
         if value is not _MISS:
             return value
-        names = self.gen_names(key, tags)
         try:
             if self._verify_near:
                 e = self.near.peek(nk, self.monotonic())  # type: ignore[union-attr]

@@ -32,7 +32,21 @@ def _is_async(func: Any) -> bool:
 class FunctionSpec:
     """Everything a decorated function needs per call, resolved once at decoration."""
 
-    __slots__ = ("cache", "fast", "fname", "is_async", "keys", "near", "token", "ttl")
+    __slots__ = (
+        "_memo",
+        "cache",
+        "fast",
+        "fname",
+        "is_async",
+        "keys",
+        "memo_ok",
+        "near",
+        "token",
+        "ttl",
+    )
+
+    #: How many calls' resolved keys a function remembers (the memo is wiped when full).
+    MEMO_SIZE = 4096
 
     def __init__(self, cache: Cache, func: Any, keys: KeySpec, ttl: float | None) -> None:
         self.cache = cache
@@ -41,20 +55,42 @@ class FunctionSpec:
         self.fname = keys.name
         self.is_async = _is_async(func)
         self.near = cache.near
-        # The raw-key fast path may ignore the instance only if no template reads it.
-        self.fast = self.near is not None and not keys.uses_self
+        # Raw keys may stand for a call only if no template reads the instance.
+        self.memo_ok = not keys.uses_self
+        self.fast = self.near is not None and self.memo_ok
         self.token = keys.func_id
+        # raw key -> (entry key, tags, generation names): binding arguments and rendering
+        # templates cost microseconds, so a repeated call does it once.
+        self._memo: dict[Any, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
 
     def resolve(
         self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[str, tuple[str, ...]]:
         """The entry key and rendered tags of a call."""
+        key, tags, _names = self.locate(instance, args, kwargs, self.raw(args, kwargs))
+        return key, tags
+
+    def locate(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], rk: Any
+    ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        """Entry key, tags and generation names of a call (memoized by raw key)."""
+        if rk is not None:
+            hit = self._memo.get(rk)
+            if hit is not None:
+                return hit
         bound = self.keys.bind(instance, args, kwargs)
-        return self.keys.key_for(bound), self.keys.tags_for(bound)
+        key = self.keys.key_for(bound)
+        tags = self.keys.tags_for(bound)
+        found = (key, tags, self.cache.gen_names(key, tags))
+        if rk is not None:
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            self._memo[rk] = found
+        return found
 
     def raw(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The near-cache raw key of a call, or None."""
-        return self.keys.raw_key(self.token, args, kwargs) if self.fast else None
+        """The raw key of a call (a cheap stand-in for its key), or None."""
+        return self.keys.raw_key(self.token, args, kwargs) if self.memo_ok else None
 
     def call(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -62,14 +98,10 @@ class FunctionSpec:
         """The wrapt wrapper: serve a call from the cache (sync, or a coroutine if async)."""
         if self.is_async:
             return self.acall(wrapped, instance, args, kwargs)
-        key, tags = self.resolve(instance, args, kwargs)
+        rk = self.raw(args, kwargs)
+        key, _tags, names = self.locate(instance, args, kwargs, rk)
         return self.cache.fetch(
-            self.fname,
-            key,
-            tags,
-            lambda: wrapped(*args, **kwargs),
-            self.ttl,
-            self.raw(args, kwargs),
+            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.ttl, rk
         )
 
     async def acall(
@@ -84,9 +116,9 @@ class FunctionSpec:
                 if self.cache.events.hit:
                     self.cache.events.emit(Event("hit", self.fname, None, "l1"))
                 return e.value
-        key, tags = self.resolve(instance, args, kwargs)
+        key, _tags, names = self.locate(instance, args, kwargs, rk)
         return await self.cache.afetch(
-            self.fname, key, tags, lambda: wrapped(*args, **kwargs), self.ttl, rk
+            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.ttl, rk
         )
 
     # handles -------------------------------------------------------------------------
@@ -103,18 +135,21 @@ class FunctionSpec:
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Handle: make every process drop this call's entry, then load and store it anew."""
-        key, tags = self.resolve(instance, args, kwargs)
+        rk = self.raw(args, kwargs)
+        key, _tags, names = self.locate(instance, args, kwargs, rk)
         if self.is_async:
 
             async def arefresh() -> Any:
                 await self.cache.ainvalidate_key(key)
                 return await self.cache.afetch(
-                    self.fname, key, tags, lambda: wrapped(*args, **kwargs), self.ttl
+                    self.fname, key, names, lambda: wrapped(*args, **kwargs), self.ttl, rk
                 )
 
             return arefresh()
         self.cache.invalidate_key(key)
-        return self.cache.fetch(self.fname, key, tags, lambda: wrapped(*args, **kwargs), self.ttl)
+        return self.cache.fetch(
+            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.ttl, rk
+        )
 
 
 class _Handles:

@@ -17,34 +17,44 @@ from __future__ import annotations
 
 __all__ = ["CURRENT", "INVALIDATE", "READ", "RELEASE", "WRITE", "WRITE_THROUGH"]
 
-# Shared prologue: read the current generations of KEYS[first..], creating the missing ones.
 # A missing generation is *unknown*, never zero: it is created from a fresh random value the
-# client sends (ARGV[seed + i]), so no entry stamped before it was lost can ever match it.
-_GENS = """
+# client sends (``seed``, below 2**52 - 2**20, plus the key's position: exact in a double), so
+# no entry stamped before the generation was lost can ever match it.
+_FRESH = """
+local function fresh(seed, i)
+  return string.format('%.0f', tonumber(seed) + i)
+end
+"""
+
+# Shared prologue: read the current generations of KEYS[first..], creating the missing ones.
+_GENS = (
+    _FRESH
+    + """
 local function current(first, seed, gen_ttl)
   local n = #KEYS - first + 1
   if n <= 0 then return {} end
   local gens = redis.call('MGET', unpack(KEYS, first))
   for i = 1, n do
     if not gens[i] then
-      gens[i] = ARGV[seed + i]
+      gens[i] = fresh(seed, i)
       redis.call('SET', KEYS[first + i - 1], gens[i], 'PX', gen_ttl)
     end
   end
   return gens
 end
 """
+)
 
 # READ: the generation-aware read in one round trip. It returns the current generations the
 # caller stamps a fill with (reading them in the same atomic step as the entry means a fill can
 # never be stamped newer than what was current when the miss was seen) and the entry only if
 # it was written under this server's run id and all its stamps are current.
 # KEYS[1] entry, KEYS[2..] generation names; ARGV[1] run id, ARGV[2] gen ttl ms,
-# ARGV[3..] fresh generations. Returns {gens, false | {names, stamps, meta, payload}}.
+# ARGV[3] fresh seed. Returns {gens, false | {names, stamps, meta, payload}}.
 READ = (
     _GENS
     + """
-local gens = current(2, 2, ARGV[2])
+local gens = current(2, ARGV[3], ARGV[2])
 local e = redis.call('HMGET', KEYS[1], 'r', 'n', 's', 'm', 'p')
 if not e[1] or e[1] ~= ARGV[1] or not e[5] then return {gens, false} end
 local stamps
@@ -67,11 +77,11 @@ return {gens, {e[2], e[3], e[4], e[5]}}
 )
 
 # CURRENT: the current generations alone (write-through reads them before the write runs).
-# KEYS generation names; ARGV[1] gen ttl ms, ARGV[2..] fresh generations.
+# KEYS generation names; ARGV[1] gen ttl ms, ARGV[2] fresh seed.
 CURRENT = (
     _GENS
     + """
-return current(1, 1, ARGV[1])
+return current(1, ARGV[2], ARGV[1])
 """
 )
 
@@ -127,12 +137,13 @@ return ok
 # message is queued, and no message goes out for an increment that did not happen.
 _BUMP = """
 local function bump(first, seed, gen_ttl, channel)
+  -- seed: see _FRESH (included by every script that includes this one)
   local vals = {}
   for i = first, #KEYS do
     local v = redis.call('GET', KEYS[i])
     if not v then
       -- INCR from the fresh value (not from a Lua number: doubles would print 2e+15)
-      redis.call('SET', KEYS[i], ARGV[seed + i - first + 1], 'PX', gen_ttl)
+      redis.call('SET', KEYS[i], fresh(seed, i - first + 1), 'PX', gen_ttl)
     end
     v = redis.call('INCR', KEYS[i])
     -- %.0f: tostring() would print a Lua double such as 3.0195379469013e+15
@@ -144,11 +155,12 @@ local function bump(first, seed, gen_ttl, channel)
 end
 """
 
-# INVALIDATE: KEYS generation names; ARGV[1] channel, ARGV[2] gen ttl ms, ARGV[3..] fresh.
+# INVALIDATE: KEYS generation names; ARGV[1] channel, ARGV[2] gen ttl ms, ARGV[3] fresh seed.
 INVALIDATE = (
-    _BUMP
+    _FRESH
+    + _BUMP
     + """
-return bump(1, 2, ARGV[2], ARGV[1])
+return bump(1, ARGV[3], ARGV[2], ARGV[1])
 """
 )
 
@@ -159,9 +171,10 @@ return bump(1, 2, ARGV[2], ARGV[1])
 # older value valid.
 # KEYS[1] entry, KEYS[2..] names; ARGV[1] run id, ARGV[2] names, ARGV[3] expected stamps,
 # ARGV[4] meta, ARGV[5] payload, ARGV[6] retain ms, ARGV[7] channel, ARGV[8] gen ttl ms,
-# ARGV[9..] fresh generations. Returns 1 if stored.
+# ARGV[9] fresh seed. Returns 1 if stored.
 WRITE_THROUGH = (
-    _KEEP
+    _FRESH
+    + _KEEP
     + _BUMP
     + """
 local cur = redis.call('MGET', unpack(KEYS, 2))
@@ -170,7 +183,7 @@ for i = 1, #KEYS - 1 do
   if not cur[i] then ok = 0 end
 end
 if ok == 1 and table.concat(cur, ',') ~= ARGV[3] then ok = 0 end
-local vals = bump(2, 8, ARGV[8], ARGV[7])
+local vals = bump(2, ARGV[9], ARGV[8], ARGV[7])
 if ok == 1 then store(table.concat(vals, ',')) end
 return ok
 """

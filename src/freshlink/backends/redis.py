@@ -254,8 +254,9 @@ class RedisBackend(Backend):
             s = self._ascripts[(id(client), name)] = client.register_script(getattr(_scripts, name))
         return s
 
-    def _fresh(self, n: int) -> list[str]:
-        return [str(new_generation(self._rng)) for _ in range(n)]
+    def _seed(self) -> str:
+        # The scripts add a key's position (< 2**20) to this; keep the sum below 2**52.
+        return str(new_generation(self._rng) - (1 << 20))
 
     def _error(self, exc: BaseException, kind: type[BackendError] = BackendError) -> BackendError:
         if isinstance(exc, BackendError):
@@ -292,7 +293,7 @@ class RedisBackend(Backend):
     # ------------------------------------------------------------------ Backend API
 
     def _read_args(self, run_id: str, gens: Sequence[str]) -> list[str]:
-        return [run_id, self._gen_ttl_ms, *self._fresh(len(gens))]
+        return [run_id, self._gen_ttl_ms, self._seed()]
 
     @staticmethod
     def _read_result(reply: Any) -> Read:
@@ -359,7 +360,7 @@ class RedisBackend(Backend):
             _retain_ms(retain),
             self.inv_channel,
             self._gen_ttl_ms,
-            *self._fresh(len(entry.names)),
+            self._seed(),
         ]
 
     def write_through(
@@ -377,7 +378,7 @@ class RedisBackend(Backend):
         return bool(await self._arun("WRITE_THROUGH", [key, *entry.names], args, InvalidationError))
 
     def _inv_args(self, gens: Sequence[str]) -> list[str]:
-        return [self.inv_channel, self._gen_ttl_ms, *self._fresh(len(gens))]
+        return [self.inv_channel, self._gen_ttl_ms, self._seed()]
 
     def invalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
         """See :meth:`Backend.invalidate` (one EVALSHA: INCR each, then PUBLISH)."""
@@ -391,12 +392,12 @@ class RedisBackend(Backend):
 
     def current(self, gens: Sequence[str]) -> tuple[int, ...]:
         """See :meth:`Backend.current`."""
-        reply = self._run("CURRENT", list(gens), [self._gen_ttl_ms, *self._fresh(len(gens))])
+        reply = self._run("CURRENT", list(gens), [self._gen_ttl_ms, self._seed()])
         return tuple(int(v) for v in reply)
 
     async def acurrent(self, gens: Sequence[str]) -> tuple[int, ...]:
         """See :meth:`Backend.current`."""
-        reply = await self._arun("CURRENT", list(gens), [self._gen_ttl_ms, *self._fresh(len(gens))])
+        reply = await self._arun("CURRENT", list(gens), [self._gen_ttl_ms, self._seed()])
         return tuple(int(v) for v in reply)
 
     def get_entry(self, key: str) -> Entry | None:
