@@ -229,6 +229,8 @@ class Cache:
     def _context(self, key: str, names: Sequence[str], stamps: Sequence[int]) -> bytes:
         # What a signed payload's MAC covers besides the value: the entry key and the
         # generations, so a payload replayed under another key or generation is rejected.
+        if not self.codec.signed:
+            return b""
         return ("\x00".join((key, *names)) + "\x00" + ",".join(map(str, stamps))).encode(
             "utf-8", "surrogatepass"
         )

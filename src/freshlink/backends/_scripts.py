@@ -50,15 +50,19 @@ end
 # never be stamped newer than what was current when the miss was seen) and the entry only if
 # it was written under this server's run id and all its stamps are current.
 # KEYS[1] entry, KEYS[2..] generation names; ARGV[1] run id, ARGV[2] gen ttl ms,
-# ARGV[3] fresh seed. Returns {gens, false | {names, stamps, meta, payload}}.
+# ARGV[3] fresh seed. The reply is kept small because it is the hot path:
+#   {0, gen, gen, ...}            a miss, with the current generations to stamp the fill with
+#   {1, stamps, meta, payload}    a hit whose names are the ones asked for
+#   {2, stamps, meta, payload, names, gen, ...}  a hit on an entry with other names
 READ = (
     _GENS
     + """
 local gens = current(2, ARGV[3], ARGV[2])
 local e = redis.call('HMGET', KEYS[1], 'r', 'n', 's', 'm', 'p')
-if not e[1] or e[1] ~= ARGV[1] or not e[5] then return {gens, false} end
+if not e[1] or e[1] ~= ARGV[1] or not e[5] then return {0, unpack(gens)} end
+local same = e[2] == table.concat(KEYS, '\\n', 2)
 local stamps
-if e[2] == table.concat(KEYS, '\\n', 2) then
+if same then
   -- the usual case: the caller asked for exactly the entry's generations
   stamps = table.concat(gens, ',')
 else
@@ -67,12 +71,13 @@ else
   for name in string.gmatch(e[2], '[^\\n]+') do names[#names + 1] = name end
   local cur = redis.call('MGET', unpack(names))
   for i = 1, #names do
-    if not cur[i] then return {gens, false} end
+    if not cur[i] then return {0, unpack(gens)} end
   end
   stamps = table.concat(cur, ',')
 end
-if stamps ~= e[3] then return {gens, false} end
-return {gens, {e[2], e[3], e[4], e[5]}}
+if stamps ~= e[3] then return {0, unpack(gens)} end
+if same then return {1, e[3], e[4], e[5]} end
+return {2, e[3], e[4], e[5], e[2], unpack(gens)}
 """
 )
 

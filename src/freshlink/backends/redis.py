@@ -57,16 +57,17 @@ def _parse_run_id(info: Any) -> str:
     raise BackendError("INFO server did not report a run_id")
 
 
-def _entry_from(reply: Any) -> Entry:
-    names_b, stamps_b, meta_b, payload = reply
-    created, ttl, load_time = meta_b.decode().split(",")
+def _entry_from(
+    names: tuple[str, ...] | bytes, stamps_b: bytes, meta_b: bytes, payload: bytes
+) -> Entry:
+    created, ttl, load_time = meta_b.split(b",")
     return Entry(
-        payload=bytes(payload),
-        names=tuple(names_b.decode().split("\n")),
-        stamps=tuple(int(s) for s in stamps_b.split(b",")),
-        created=float(created),
-        ttl=float(ttl) if ttl else None,
-        load_time=float(load_time),
+        payload,
+        names if isinstance(names, tuple) else tuple(names.decode().split("\n")),
+        tuple(map(int, stamps_b.split(b","))),
+        float(created),
+        float(ttl) if ttl else None,
+        float(load_time),
     )
 
 
@@ -296,9 +297,16 @@ class RedisBackend(Backend):
         return [run_id, self._gen_ttl_ms, self._seed()]
 
     @staticmethod
-    def _read_result(reply: Any) -> Read:
-        gens, entry = reply
-        return Read(_entry_from(entry) if entry else None, tuple(int(g) for g in gens))
+    def _read_result(reply: Any, gens: Sequence[str]) -> Read:
+        kind = reply[0]
+        if kind == 0:
+            return Read(None, tuple(map(int, reply[1:])))
+        entry = _entry_from(tuple(gens) if kind == 1 else reply[4], *reply[1:4])
+        # On a hit the entry's stamps are the current generations of its names; when those
+        # are the names asked for, they are also the generations asked for.
+        if kind == 1:
+            return Read(entry, entry.stamps)
+        return Read(entry, tuple(map(int, reply[5:])))
 
     def read(self, key: str, gens: Sequence[str]) -> Read:
         """See :meth:`Backend.read` (one EVALSHA)."""
@@ -309,7 +317,7 @@ class RedisBackend(Backend):
             # script ran on a new server with the old run id, which an entry restored from an
             # old snapshot also carries: ask again with the run id just learned.
             if self._run_id == run_id:
-                return self._read_result(reply)
+                return self._read_result(reply, gens)
 
     async def aread(self, key: str, gens: Sequence[str]) -> Read:
         """See :meth:`Backend.read`."""
@@ -317,7 +325,7 @@ class RedisBackend(Backend):
             run_id = await self.arun_id()
             reply = await self._arun("READ", [key, *gens], self._read_args(run_id, gens))
             if self._run_id == run_id:
-                return self._read_result(reply)
+                return self._read_result(reply, gens)
 
     def lease_key(self, key: str) -> str:
         """The single-flight lease key of an entry key."""
@@ -406,7 +414,7 @@ class RedisBackend(Backend):
             e = self.client.hmget(key, "n", "s", "m", "p")
         except Exception as exc:
             raise self._error(exc) from exc
-        return _entry_from(e) if e[3] is not None else None
+        return _entry_from(e[0], e[1], e[2], e[3]) if e[3] is not None else None
 
     def delete(self, key: str) -> bool:
         """See :meth:`Backend.delete`."""
