@@ -79,8 +79,10 @@ def client_side_cache_note(url: str) -> str:
         return "redis-py client-side cache: available (not yet in this table)"
     except Exception as exc:  # redis-py refuses servers older than 7.4
         version = redis.Redis.from_url(url).info("server")["redis_version"]
-        return (f"redis-py client-side cache: not measurable here, it refuses Redis {version} "
-                f"({type(exc).__name__}: {exc})")
+        return (
+            f"redis-py client-side cache: not measurable here, it refuses Redis {version} "
+            f"({type(exc).__name__}: {exc})"
+        )
 
 
 def _listener_proc(url: str, ready: Any, out: Any, n: int) -> None:
@@ -138,16 +140,22 @@ def main(argv: list[str] | None = None) -> str:
         cases = hit_cases(server.url)
         samples = interleaved(cases, rounds=rounds, number=number)
         samples = {k: [x / 1000 for x in v] for k, v in samples.items()}
-        parts.append(table(samples, "raw redis-py GET + json.loads", unit="µs",
-                           title="Hit cost with Redis (per call, µs)"))
+        parts.append(
+            table(
+                samples,
+                "raw redis-py GET + json.loads",
+                unit="µs",
+                title="Hit cost with Redis (per call, µs)",
+            )
+        )
         parts.append(client_side_cache_note(server.url))
         start, ack = propagation(server.url, 300 if args.quick else 2000)
         parts.append(
             "### Invalidation propagation to another process (ms)\n\n"
             "| measured from | p50 | p99 | max |\n|---|---:|---:|---:|\n"
-            f"| invalidate() called | {statistics.median(start):.3f} | {pct(start, .99):.3f} "
+            f"| invalidate() called | {statistics.median(start):.3f} | {pct(start, 0.99):.3f} "
             f"| {max(start):.3f} |\n"
-            f"| invalidate() returned | {statistics.median(ack):.3f} | {pct(ack, .99):.3f} "
+            f"| invalidate() returned | {statistics.median(ack):.3f} | {pct(ack, 0.99):.3f} "
             f"| {max(ack):.3f} |"
         )
         rows = []
@@ -158,8 +166,10 @@ def main(argv: list[str] | None = None) -> str:
         parts.append(
             "### Stampede: 4 processes x 25 threads, one cold key, loader 50 ms\n\n"
             "| trial | loader runs | p50 ms | p99 ms | p99 / loader |\n|---|---:|---:|---:|---:|\n"
-            + "\n".join(f"| {i + 1} | {loads} | {p50:.1f} | {p99:.1f} | {p99 / 50:.2f} |"
-                        for i, (loads, p50, p99) in enumerate(rows))
+            + "\n".join(
+                f"| {i + 1} | {loads} | {p50:.1f} | {p99:.1f} | {p99 / 50:.2f} |"
+                for i, (loads, p50, p99) in enumerate(rows)
+            )
         )
     out = "\n\n".join(parts)
     print(out)

@@ -189,11 +189,16 @@ def _stampede(
         time.sleep(loader_time)
         return "value"
 
-    # Warm the process as a running app server would be: connected, scripts loaded, the
-    # fill channel subscribed. The stampede then measures coordination, not start-up.
-    warm = cache.cached(ttl=60, key="warm")(lambda: "warm")
-    warm()
-    warm()
+    # Warm the process as a running app server would be: a connection per thread in the
+    # pool, scripts loaded, the fill channel subscribed. The stampede then measures
+    # coordination, not connection set-up.
+    warm = cache.cached(ttl=60, key="warm:{n}")(lambda n: "warm")
+    warmers = [threading.Thread(target=warm, args=(n,)) for n in range(threads)]
+    for t in warmers:
+        t.start()
+    for t in warmers:
+        t.join()
+    warm(0)
     cache.backend.ensure_listener().connected.wait(10)  # type: ignore[attr-defined]
     latencies: list[float] = []
     results: list[str] = []
