@@ -40,10 +40,14 @@ def table(samples: dict[str, list[float]], floor: str, *, unit: str = "ns", titl
     for name, xs in samples.items():
         ratios = [x / b for x, b in zip(xs, base, strict=True)]
         lines.append(
-            f"| {name} | {statistics.median(xs):,.0f} | {min(xs):,.0f}..{max(xs):,.0f} "
+            f"| {name} | {_num(statistics.median(xs))} | {_num(min(xs))}..{_num(max(xs))} "
             f"| {statistics.median(ratios):.2f} |"
         )
     return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
 
 
 def environment() -> str:

@@ -27,7 +27,7 @@ from freshlink.testing.workloads import run_stampede
 VALUE = {"id": 7, "borrower": 42, "amount": "1250.00", "link": "https://pay.example/l/7?t=abc"}
 
 
-def hit_cases(url: str) -> list[tuple[str, Any]]:
+def hit_cases(url: str) -> tuple[list[tuple[str, Any]], list[Cache]]:
     raw = redis.Redis.from_url(url)
     raw.set("raw:loan:7", json.dumps(VALUE))
 
@@ -66,7 +66,7 @@ def hit_cases(url: str) -> list[tuple[str, Any]]:
     for _name, fn in cases:
         fn()
         fn()
-    return cases
+    return cases, [strict, strict_l1, bounded]
 
 
 def client_side_cache_note(url: str) -> str:
@@ -137,8 +137,10 @@ def main(argv: list[str] | None = None) -> str:
     rounds, number = (5, 2000) if args.quick else (15, 5000)
     parts = [environment()]
     with RedisServer() as server:
-        cases = hit_cases(server.url)
+        cases, opened = hit_cases(server.url)
         samples = interleaved(cases, rounds=rounds, number=number)
+        for cache in opened:
+            cache.close()
         samples = {k: [x / 1000 for x in v] for k, v in samples.items()}
         parts.append(
             table(
