@@ -114,8 +114,8 @@ def test_write_through_out_of_order_never_leaves_older_value_valid() -> None:
     exp_a = cache.backend.current(names)
     exp_b = cache.backend.current(names)
     # B finishes first and stores; A finishes later with an older value: A must not store.
-    cache.store_expected("w", key, names, exp_b, "B", 60)
-    cache.store_expected("w", key, names, exp_a, "A", 60)
+    cache.store_expected("w", key, names, exp_b, "B", cache.freshness)
+    cache.store_expected("w", key, names, exp_a, "A", cache.freshness)
     assert get_loan(1) == "from-db"
     assert loads == 1
 

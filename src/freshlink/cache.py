@@ -35,10 +35,21 @@ from .errors import (
     TamperedPayloadError,
 )
 from .events import Event, Events, logger
+from .backends.guard import GuardedBackend
+from .breaker import CircuitBreaker
 from .flight import AsyncFlight, Flight
 from .keys import check_tag, safe_key
 from .local import Local, NearCache, NearEntry
-from .policy import check_ttl, jittered_ttl
+from .refresh import AsyncRefresher, Refresher
+from .policy import (
+    Action,
+    Freshness,
+    backoff,
+    check_ttl,
+    decide,
+    fresh_horizon,
+    jittered_ttl,
+)
 from .serializers import Codec, Serializer, make_codec
 
 if TYPE_CHECKING:
@@ -57,6 +68,33 @@ class _Unset:
 
 _UNSET: Final = _Unset()
 _MISS: Final = object()
+_POLICY_OPTIONS = frozenset(
+    {
+        "jitter",
+        "ahead",
+        "beta",
+        "stale_while_revalidate",
+        "stale_if_error",
+        "none_ttl",
+        "cache_none",
+        "expiring_within",
+    }
+)
+
+
+class _Stale:
+    """A valid but expired value kept in hand in case the loader fails (stale-if-error)."""
+
+    __slots__ = ("left", "value")
+
+    def __init__(self, value: Any, left: float | None) -> None:
+        self.value = value
+        self.left = left  # seconds of freshness left (negative: expired that long ago)
+
+    def usable(self, policy: Freshness) -> bool:
+        return self.left is not None and -self.left <= policy.stale_if_error
+
+
 _NAMESPACE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -69,17 +107,27 @@ class Cache:
 
     def __init__(
         self,
-        url: str = "memory://",
+        url: Any = "memory://",
         *,
         namespace: str = "freshlink",
         local: Local | _Unset | None = _UNSET,
         serializer: str | Serializer = "json",
         default_ttl: float | None = 300.0,
         jitter: float = 0.0,
+        ahead: float | None = None,
+        beta: float = 0.0,
+        stale_while_revalidate: float = 0.0,
+        stale_if_error: float = 0.0,
+        none_ttl: float | None = None,
+        cache_none: bool = True,
+        expiring_within: float | None = None,
         secret: str | bytes | Sequence[str | bytes] | None = None,
         max_value_size: int | None = 1 << 20,
         name: str | None = None,
         backend: Backend | None = None,
+        breaker: CircuitBreaker | None = None,
+        refresh_workers: int = 2,
+        max_pending_refreshes: int = 1000,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
@@ -94,24 +142,37 @@ class Cache:
                 f"namespace must be a non-empty str of letters, digits, '_', '.', '-'; "
                 f"got {namespace!r}"
             )
-        if not isinstance(jitter, int | float) or not 0 <= jitter < 1:
-            raise ConfigurationError(f"jitter must be a fraction in [0, 1), got {jitter!r}")
         self.namespace = namespace
         self.name = name or namespace
-        self.url = url
-        self.default_ttl = check_ttl(default_ttl, "default_ttl")
-        self.jitter = float(jitter)
+        self.url = url if isinstance(url, str) else type(url).__name__
+        #: The default freshness policy of every function this cache decorates.
+        self.freshness = Freshness(
+            ttl=check_ttl(default_ttl, "default_ttl"),
+            jitter=jitter,
+            ahead=ahead,
+            beta=beta,
+            stale_while_revalidate=stale_while_revalidate,
+            stale_if_error=stale_if_error,
+            none_ttl=none_ttl,
+            cache_none=cache_none,
+            expiring_within=expiring_within,
+        )
         self.codec: Codec = make_codec(serializer, secret=secret, max_value_size=max_value_size)
         if not isinstance(lease_ttl, int | float) or not lease_ttl > 0:
             raise ConfigurationError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
         self.lease_ttl = float(lease_ttl)
-        self.backend: Backend = (
-            backend if backend is not None else open_backend(url, namespace=namespace)
-        )
         self.clock = clock
         self.monotonic = monotonic
         self.rng = rng
         self.events = Events()
+        raw = backend if backend is not None else open_backend(url, namespace=namespace)
+        self.breaker: CircuitBreaker | None = None
+        if raw.synchronous:
+            self.backend: Backend = raw  # in-process: nothing to break or retry
+        else:
+            self.breaker = breaker or CircuitBreaker(clock=monotonic)
+            self.breaker.on_change = self._breaker_changed
+            self.backend = GuardedBackend(raw, self.breaker, rng=rng)
         if isinstance(local, _Unset):
             # An in-process backend delivers invalidations synchronously, so an L1 in front of
             # it is exactly as strict as the backend and only saves decoding: on by default.
@@ -138,9 +199,26 @@ class Cache:
                 self._verify_near = True
         self._flight = Flight()
         self._aflight = AsyncFlight()
+        self.refresher = Refresher(refresh_workers, max_pending_refreshes)
+        self.arefresher = AsyncRefresher(max_pending_refreshes)
+        # key -> (failed attempts, monotonic time of the next try): stale-if-error backoff.
+        self._retry_at: dict[str, tuple[int, float]] = {}
         self._tag_prefix = namespace + ":t:"
         self._self_prefix = namespace + ":k:"
         self._entry_prefix = namespace + ":e:"
+
+    def _breaker_changed(self, state: str) -> None:
+        name = "circuit_open" if state == "open" else "circuit_close" if state == "closed" else ""
+        if not name:
+            return
+        log = logger.error if state == "open" else logger.warning
+        log(
+            "freshlink: backend circuit %s",
+            "opened: calls go to the loaders" if state == "open" else "closed again",
+            extra={"freshlink_event": name, "freshlink_cache": self.name},
+        )
+        if getattr(self.events, name):
+            self.events.emit(Event(name))
 
     def __repr__(self) -> str:
         return f"Cache({self.url!r}, namespace={self.namespace!r}, local={self.local!r})"
@@ -156,6 +234,15 @@ class Cache:
         tags: Iterable[str] = ...,
         version: str | int | None = ...,
         code_identity: bool = ...,
+        jitter: float | _Unset = ...,
+        ahead: float | _Unset | None = ...,
+        beta: float | _Unset = ...,
+        stale_while_revalidate: float | _Unset = ...,
+        stale_if_error: float | _Unset = ...,
+        none_ttl: float | _Unset | None = ...,
+        cache_none: bool | _Unset = ...,
+        should_cache: Callable[[Any], bool] | None = ...,
+        expiring_within: float | _Unset | None = ...,
     ) -> CachedDecorator: ...
     @overload
     def cached(  # type: ignore[overload-overlap]
@@ -171,27 +258,49 @@ class Cache:
         tags: Iterable[str] = (),
         version: str | int | None = None,
         code_identity: bool = True,
+        should_cache: Callable[[Any], bool] | None = None,
+        **policy: Any,
     ) -> Any:
         """Decorate a function (sync or async, method, classmethod, staticmethod) to cache it.
 
         ``key`` is a template such as ``"loan:{loan_id}"`` (default: a hash of all arguments);
         ``tags`` are templates whose invalidation kills the entry; ``version`` is part of
-        every key, so bumping it makes old entries unreachable.
+        every key, so bumping it makes old entries unreachable. The freshness options
+        (``ahead``, ``beta``, ``stale_while_revalidate``, ``stale_if_error``, ``none_ttl``,
+        ``cache_none``, ``should_cache``, ``jitter``, ``expiring_within``) default to the
+        cache's own; see :class:`~freshlink.policy.Freshness`.
         """
         from .decorators import make_cached
 
         if callable(ttl) and not isinstance(ttl, _Unset):
             # Bare ``@cache.cached`` without parentheses.
             return make_cached(
-                self, ttl, ttl=self.default_ttl, key=None, tags=(), version=None, code_identity=True
+                self,
+                ttl,
+                policy=self.freshness,
+                key=None,
+                tags=(),
+                version=None,
+                code_identity=True,
             )
-        ttl_value = self.default_ttl if isinstance(ttl, _Unset) else check_ttl(ttl)
+        changes = {k: v for k, v in policy.items() if not isinstance(v, _Unset)}
+        unknown = set(changes) - _POLICY_OPTIONS
+        if unknown:
+            raise ConfigurationError(
+                f"cached() got unknown option(s) {', '.join(sorted(unknown))}; freshness "
+                f"options are {', '.join(sorted(_POLICY_OPTIONS))}"
+            )
+        if not isinstance(ttl, _Unset):
+            changes["ttl"] = check_ttl(ttl)
+        if should_cache is not None:
+            changes["should_cache"] = should_cache
+        fresh = self.freshness.with_(**changes)
 
         def decorate(func: Any) -> Any:
             return make_cached(
                 self,
                 func,
-                ttl=ttl_value,
+                policy=fresh,
                 key=key,
                 tags=tags,
                 version=version,
@@ -266,60 +375,60 @@ class Cache:
     def _entry_value(self, fname: str, key: str, entry: Entry) -> Any:
         return self._decode(fname, key, entry.names, entry.stamps, entry.payload)
 
-    # ------------------------------------------------------------------ read path (sync)
+    # ------------------------------------------------------------------ read path (shared)
 
     def _near_put(
-        self,
-        near_key: Hashable,
-        value: Any,
-        names: Sequence[str],
-        stamps: Sequence[int],
-        ttl_left: float | None,
-        resets: int,
+        self, near_key: Hashable, value: Any, entry: Entry, policy: Freshness, resets: int
     ) -> None:
+        """Remember a decoded value in L1 (if the reply is not older than an L1 wipe)."""
         near = self.near
-        if near is None or not near.learn_since(names, stamps, resets):
+        if near is None or not near.learn_since(entry.names, entry.stamps, resets):
             return
-        limit = near.config.ttl
-        life = ttl_left if limit is None else limit if ttl_left is None else min(limit, ttl_left)
-        expires = self.monotonic() + life if life is not None else math.inf
-        near.put(near_key, NearEntry(value, tuple(zip(names, stamps, strict=True)), expires))
+        now = self.monotonic()
+        born = now - max(self.clock() - entry.created, 0.0)
+        ttl = entry.ttl
+        hard = math.inf if ttl is None else born + ttl + policy.grace
+        if near.config.ttl is not None:
+            hard = min(hard, now + near.config.ttl)
+        # Until ``fresh`` the inlined hot path may serve it without asking the policy.
+        horizon = fresh_horizon(policy, ttl, entry.load_time)
+        fresh = math.inf if horizon is None else born + horizon
+        if policy.expiring_within is not None and ttl is not None:
+            fresh = min(fresh, born + ttl - policy.expiring_within)
+        stamps = tuple(zip(entry.names, entry.stamps, strict=True))
+        near.put(near_key, NearEntry(value, stamps, hard, fresh, born, ttl, entry.load_time))
 
-    def _ttl_left(self, entry: Entry) -> float | None:
-        return None if entry.ttl is None else entry.created + entry.ttl - self.clock()
+    def _report(
+        self, fname: str, key: str, tier: str, action: Action, policy: Freshness, left: float | None
+    ) -> None:
+        """Emit hit / stale_served / expiring for a value about to be served."""
+        ev = self.events
+        if action is Action.SERVE_STALE_AND_REFRESH:
+            if ev.stale_served:
+                ev.emit(Event("stale_served", fname, key, tier, ttl_left=left))
+        elif ev.hit:
+            ev.emit(Event("hit", fname, key, tier, ttl_left=left))
+        within = policy.expiring_within
+        if within is not None and left is not None and left < within and ev.expiring:
+            ev.emit(Event("expiring", fname, key, tier, ttl_left=left))
 
-    def _near_hit(self, fname: str, key: str, near_key: Hashable) -> tuple[Any, int]:
-        """L1 lookup without I/O: (value or _MISS, resets token for a later put)."""
+    def _near_candidate(self, near_key: Hashable, resets_out: list[int]) -> NearEntry | None:
+        """The L1 entry that may answer, without backend I/O (strict L1 verifies later)."""
         near = self.near
         if near is None:
-            return _MISS, 0
-        e = near.get(near_key, self.monotonic())
-        if e is None:
-            return _MISS, near.resets
-        if self.events.hit:
-            self.events.emit(Event("hit", fname, key, "l1"))
-        return e.value, near.resets
+            return None
+        resets_out.append(near.resets)
+        return near.get(near_key, self.monotonic())
 
-    def _verified(self, fname: str, key: str, e: NearEntry, current: Sequence[int]) -> Any:
-        if tuple(v for _, v in e.stamps) != tuple(current):
-            return _MISS
-        if self.events.hit:
-            self.events.emit(Event("hit", fname, key, "l1"))
-        return e.value
+    def _judge_near(self, e: NearEntry, policy: Freshness) -> tuple[Action, float | None]:
+        age = self.monotonic() - e.born
+        left = None if e.ttl is None else e.ttl - age
+        return decide(policy, age, e.ttl, e.load_time, self.rng), left
 
-    def _served(self, fname: str, key: str, read: Read, near_key: Hashable, resets: int) -> Any:
-        """Decode a valid backend entry, remember it in L1; _MISS if it cannot be read."""
-        if read.entry is None:
-            return _MISS
-        value = self._entry_value(fname, key, read.entry)
-        if value is not _MISS:
-            if self.events.hit:
-                self.events.emit(Event("hit", fname, key, "l2"))
-            entry = read.entry
-            self._near_put(
-                near_key, value, entry.names, entry.stamps, self._ttl_left(entry), resets
-            )
-        return value
+    def _judge(self, entry: Entry, policy: Freshness) -> tuple[Action, float | None]:
+        age = self.clock() - entry.created
+        left = None if entry.ttl is None else entry.ttl - age
+        return decide(policy, age, entry.ttl, entry.load_time, self.rng), left
 
     def _backend_failed(self, fname: str, key: str, exc: BackendError, doing: str) -> None:
         logger.warning(
@@ -332,46 +441,51 @@ class Cache:
         if self.events.error:
             self.events.emit(Event("error", fname, key, "l2", error=exc))
 
-    def fetch(
+    def _backing_off(self, key: str) -> bool:
+        """True while a key whose loader failed waits for its next retry."""
+        due = self._retry_at.get(key)
+        return due is not None and self.monotonic() < due[1]
+
+    def _loader_failed(
+        self, fname: str, key: str, exc: Exception, policy: Freshness, stale: _Stale | None
+    ) -> Any:
+        """Stale-if-error: serve a still-usable old value and back off, or re-raise."""
+        attempts = self._retry_at.get(key, (0, 0.0))[0] + 1
+        if len(self._retry_at) > 10_000:
+            self._retry_at.clear()  # bounded: forgetting a backoff only costs an early retry
+        self._retry_at[key] = (
+            attempts,
+            self.monotonic() + backoff(attempts, policy.retry_base, policy.retry_cap, self.rng),
+        )
+        if self.events.error:
+            self.events.emit(Event("error", fname, key, error=exc))
+        if stale is None or not stale.usable(policy):
+            raise exc
+        logger.warning(
+            "freshlink: loader of %s failed (%s: %s); serving the last value",
+            key,
+            type(exc).__name__,
+            exc,
+            extra={"freshlink_key": key, "freshlink_function": fname},
+        )
+        if self.events.stale_served:
+            self.events.emit(Event("stale_served", fname, key, error=exc, ttl_left=stale.left))
+        return stale.value
+
+    def _stored(
         self,
         fname: str,
         key: str,
         names: Sequence[str],
-        load: Callable[[], Any],
-        ttl: float | None,
-        near_key: Hashable | None = None,
-    ) -> Any:
-        """Return the cached value for ``key`` or load, stamp and store it (the sync read path).
-
-        ``names`` are the entry's generation names (:meth:`gen_names`).
-        """
-        nk = key if near_key is None else near_key
-        value, resets = self._near_hit(fname, key, nk)
-        if value is not _MISS:
-            return value
-        try:
-            if self._verify_near:
-                e = self.near.peek(nk, self.monotonic())  # type: ignore[union-attr]
-                if e is not None:
-                    value = self._verified(fname, key, e, self.backend.current(e.names))
-                    if value is not _MISS:
-                        return value
-            read = self.backend.read(self.entry_key(key), names)
-        except BackendError as exc:
-            # Redis down or slow: the page still renders, from the source of truth.
-            self._backend_failed(fname, key, exc, "read")
-            return load()
-        value = self._served(fname, key, read, nk, resets)
-        if value is not _MISS:
-            return value
-        if self.events.miss:
-            self.events.emit(Event("miss", fname, key))
-
-        def fill() -> Any:
-            return self._fill(fname, key, names, read.gens, load, ttl, nk, resets)
-
-        value, _leader = self._flight.run((key, read.gens), fill)
-        return value
+        stamps: Sequence[int],
+        value: Any,
+        policy: Freshness,
+        took: float,
+    ) -> tuple[Entry, Any, float | None]:
+        """Stamp a loaded value: (entry, decoded copy, retention in the backend)."""
+        ttl = jittered_ttl(policy.ttl_for(value), policy.jitter, self.rng)
+        entry, copy = self._stamp(fname, key, names, stamps, value, ttl, took)
+        return entry, copy, policy.retain(ttl)
 
     def _stamp(
         self,
@@ -382,13 +496,90 @@ class Cache:
         value: Any,
         ttl: float | None,
         load_time: float,
-    ) -> tuple[Entry, Any, float | None]:
-        ttl = jittered_ttl(ttl, self.jitter, self.rng)
+    ) -> tuple[Entry, Any]:
         payload, copy = self._encode(fname, key, names, stamps, value)
         if copy is _MISS:  # a serializer that cannot read its own output
             raise SerializationError(f"{fname}: the serializer could not decode what it wrote")
-        entry = Entry(payload, tuple(names), tuple(stamps), self.clock(), ttl, load_time)
-        return entry, copy, ttl
+        return Entry(payload, tuple(names), tuple(stamps), self.clock(), ttl, load_time), copy
+
+    def _release(self, ekey: str, token: str, why: str) -> None:
+        try:
+            self.backend.release(ekey, token, why)
+        except BackendError:
+            logger.warning("freshlink: could not release the lease of %s", ekey)
+
+    async def _arelease(self, ekey: str, token: str, why: str) -> None:
+        try:
+            await self.backend.arelease(ekey, token, why)
+        except BackendError:
+            logger.warning("freshlink: could not release the lease of %s", ekey)
+
+    # ------------------------------------------------------------------ read path (sync)
+
+    def fetch(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        load: Callable[[], Any],
+        policy: Freshness,
+        near_key: Hashable | None = None,
+    ) -> Any:
+        """Return the cached value for ``key`` or load, stamp and store it (the sync read path).
+
+        ``names`` are the entry's generation names (:meth:`gen_names`).
+        """
+        nk = key if near_key is None else near_key
+        resets: list[int] = []
+        stale: _Stale | None = None
+        e = self._near_candidate(nk, resets)
+        try:
+            if e is None and self._verify_near:
+                e = self._verified(nk)
+            if e is not None:
+                action, left = self._judge_near(e, policy)
+                if action is not Action.LOAD:
+                    self._report(fname, key, "l1", action, policy, left)
+                    if action is not Action.SERVE:
+                        self._refresh(fname, key, e.names, e.values, load, policy, nk)
+                    return e.value
+                stale = _Stale(e.value, left)
+            read = self.backend.read(self.entry_key(key), names)
+        except BackendError as exc:
+            # Redis down or slow: the page still renders, from the source of truth.
+            self._backend_failed(fname, key, exc, "read")
+            try:
+                return load()
+            except Exception as err:
+                return self._loader_failed(fname, key, err, policy, stale)
+        r = resets[0] if resets else 0
+        if read.entry is not None:
+            value = self._entry_value(fname, key, read.entry)
+            if value is not _MISS:
+                action, left = self._judge(read.entry, policy)
+                if action is not Action.LOAD:
+                    self._near_put(nk, value, read.entry, policy, r)
+                    self._report(fname, key, "l2", action, policy, left)
+                    if action is not Action.SERVE:
+                        entry = read.entry
+                        self._refresh(fname, key, entry.names, entry.stamps, load, policy, nk)
+                    return value
+                stale = _Stale(value, left)
+        if self.events.miss:
+            self.events.emit(Event("miss", fname, key))
+
+        def fill() -> Any:
+            return self._fill(fname, key, names, read.gens, load, policy, nk, r, stale)
+
+        value, _leader = self._flight.run((key, read.gens), fill)
+        return value
+
+    def _verified(self, nk: Hashable) -> NearEntry | None:
+        """Strict L1: an entry whose generations one small read confirms are still current."""
+        e = self.near.peek(nk, self.monotonic())  # type: ignore[union-attr]
+        if e is not None and self.backend.current(e.names) == e.values:
+            return e
+        return None
 
     def _lease(
         self,
@@ -397,6 +588,7 @@ class Cache:
         names: Sequence[str],
         stamps: tuple[int, ...],
         near_key: Hashable,
+        policy: Freshness,
         resets: int,
     ) -> tuple[str, tuple[int, ...], Any]:
         """Cross-process single-flight: (lease token, stamps, _MISS) or ("", _, served value).
@@ -410,22 +602,39 @@ class Cache:
             token, left = backend.lease(ekey, self.lease_ttl)
             if token is not None:
                 return token, stamps, _MISS
-            found.clear()
 
             def recheck() -> bool:
-                found.append(self._served(fname, key, backend.read(ekey, names), near_key, resets))
+                found.append(
+                    self._taken_over(
+                        fname, key, backend.read(ekey, names), near_key, policy, resets
+                    )
+                )
                 return found[-1] is not _MISS
 
+            found.clear()
             outcome = backend.wait_fill(ekey, left, recheck)
             if found and found[-1] is not _MISS:
                 return "", stamps, found[-1]
             if outcome is not None and outcome[0] == "err":
                 raise RemoteLoaderError(f"{fname}: the process loading {key} failed: {outcome[1]}")
             read = backend.read(ekey, names)
-            value = self._served(fname, key, read, near_key, resets)
+            value = self._taken_over(fname, key, read, near_key, policy, resets)
             if value is not _MISS:
                 return "", stamps, value
             stamps = read.gens  # invalidated meanwhile: the next load stamps the newer gens
+
+    def _taken_over(
+        self, fname: str, key: str, read: Read, near_key: Hashable, policy: Freshness, resets: int
+    ) -> Any:
+        """The value another process just stored, if ``read`` found it valid."""
+        if read.entry is None:
+            return _MISS
+        value = self._entry_value(fname, key, read.entry)
+        if value is not _MISS:
+            self._near_put(near_key, value, read.entry, policy, resets)
+            if self.events.hit:
+                self.events.emit(Event("hit", fname, key, "l2"))
+        return value
 
     def _fill(
         self,
@@ -434,46 +643,148 @@ class Cache:
         names: Sequence[str],
         stamps: tuple[int, ...],
         load: Callable[[], Any],
-        ttl: float | None,
+        policy: Freshness,
         near_key: Hashable,
         resets: int,
+        stale: _Stale | None,
     ) -> Any:
+        if stale is not None and stale.usable(policy) and self._backing_off(key):
+            return stale.value  # the loader failed recently: wait for the retry time
         backend, ekey, token = self.backend, self.entry_key(key), ""
-        if backend.supports_leases:
-            try:
-                token, stamps, served = self._lease(fname, key, names, stamps, near_key, resets)
-            except BackendError as exc:
-                self._backend_failed(fname, key, exc, "lease")
-                return load()
-            if served is not _MISS:
-                return served
+        try:
+            if backend.supports_leases:
+                token, stamps, served = self._lease(
+                    fname, key, names, stamps, near_key, policy, resets
+                )
+                if served is not _MISS:
+                    return served
+        except BackendError as exc:
+            self._backend_failed(fname, key, exc, "lease")
+            token = ""
         t0 = self.monotonic()
         try:
             value = load()
-        except BaseException as exc:
+        except Exception as exc:
             if token:
-                self._release(ekey, token, exc)
+                self._release(ekey, token, f"{type(exc).__name__}: {exc}")
+            return self._loader_failed(fname, key, exc, policy, stale)
+        except BaseException:
+            if token:
+                self._release(ekey, token, "")
             raise
         took = self.monotonic() - t0
+        self._retry_at.pop(key, None)
         if self.events.load:
             self.events.emit(Event("load", fname, key, duration=took))
-        entry, copy, ttl = self._stamp(fname, key, names, stamps, value, ttl, took)
+        if not policy.storable(value):
+            if token:
+                self._release(ekey, token, "")
+            return value
+        entry, copy, retain = self._stored(fname, key, names, stamps, value, policy, took)
         # A fill that lost a race with an invalidation is not stored (and not put in L1); the
         # caller still gets the value, which is allowed: its read began before the write.
         try:
-            if backend.write(ekey, entry, ttl, token):
-                self._near_put(near_key, copy, names, stamps, ttl, resets)
+            if backend.write(ekey, entry, retain, token):
+                self._near_put(near_key, copy, entry, policy, resets)
         except BackendError as exc:
             self._backend_failed(fname, key, exc, "write")
         # The caller gets the loader's own object, L1 keeps a decoded copy: mutating the
         # result of a call can never change what the next caller is served.
         return value
 
-    def _release(self, ekey: str, token: str, exc: BaseException) -> None:
+    def _refresh(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        stamps: Sequence[int],
+        load: Callable[[], Any],
+        policy: Freshness,
+        near_key: Hashable,
+    ) -> None:
+        """Queue one background refresh of ``key`` (stamped with the served entry's stamps)."""
+        if self._backing_off(key):
+            return
+        resets = self.near.resets if self.near is not None else 0
+
+        def job() -> None:
+            backend, ekey, token = self.backend, self.entry_key(key), ""
+            t0 = self.monotonic()
+            try:
+                if backend.supports_leases:
+                    got, _left = backend.lease(ekey, self.lease_ttl)
+                    if got is None:
+                        return  # another process is refreshing (or filling) it
+                    token = got
+                t0 = self.monotonic()
+                value = load()
+            except Exception as exc:
+                if token:
+                    self._release(ekey, token, "")
+                self._refresh_failed(fname, key, exc, policy)
+                return
+            self._after_refresh(
+                fname,
+                key,
+                names,
+                stamps,
+                value,
+                policy,
+                near_key,
+                resets,
+                token,
+                self.monotonic() - t0,
+            )
+
+        self.refresher.submit(key, job)
+
+    def _refresh_failed(self, fname: str, key: str, exc: Exception, policy: Freshness) -> None:
+        attempts = self._retry_at.get(key, (0, 0.0))[0] + 1
+        self._retry_at[key] = (
+            attempts,
+            self.monotonic() + backoff(attempts, policy.retry_base, policy.retry_cap, self.rng),
+        )
+        logger.warning(
+            "freshlink: background refresh of %s failed: %s: %s",
+            key,
+            type(exc).__name__,
+            exc,
+            extra={"freshlink_key": key},
+        )
+        if self.events.error:
+            self.events.emit(Event("error", fname, key, error=exc))
+
+    def _after_refresh(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        stamps: Sequence[int],
+        value: Any,
+        policy: Freshness,
+        near_key: Hashable,
+        resets: int,
+        token: str,
+        took: float,
+    ) -> None:
+        ekey = self.entry_key(key)
+        self._retry_at.pop(key, None)
+        if not policy.storable(value):
+            if token:
+                self._release(ekey, token, "")
+            return
         try:
-            self.backend.release(ekey, token, f"{type(exc).__name__}: {exc}")
-        except BackendError:
-            logger.warning("freshlink: could not release the lease of %s", ekey)
+            entry, copy, retain = self._stored(fname, key, names, stamps, value, policy, took)
+            # Stored only if the stamps are still current: a refresh that lost a race with
+            # an invalidation is discarded, never stored.
+            stored = self.backend.write(ekey, entry, retain, token)
+        except FreshlinkError as exc:
+            self._refresh_failed(fname, key, exc, policy)
+            return
+        if stored:
+            self._near_put(near_key, copy, entry, policy, resets)
+        if self.events.refresh:
+            self.events.emit(Event("refresh", fname, key, duration=took))
 
     # ------------------------------------------------------------------ read path (async)
 
@@ -483,34 +794,52 @@ class Cache:
         key: str,
         names: Sequence[str],
         load: Callable[[], Coroutine[Any, Any, Any]],
-        ttl: float | None,
+        policy: Freshness,
         near_key: Hashable | None = None,
     ) -> Any:
         """Async :meth:`fetch`: the same steps with the backend's async methods."""
         nk = key if near_key is None else near_key
-        value, resets = self._near_hit(fname, key, nk)
-        if value is not _MISS:
-            return value
+        resets: list[int] = []
+        stale: _Stale | None = None
+        e = self._near_candidate(nk, resets)
         try:
-            if self._verify_near:
+            if e is None and self._verify_near:
                 e = self.near.peek(nk, self.monotonic())  # type: ignore[union-attr]
-                if e is not None:
-                    current = await self.backend.acurrent(e.names)
-                    value = self._verified(fname, key, e, current)
-                    if value is not _MISS:
-                        return value
+                if e is not None and await self.backend.acurrent(e.names) != e.values:
+                    e = None
+            if e is not None:
+                action, left = self._judge_near(e, policy)
+                if action is not Action.LOAD:
+                    self._report(fname, key, "l1", action, policy, left)
+                    if action is not Action.SERVE:
+                        self._arefresh(fname, key, e.names, e.values, load, policy, nk)
+                    return e.value
+                stale = _Stale(e.value, left)
             read = await self.backend.aread(self.entry_key(key), names)
         except BackendError as exc:
             self._backend_failed(fname, key, exc, "read")
-            return await load()
-        value = self._served(fname, key, read, nk, resets)
-        if value is not _MISS:
-            return value
+            try:
+                return await load()
+            except Exception as err:
+                return self._loader_failed(fname, key, err, policy, stale)
+        r = resets[0] if resets else 0
+        if read.entry is not None:
+            value = self._entry_value(fname, key, read.entry)
+            if value is not _MISS:
+                action, left = self._judge(read.entry, policy)
+                if action is not Action.LOAD:
+                    self._near_put(nk, value, read.entry, policy, r)
+                    self._report(fname, key, "l2", action, policy, left)
+                    if action is not Action.SERVE:
+                        entry = read.entry
+                        self._arefresh(fname, key, entry.names, entry.stamps, load, policy, nk)
+                    return value
+                stale = _Stale(value, left)
         if self.events.miss:
             self.events.emit(Event("miss", fname, key))
 
         async def fill() -> Any:
-            return await self._afill(fname, key, names, read.gens, load, ttl, nk, resets)
+            return await self._afill(fname, key, names, read.gens, load, policy, nk, r, stale)
 
         value, _leader = await self._aflight.run((key, read.gens), fill)
         return value
@@ -522,6 +851,7 @@ class Cache:
         names: Sequence[str],
         stamps: tuple[int, ...],
         near_key: Hashable,
+        policy: Freshness,
         resets: int,
     ) -> tuple[str, tuple[int, ...], Any]:
         """Async :meth:`_lease`."""
@@ -531,20 +861,20 @@ class Cache:
             token, left = await backend.alease(ekey, self.lease_ttl)
             if token is not None:
                 return token, stamps, _MISS
-            found.clear()
 
             async def recheck() -> bool:
                 read = await backend.aread(ekey, names)
-                found.append(self._served(fname, key, read, near_key, resets))
+                found.append(self._taken_over(fname, key, read, near_key, policy, resets))
                 return found[-1] is not _MISS
 
+            found.clear()
             outcome = await backend.await_fill(ekey, left, recheck)
             if found and found[-1] is not _MISS:
                 return "", stamps, found[-1]
             if outcome is not None and outcome[0] == "err":
                 raise RemoteLoaderError(f"{fname}: the process loading {key} failed: {outcome[1]}")
             read = await backend.aread(ekey, names)
-            value = self._served(fname, key, read, near_key, resets)
+            value = self._taken_over(fname, key, read, near_key, policy, resets)
             if value is not _MISS:
                 return "", stamps, value
             stamps = read.gens
@@ -556,56 +886,131 @@ class Cache:
         names: Sequence[str],
         stamps: tuple[int, ...],
         load: Callable[[], Coroutine[Any, Any, Any]],
-        ttl: float | None,
+        policy: Freshness,
         near_key: Hashable,
         resets: int,
+        stale: _Stale | None,
     ) -> Any:
+        if stale is not None and stale.usable(policy) and self._backing_off(key):
+            return stale.value
         backend, ekey, token = self.backend, self.entry_key(key), ""
-        if backend.supports_leases:
-            try:
+        try:
+            if backend.supports_leases:
                 token, stamps, served = await self._alease(
-                    fname, key, names, stamps, near_key, resets
+                    fname, key, names, stamps, near_key, policy, resets
                 )
-            except BackendError as exc:
-                self._backend_failed(fname, key, exc, "lease")
-                return await load()
-            if served is not _MISS:
-                return served
+                if served is not _MISS:
+                    return served
+        except BackendError as exc:
+            self._backend_failed(fname, key, exc, "lease")
+            token = ""
         t0 = self.monotonic()
         try:
             value = await load()
-        except BaseException as exc:
+        except Exception as exc:
             if token:
-                try:
-                    await backend.arelease(ekey, token, f"{type(exc).__name__}: {exc}")
-                except BackendError:
-                    logger.warning("freshlink: could not release the lease of %s", ekey)
+                await self._arelease(ekey, token, f"{type(exc).__name__}: {exc}")
+            return self._loader_failed(fname, key, exc, policy, stale)
+        except BaseException:
+            if token:
+                await self._arelease(ekey, token, "")
             raise
         took = self.monotonic() - t0
+        self._retry_at.pop(key, None)
         if self.events.load:
             self.events.emit(Event("load", fname, key, duration=took))
-        entry, copy, ttl = self._stamp(fname, key, names, stamps, value, ttl, took)
+        if not policy.storable(value):
+            if token:
+                await self._arelease(ekey, token, "")
+            return value
+        entry, copy, retain = self._stored(fname, key, names, stamps, value, policy, took)
         try:
-            if await backend.awrite(ekey, entry, ttl, token):
-                self._near_put(near_key, copy, names, stamps, ttl, resets)
+            if await backend.awrite(ekey, entry, retain, token):
+                self._near_put(near_key, copy, entry, policy, resets)
         except BackendError as exc:
             self._backend_failed(fname, key, exc, "write")
         return value
 
+    def _arefresh(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        stamps: Sequence[int],
+        load: Callable[[], Coroutine[Any, Any, Any]],
+        policy: Freshness,
+        near_key: Hashable,
+    ) -> None:
+        """Async :meth:`_refresh`: a task on the running loop."""
+        if self._backing_off(key):
+            return
+        resets = self.near.resets if self.near is not None else 0
+
+        async def job() -> None:
+            backend, ekey, token = self.backend, self.entry_key(key), ""
+            t0 = self.monotonic()
+            try:
+                if backend.supports_leases:
+                    got, _left = await backend.alease(ekey, self.lease_ttl)
+                    if got is None:
+                        return
+                    token = got
+                t0 = self.monotonic()
+                value = await load()
+            except Exception as exc:
+                if token:
+                    await self._arelease(ekey, token, "")
+                self._refresh_failed(fname, key, exc, policy)
+                return
+            ekey = self.entry_key(key)
+            self._retry_at.pop(key, None)
+            if not policy.storable(value):
+                if token:
+                    await self._arelease(ekey, token, "")
+                return
+            took = self.monotonic() - t0
+            try:
+                entry, copy, retain = self._stored(fname, key, names, stamps, value, policy, took)
+                stored = await backend.awrite(ekey, entry, retain, token)
+            except FreshlinkError as exc:
+                self._refresh_failed(fname, key, exc, policy)
+                return
+            if stored:
+                self._near_put(near_key, copy, entry, policy, resets)
+            if self.events.refresh:
+                self.events.emit(Event("refresh", fname, key, duration=took))
+
+        self.arefresher.submit(key, job)
+
     # ------------------------------------------------------------------ refresh / write-through
 
     def store(
-        self, fname: str, key: str, tags: Sequence[str], value: Any, ttl: float | None
+        self, fname: str, key: str, tags: Sequence[str], value: Any, policy: Freshness
     ) -> Any:
         """Store ``value`` as the current entry for ``key``, invalidating its tags atomically.
 
-        This is the write-through primitive behind :meth:`updates` and ``.refresh()``: it reads
+        This is the write-through primitive behind :meth:`updates` and :meth:`set`: it reads
         the current generations and stores the value stamped one past them only if nothing
         invalidated them in between (otherwise it degrades to a plain invalidation).
         """
         names = self.gen_names(key, tags)
         expected = self.backend.current(names)
-        return self.store_expected(fname, key, names, expected, value, ttl)
+        return self.store_expected(fname, key, names, expected, value, policy)
+
+    def _write_through_entry(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        expected: Sequence[int],
+        value: Any,
+        policy: Freshness,
+    ) -> tuple[Entry, Any, float | None, int]:
+        # Stamped one past the generations read before the write: exactly the values the
+        # atomic increment produces if nothing else invalidated them meanwhile.
+        stamps = tuple(g + 1 for g in expected)
+        entry, copy, retain = self._stored(fname, key, names, stamps, value, policy, 0.0)
+        return entry, copy, retain, self.near.resets if self.near is not None else 0
 
     def store_expected(
         self,
@@ -614,7 +1019,7 @@ class Cache:
         names: Sequence[str],
         expected: Sequence[int] | None,
         value: Any,
-        ttl: float | None,
+        policy: Freshness,
     ) -> Any:
         """Write-through with generations read earlier (before the wrapped write ran).
 
@@ -623,12 +1028,12 @@ class Cache:
         if expected is None:
             self.invalidate_names(names)
             return value
-        stamps = tuple(g + 1 for g in expected)
-        entry, copy, ttl = self._stamp(fname, key, names, stamps, value, ttl, 0.0)
-        resets = self.near.resets if self.near is not None else 0
+        entry, copy, retain, resets = self._write_through_entry(
+            fname, key, names, expected, value, policy
+        )
         with self._confirming(names):
-            stored = self.backend.write_through(self.entry_key(key), entry, expected, ttl)
-        self._after_write_through(key, copy, names, stamps, ttl, resets, stored)
+            stored = self.backend.write_through(self.entry_key(key), entry, expected, retain)
+        self._after_write_through(key, copy, entry, policy, resets, stored)
         return copy
 
     async def astore_expected(
@@ -638,33 +1043,26 @@ class Cache:
         names: Sequence[str],
         expected: Sequence[int] | None,
         value: Any,
-        ttl: float | None,
+        policy: Freshness,
     ) -> Any:
         """Async :meth:`store_expected`."""
         if expected is None:
             await self.ainvalidate_names(names)
             return value
-        stamps = tuple(g + 1 for g in expected)
-        entry, copy, ttl = self._stamp(fname, key, names, stamps, value, ttl, 0.0)
-        resets = self.near.resets if self.near is not None else 0
+        entry, copy, retain, resets = self._write_through_entry(
+            fname, key, names, expected, value, policy
+        )
         with self._confirming(names):
-            stored = await self.backend.awrite_through(self.entry_key(key), entry, expected, ttl)
-        self._after_write_through(key, copy, names, stamps, ttl, resets, stored)
+            stored = await self.backend.awrite_through(self.entry_key(key), entry, expected, retain)
+        self._after_write_through(key, copy, entry, policy, resets, stored)
         return copy
 
     def _after_write_through(
-        self,
-        key: str,
-        copy: Any,
-        names: Sequence[str],
-        stamps: Sequence[int],
-        ttl: float | None,
-        resets: int,
-        stored: bool,
+        self, key: str, copy: Any, entry: Entry, policy: Freshness, resets: int, stored: bool
     ) -> None:
-        self._after_invalidate(names, stamps if stored else None)
+        self._after_invalidate(entry.names, entry.stamps if stored else None)
         if stored:
-            self._near_put(key, copy, names, stamps, ttl, resets)
+            self._near_put(key, copy, entry, policy, resets)
         self._emit_invalidation(())
 
     # ------------------------------------------------------------------ invalidation
@@ -783,8 +1181,8 @@ class Cache:
         """Store ``value`` under ``key``, dying when any of ``tags`` is invalidated."""
         k = self._user_key(key)
         checked = [check_tag(t) for t in tags]
-        ttl_value = self.default_ttl if isinstance(ttl, _Unset) else check_ttl(ttl)
-        self.store("set", k, checked, value, ttl_value)
+        policy = self.freshness if isinstance(ttl, _Unset) else self._ttl_policy(ttl)
+        self.store("set", k, checked, value, policy)
 
     async def aset(
         self, key: str, value: Any, *, ttl: float | _Unset | None = _UNSET, tags: Sequence[str] = ()
@@ -792,10 +1190,14 @@ class Cache:
         """Async :meth:`set`."""
         k = self._user_key(key)
         checked = [check_tag(t) for t in tags]
-        ttl_value = self.default_ttl if isinstance(ttl, _Unset) else check_ttl(ttl)
+        policy = self.freshness if isinstance(ttl, _Unset) else self._ttl_policy(ttl)
         names = self.gen_names(k, checked)
         expected = await self.backend.acurrent(names)
-        await self.astore_expected("set", k, names, expected, value, ttl_value)
+        await self.astore_expected("set", k, names, expected, value, policy)
+
+    def _ttl_policy(self, ttl: float | None) -> Freshness:
+        # A plain TTL for set(): explicit values get neither jitter nor a None-specific TTL.
+        return self.freshness.with_(ttl=check_ttl(ttl), jitter=0.0, none_ttl=None)
 
     def delete(self, key: str) -> None:
         """Make the entry under ``key`` invalid everywhere (race-safe, see invalidate_key)."""

@@ -17,6 +17,7 @@ import wrapt
 from .errors import BackendError, ConfigurationError, KeyTemplateError
 from .events import Event
 from .keys import KeySpec, Template, check_tag
+from .policy import Freshness
 
 if TYPE_CHECKING:
     from .cache import Cache
@@ -41,17 +42,17 @@ class FunctionSpec:
         "keys",
         "memo_ok",
         "near",
+        "policy",
         "token",
-        "ttl",
     )
 
     #: How many calls' resolved keys a function remembers (the memo is wiped when full).
     MEMO_SIZE = 4096
 
-    def __init__(self, cache: Cache, func: Any, keys: KeySpec, ttl: float | None) -> None:
+    def __init__(self, cache: Cache, func: Any, keys: KeySpec, policy: Freshness) -> None:
         self.cache = cache
         self.keys = keys
-        self.ttl = ttl
+        self.policy = policy
         self.fname = keys.name
         self.is_async = _is_async(func)
         self.near = cache.near
@@ -101,7 +102,7 @@ class FunctionSpec:
         rk = self.raw(args, kwargs)
         key, _tags, names = self.locate(instance, args, kwargs, rk)
         return self.cache.fetch(
-            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.ttl, rk
+            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
         )
 
     async def acall(
@@ -118,7 +119,7 @@ class FunctionSpec:
                 return e.value
         key, _tags, names = self.locate(instance, args, kwargs, rk)
         return await self.cache.afetch(
-            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.ttl, rk
+            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
         )
 
     # handles -------------------------------------------------------------------------
@@ -142,13 +143,13 @@ class FunctionSpec:
             async def arefresh() -> Any:
                 await self.cache.ainvalidate_key(key)
                 return await self.cache.afetch(
-                    self.fname, key, names, lambda: wrapped(*args, **kwargs), self.ttl, rk
+                    self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
                 )
 
             return arefresh()
         self.cache.invalidate_key(key)
         return self.cache.fetch(
-            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.ttl, rk
+            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
         )
 
 
@@ -236,7 +237,7 @@ class CachedFunction(_Handles, wrapt.FunctionWrapper):  # type: ignore[type-arg]
                     pass
                 else:
                     now = spec.cache.monotonic()
-                    if e.epoch == near.epoch and now < e.expires and now < near.trusted_until:
+                    if e.epoch == near.epoch and now < e.fresh and now < near.trusted_until:
                         if spec.cache.events.hit:
                             spec.cache.events.emit(Event("hit", spec.fname, None, "l1"))
                         return _ready(e.value) if spec.is_async else e.value
@@ -252,7 +253,7 @@ def make_cached(
     cache: Cache,
     func: Any,
     *,
-    ttl: float | None,
+    policy: Freshness,
     key: str | None,
     tags: Iterable[str],
     version: str | int | None,
@@ -262,7 +263,7 @@ def make_cached(
     if not callable(func) and not isinstance(func, classmethod | staticmethod):
         raise ConfigurationError(f"@cached must decorate a function, got {func!r}")
     keys = KeySpec(func, key=key, tags=tags, version=version, use_code_identity=code_identity)
-    return CachedFunction(func, FunctionSpec(cache, func, keys, ttl))
+    return CachedFunction(func, FunctionSpec(cache, func, keys, policy))
 
 
 def _writer_templates(func: Any, tags: Sequence[str]) -> tuple[KeySpec, tuple[Template, ...]]:
@@ -364,7 +365,7 @@ def make_updates(cache: Cache, reader: Any) -> Callable[[Any], Any]:
                 names = cache.gen_names(key, tags)
                 expected = await _aexpected(cache, names)  # read BEFORE the write runs
                 result = await wrapped(*args, **kwargs)
-                await cache.astore_expected(rspec.fname, key, names, expected, result, rspec.ttl)
+                await cache.astore_expected(rspec.fname, key, names, expected, result, rspec.policy)
                 return result
 
             return wrapt.FunctionWrapper(func, awrapper)
@@ -374,7 +375,7 @@ def make_updates(cache: Cache, reader: Any) -> Callable[[Any], Any]:
             names = cache.gen_names(key, tags)
             expected = _expected(cache, names)  # read BEFORE the write runs
             result = wrapped(*args, **kwargs)
-            cache.store_expected(rspec.fname, key, names, expected, result, rspec.ttl)
+            cache.store_expected(rspec.fname, key, names, expected, result, rspec.policy)
             return result
 
         return wrapt.FunctionWrapper(func, wrapper)

@@ -55,15 +55,45 @@ class Local:
 
 
 class NearEntry:
-    """One L1 entry: a decoded value, its stamps, and the epoch it was last validated in."""
+    """One L1 entry: a decoded value, its stamps, and the epoch it was last validated in.
 
-    __slots__ = ("epoch", "expires", "names", "stamps", "value")
+    Times are monotonic: ``fresh`` is when the inlined hot path stops serving it without
+    asking the freshness policy, ``expires`` when it may no longer be served at all, ``born``
+    when it was stored (for the policy's age), ``ttl`` and ``load_time`` as stored.
+    """
 
-    def __init__(self, value: Any, stamps: tuple[tuple[str, int], ...], expires: float) -> None:
+    __slots__ = (
+        "born",
+        "epoch",
+        "expires",
+        "fresh",
+        "load_time",
+        "names",
+        "stamps",
+        "ttl",
+        "value",
+        "values",
+    )
+
+    def __init__(
+        self,
+        value: Any,
+        stamps: tuple[tuple[str, int], ...],
+        expires: float,
+        fresh: float | None = None,
+        born: float = 0.0,
+        ttl: float | None = None,
+        load_time: float = 0.0,
+    ) -> None:
         self.value = value
         self.stamps = stamps
         self.names = tuple(name for name, _ in stamps)
+        self.values = tuple(v for _, v in stamps)
         self.expires = expires
+        self.fresh = expires if fresh is None else min(fresh, expires)
+        self.born = born
+        self.ttl = ttl
+        self.load_time = load_time
         # -1 never equals an epoch, so a new entry is validated against ``known`` on first use.
         self.epoch = -1
 

@@ -156,7 +156,7 @@ class Backend(abc.ABC):
         raise NotImplementedError
 
     def release(self, key: str, token: str, error: str) -> None:
-        """Give the lease back after the loader raised, telling waiters ``error``."""
+        """Give the lease back without a fill; waiters get ``error`` ("" = just retry)."""
         raise NotImplementedError
 
     async def arelease(self, key: str, token: str, error: str) -> None:

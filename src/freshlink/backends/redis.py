@@ -459,15 +459,19 @@ class RedisBackend(Backend):
         return (token, 0.0) if got else (None, max(left, 0) / 1000)
 
     def release(self, key: str, token: str, error: str) -> None:
-        """Give a lease back after the loader raised, telling waiters the error."""
+        """Give a lease back without a fill; waiters get ``error`` ("" = just retry)."""
         self._run(
-            "RELEASE", [self.lease_key(key)], [token, self.fill_channel, f"err\n{key}\n{error}"]
+            "RELEASE",
+            [self.lease_key(key)],
+            [token, self.fill_channel, _release_message(key, error)],
         )
 
     async def arelease(self, key: str, token: str, error: str) -> None:
         """Async :meth:`release`."""
         await self._arun(
-            "RELEASE", [self.lease_key(key)], [token, self.fill_channel, f"err\n{key}\n{error}"]
+            "RELEASE",
+            [self.lease_key(key)],
+            [token, self.fill_channel, _release_message(key, error)],
         )
 
     def wait_fill(
@@ -594,6 +598,12 @@ class RedisBackend(Backend):
         self.close()
         if self._aclient is not None and self.url is not None:
             await self._aclient.aclose()
+
+
+def _release_message(key: str, error: str) -> str:
+    # "err": the loader raised, waiters raise RemoteLoaderError; "skip": nothing was stored
+    # (the value was not cacheable, or the refresh gave up), waiters read and lease again.
+    return f"err\n{key}\n{error}" if error else f"skip\n{key}\n"
 
 
 def _is_noscript_gone(exc: BaseException) -> bool:

@@ -162,8 +162,8 @@ class BackendConformance:
         cache = make_cache()
         names = cache.gen_names("k", ["t"])
         exp = cache.backend.current(names)
-        cache.store_expected("w", "k", names, exp, "B", 60)
-        cache.store_expected("w", "k", names, exp, "A", 60)
+        cache.store_expected("w", "k", names, exp, "B", cache.freshness)
+        cache.store_expected("w", "k", names, exp, "A", cache.freshness)
         assert cache.get("k") is None
         cache.set("k", "C", tags=["t"])
         assert cache.get("k") == "C"
