@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from .backends import open_backend
 from .backends.base import Backend, Entry, Read
+from .backends.guard import GuardedBackend
+from .breaker import CircuitBreaker
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -35,12 +37,9 @@ from .errors import (
     TamperedPayloadError,
 )
 from .events import Event, Events, logger
-from .backends.guard import GuardedBackend
-from .breaker import CircuitBreaker
 from .flight import AsyncFlight, Flight
 from .keys import check_tag, safe_key
 from .local import Local, NearCache, NearEntry
-from .refresh import AsyncRefresher, Refresher
 from .policy import (
     Action,
     Freshness,
@@ -50,6 +49,7 @@ from .policy import (
     fresh_horizon,
     jittered_ttl,
 )
+from .refresh import AsyncRefresher, Refresher
 from .serializers import Codec, Serializer, make_codec
 
 if TYPE_CHECKING:
