@@ -108,15 +108,8 @@ class FunctionSpec:
     async def acall(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        """Async call path."""
+        """Async call path (L1 hits included: afetch asks the freshness policy)."""
         rk = self.raw(args, kwargs)
-        near = self.near
-        if rk is not None and near is not None:
-            e = near.get(rk, self.cache.monotonic())
-            if e is not None:
-                if self.cache.events.hit:
-                    self.cache.events.emit(Event("hit", self.fname, None, "l1"))
-                return e.value
         key, _tags, names = self.locate(instance, args, kwargs, rk)
         return await self.cache.afetch(
             self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
