@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -199,7 +198,8 @@ def test_events_hit_miss_load_invalidation_expiring() -> None:
     cache.invalidate("loan:1")
     names = [e.name for e in seen]
     assert names == ["miss", "load", "hit", "hit", "expiring", "invalidation"]
-    assert seen[1].duration is not None and seen[1].duration >= 0
+    assert seen[1].duration is not None
+    assert seen[1].duration >= 0
     assert seen[2].tier == "l1"
     assert seen[4].ttl_left == pytest.approx(2)
     assert seen[5].tags == ("loan:1",)
