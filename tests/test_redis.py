@@ -334,3 +334,29 @@ def test_bad_url_is_a_configuration_error() -> None:
 
     with pytest.raises(ConfigurationError, match="scheme"):
         Cache("mysql://localhost")
+
+
+def test_client_with_decoded_responses_is_refused(redis_url: str) -> None:
+    from freshlink import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="decode_responses"):
+        Cache(redis.Redis.from_url(redis_url, decode_responses=True))
+
+
+def test_user_connect_hook_is_kept_and_run_id_still_learned(
+    redis_url: str, caches: list[Cache]
+) -> None:
+    seen: list[Any] = []
+
+    def user_hook(conn: Any) -> None:
+        seen.append(conn)
+        conn.on_connect()
+
+    client = redis.Redis.from_url(redis_url, redis_connect_func=user_hook)
+    cache = Cache(client, namespace="hooked")
+    caches.append(cache)
+    cache.set("k", 1)
+    assert cache.get("k") == 1
+    assert seen  # the user's hook ran
+    backend = cache.backend.inner  # type: ignore[attr-defined]
+    assert backend._run_id == client.info("server")["run_id"]

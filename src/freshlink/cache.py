@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from .backends import open_backend
 from .backends.base import Backend, Entry, Read
-from .backends.guard import GuardedBackend
+from .backends.guard import CircuitOpenError, GuardedBackend
 from .breaker import CircuitBreaker
 from .errors import (
     BackendError,
@@ -53,7 +53,9 @@ from .refresh import AsyncRefresher, Refresher
 from .serializers import Codec, Serializer, make_codec
 
 if TYPE_CHECKING:
+    from .decorators import FunctionSpec
     from .handles import AsyncCached, Cached, CachedDecorator
+    from .stats import CacheStats
 
 __all__ = ["Cache"]
 
@@ -203,9 +205,21 @@ class Cache:
         self.arefresher = AsyncRefresher(max_pending_refreshes)
         # key -> (failed attempts, monotonic time of the next try): stale-if-error backoff.
         self._retry_at: dict[str, tuple[int, float]] = {}
+        #: The decorated functions' specs (their hot-path counters feed :attr:`stats`).
+        self.specs: list[FunctionSpec] = []
+        self.stats: CacheStats | None = None
         self._tag_prefix = namespace + ":t:"
         self._self_prefix = namespace + ":k:"
         self._entry_prefix = namespace + ":e:"
+
+    def enable_stats(self) -> CacheStats:
+        """Start counting hits, misses, loads... per function (idempotent); return the stats."""
+        if self.stats is None:
+            from .stats import CacheStats
+
+            self.stats = CacheStats(self)
+            self.stats.attach()
+        return self.stats
 
     def _breaker_changed(self, state: str) -> None:
         name = "circuit_open" if state == "open" else "circuit_close" if state == "closed" else ""
@@ -431,6 +445,11 @@ class Cache:
         return decide(policy, age, entry.ttl, entry.load_time, self.rng), left
 
     def _backend_failed(self, fname: str, key: str, exc: BackendError, doing: str) -> None:
+        if isinstance(exc, CircuitOpenError):
+            # Announced once by the circuit_open event and log line; one line per read
+            # during an outage would flood the logs.
+            logger.debug("freshlink: circuit open, %s of %s skipped", doing, key)
+            return
         logger.warning(
             "freshlink: %s failed for %s, serving from the loader: %s",
             doing,
@@ -1213,11 +1232,14 @@ class Cache:
             self.near.clear()
 
     def close(self) -> None:
-        """Release the backend's connections and threads."""
+        """Release the backend's connections and threads (background refreshes are dropped)."""
+        self.refresher.close()
         self.backend.close()
 
     async def aclose(self) -> None:
-        """Async :meth:`close`."""
+        """Async :meth:`close` (running async refreshes are awaited first)."""
+        await self.arefresher.drain()
+        self.refresher.close()
         await self.backend.aclose()
 
     def __enter__(self) -> Cache:

@@ -40,6 +40,7 @@ class FunctionSpec:
         "fname",
         "is_async",
         "keys",
+        "l1_hits",
         "memo_ok",
         "near",
         "policy",
@@ -60,6 +61,8 @@ class FunctionSpec:
         self.memo_ok = not keys.uses_self
         self.fast = self.near is not None and self.memo_ok
         self.token = keys.func_id
+        self.l1_hits = 0  # hot-path hits, counted here instead of by an event (see stats)
+        cache.specs.append(self)
         # raw key -> (entry key, tags, generation names): binding arguments and rendering
         # templates cost microseconds, so a repeated call does it once.
         self._memo: dict[Any, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
@@ -231,6 +234,7 @@ class CachedFunction(_Handles, wrapt.FunctionWrapper):  # type: ignore[type-arg]
                 else:
                     now = spec.cache.monotonic()
                     if e.epoch == near.epoch and now < e.fresh and now < near.trusted_until:
+                        spec.l1_hits += 1
                         if spec.cache.events.hit:
                             spec.cache.events.emit(Event("hit", spec.fname, None, "l1"))
                         return _ready(e.value) if spec.is_async else e.value

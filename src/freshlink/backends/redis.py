@@ -127,10 +127,22 @@ class RedisBackend(Backend):
     ) -> None:
         if client is None and aclient is None and url is None:
             raise ConfigurationError("RedisBackend needs a url, a client or an async client")
+        for given in (client, aclient):
+            if given is not None and given.connection_pool.connection_kwargs.get(
+                "decode_responses"
+            ):
+                raise ConfigurationError(
+                    "freshlink needs a redis client with decode_responses=False (payloads are "
+                    "bytes); create a separate client for freshlink"
+                )
         self.url = url
         self._options = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
         self._client = client
         self._aclient = aclient
+        if client is not None:
+            self._hook(client, self._on_connect)
+        if aclient is not None:
+            self._hook(aclient, self._aon_connect)
         self._rng = rng
         self._gen_ttl_ms = str(int(gen_ttl * 1000))
         self.namespace = namespace
@@ -187,15 +199,36 @@ class RedisBackend(Backend):
                             redis_connect_func=self._on_connect,
                             **self._options,
                         )
-        else:
-            self._hook(self._client, self._on_connect)
         return self._client
 
     def _hook(self, client: Any, hook: Callable[..., Any]) -> None:
-        # A client passed in by the user: make its future connections learn the run id too.
+        # A client passed in by the user: make its future connections learn the run id too,
+        # after the user's own connect hook if it has one (that hook runs on_connect itself).
         kwargs = client.connection_pool.connection_kwargs
-        if kwargs.get("redis_connect_func") is None:
+        theirs = kwargs.get("redis_connect_func")
+        if theirs is None:
             kwargs["redis_connect_func"] = hook
+            return
+        if theirs == hook or getattr(theirs, "_freshlink", False):
+            return
+        if asyncio.iscoroutinefunction(theirs):
+
+            async def acomposed(conn: Any) -> None:
+                await theirs(conn)
+                await conn.send_command("INFO", "server")
+                self._run_id = _parse_run_id(await conn.read_response())
+
+            acomposed._freshlink = True  # type: ignore[attr-defined]
+            kwargs["redis_connect_func"] = acomposed
+            return
+
+        def composed(conn: Any) -> None:
+            theirs(conn)
+            conn.send_command("INFO", "server")
+            self._run_id = _parse_run_id(conn.read_response())
+
+        composed._freshlink = True  # type: ignore[attr-defined]
+        kwargs["redis_connect_func"] = composed
 
     @property
     def aclient(self) -> Any:
@@ -217,8 +250,6 @@ class RedisBackend(Backend):
                     redis_connect_func=self._aon_connect,
                     **self._options,
                 )
-        else:
-            self._hook(self._aclient, self._aon_connect)
         return self._aclient
 
     def run_id(self) -> str:
