@@ -1,0 +1,315 @@
+"""The ``freshlink`` command: demo, stats, invalidate, inspect, bench.
+
+Exit codes: 0 success; 1 the thing asked about does not exist (``inspect`` of a missing key);
+2 bad input (URL, tag, option); 3 the backend could not be reached. Errors are one line on
+stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import BackendError, ConfigurationError, FreshlinkError, MissingDependencyError
+
+__all__ = ["main"]
+
+EXIT_MISSING = 1
+EXIT_USAGE = 2
+EXIT_BACKEND = 3
+
+
+class _Fail(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from .cache import Cache
+
+    if not args.url.startswith(("redis://", "rediss://", "unix://")):
+        raise _Fail(
+            EXIT_USAGE,
+            f"--url must be a redis://, rediss:// or unix:// URL, "
+            f"got {args.url!r} (memory:// lives inside one process)",
+        )
+    try:
+        return Cache(args.url, namespace=args.namespace, local=None)
+    except ConfigurationError as exc:
+        raise _Fail(EXIT_USAGE, str(exc)) from None
+    except MissingDependencyError as exc:
+        raise _Fail(EXIT_USAGE, str(exc)) from None
+
+
+def _redis(cache: Any) -> Any:
+    backend = getattr(cache.backend, "inner", cache.backend)
+    return backend
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the expired-loan-link demo."""
+    from .demo import DemoConfig, plot, render_table, run_demo, to_json
+
+    if args.url is not None and not args.url.startswith(("redis://", "rediss://", "unix://")):
+        raise _Fail(EXIT_USAGE, f"--url must be a redis:// URL, got {args.url!r}")
+    cfg = DemoConfig(duration=args.duration, nodes=args.nodes, url=args.url)
+    if args.url:
+        _check_reachable(args.url)
+    show_progress = not args.json and sys.stderr.isatty()
+    results = run_demo(cfg, progress=show_progress)
+    if args.plot:
+        plot(results, args.plot)
+    if args.json:
+        print(to_json(results, cfg))
+    else:
+        print(render_table(results, cfg))
+        naive, fresh = results
+        print()
+        print(
+            f"naive: {naive.expired_after_ack} of {naive.pages} pages told the borrower the "
+            f"link had expired although it had been renewed "
+            f"(up to {naive.stale_window_ms:.0f} ms after the renewal was acknowledged)."
+        )
+        print(f"freshlink: {fresh.expired_after_ack} such pages.")
+        if args.plot:
+            print(f"timeline written to {args.plot}")
+    return 0
+
+
+def _check_reachable(url: str) -> None:
+    try:
+        import redis
+    except ImportError:
+        raise _Fail(EXIT_USAGE, "this needs redis-py: pip install 'freshlink[redis]'") from None
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        client.ping()
+        client.close()
+    except ValueError as exc:
+        raise _Fail(EXIT_USAGE, f"bad URL {url!r}: {exc}") from None
+    except redis.RedisError as exc:
+        raise _Fail(EXIT_BACKEND, f"cannot reach Redis at {url}: {exc}") from None
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Print what the backend holds for a namespace, and the generations of given tags."""
+    from .keys import check_tag
+
+    tags = [_tag(t, check_tag) for t in args.tag]
+    _check_reachable(args.url)
+    cache = _open(args)
+    try:
+        backend = _redis(cache)
+        client = backend.client
+        info = client.info()
+        counts = {"entries": 0, "generations": 0, "leases": 0}
+        prefix = {
+            f"{args.namespace}:e:": "entries",
+            f"{args.namespace}:t:": "generations",
+            f"{args.namespace}:k:": "generations",
+            f"{args.namespace}:l:": "leases",
+        }
+        scanned = 0
+        for raw in client.scan_iter(match=f"{args.namespace}:*", count=1000):
+            key = raw.decode()
+            for p, kind in prefix.items():
+                if key.startswith(p):
+                    counts[kind] += 1
+                    break
+            scanned += 1
+            if scanned >= args.max_scan:
+                break
+        hits, misses = info.get("keyspace_hits", 0), info.get("keyspace_misses", 0)
+        gens = cache.backend.current([cache.tag_gen(t) for t in tags]) if tags else ()
+        report = {
+            "url": args.url,
+            "namespace": args.namespace,
+            "redis_version": info.get("redis_version"),
+            "run_id": info.get("run_id"),
+            "used_memory_human": info.get("used_memory_human"),
+            **counts,
+            "scan_truncated": scanned >= args.max_scan,
+            "redis_keyspace_hit_ratio": None if hits + misses == 0 else hits / (hits + misses),
+            "breaker": cache.breaker.state if cache.breaker is not None else None,
+            "tags": dict(zip(tags, gens, strict=True)),
+        }
+    except BackendError as exc:
+        raise _Fail(EXIT_BACKEND, f"cannot reach Redis at {args.url}: {exc}") from None
+    finally:
+        cache.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        width = max(map(len, report))
+        for name, value in report.items():
+            if name == "tags":
+                for tag, gen in value.items():
+                    print(f"{'tag ' + tag:{width}}  generation {gen}")
+            else:
+                print(f"{name:{width}}  {value}")
+        print("(hit ratios of the app processes are their metrics: see freshlink.metrics)")
+    return 0
+
+
+def _tag(tag: str, check: Any) -> str:
+    try:
+        return str(check(tag))
+    except FreshlinkError as exc:
+        raise _Fail(EXIT_USAGE, str(exc)) from None
+
+
+def cmd_invalidate(args: argparse.Namespace) -> int:
+    """Invalidate tags in every process sharing the backend."""
+    from .keys import check_tag
+
+    tags = [_tag(t, check_tag) for t in args.tags]
+    _check_reachable(args.url)
+    cache = _open(args)
+    try:
+        names = [cache.tag_gen(t) for t in tags]
+        values = cache.backend.invalidate(names)
+    except BackendError as exc:
+        raise _Fail(EXIT_BACKEND, f"invalidation not confirmed: {exc}") from None
+    finally:
+        cache.close()
+    for tag, value in zip(tags, values, strict=True):
+        print(f"invalidated {tag} (generation now {value})")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Show one entry: value preview, stamped vs current generations, TTL left, validity."""
+    _check_reachable(args.url)
+    cache = _open(args)
+    try:
+        from .keys import safe_key
+
+        key = safe_key(args.key)
+        entry = cache.backend.get_entry(cache.entry_key(key))
+        if entry is None:
+            raise _Fail(EXIT_MISSING, f"no entry {args.key!r} in namespace {args.namespace!r}")
+        current = cache.backend.current(entry.names)
+        try:
+            value: Any = cache.codec.serializer.loads(entry.payload)
+            preview = json.dumps(value, default=str)
+        except FreshlinkError as exc:
+            preview = f"<cannot decode: {exc}>"
+        if len(preview) > args.width:
+            preview = preview[: args.width - 1] + "…"
+        left = None if entry.ttl is None else entry.created + entry.ttl - time.time()
+        valid = tuple(current) == tuple(entry.stamps)
+        report = {
+            "key": key,
+            "valid": valid and (left is None or left > 0),
+            "ttl_left": left,
+            "load_time": entry.load_time,
+            "size": len(entry.payload),
+            "generations": [
+                {"name": n, "stamped": s, "current": c, "ok": s == c}
+                for n, s, c in zip(entry.names, entry.stamps, current, strict=True)
+            ],
+            "value": preview,
+        }
+    except BackendError as exc:
+        raise _Fail(EXIT_BACKEND, f"cannot reach Redis at {args.url}: {exc}") from None
+    finally:
+        cache.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"key        {report['key']}")
+    print(f"valid      {report['valid']}")
+    ttl = "no expiry" if left is None else f"{left:.1f} s" + (" (expired)" if left <= 0 else "")
+    print(f"ttl left   {ttl}")
+    print(f"size       {report['size']} bytes, loaded in {entry.load_time * 1000:.1f} ms")
+    for g in report["generations"]:
+        mark = "ok" if g["ok"] else "INVALIDATED"
+        print(f"  {g['name']}: stamped {g['stamped']}, current {g['current']}  {mark}")
+    print(f"value      {preview}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark suite (from a clone of the repository)."""
+    try:
+        from benchmarks.__main__ import main as bench_main  # type: ignore[import-not-found]
+    except ImportError:
+        raise _Fail(
+            EXIT_USAGE,
+            "the benchmark suite lives in the repository's benchmarks/ "
+            "folder: run this from a clone",
+        ) from None
+    bench_main(["--quick"] if args.quick else [])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``freshlink`` command."""
+    p = argparse.ArgumentParser(prog="freshlink", description="freshlink: a coherent cache.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="the expired-loan-link demo: naive cache vs freshlink")
+    d.add_argument(
+        "--url", help="run nodes as processes on this Redis (default: threads, embedded backend)"
+    )
+    d.add_argument("--duration", type=float, default=5.0, help="seconds per setup (default 5)")
+    d.add_argument("--nodes", type=int, default=4, help="app nodes (default 4)")
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+    d.add_argument("--plot", metavar="PNG", help="draw the timeline into this file")
+    d.set_defaults(func=cmd_demo)
+
+    def backend_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--url", required=True, help="redis://host:port/db")
+        sp.add_argument("--namespace", default="freshlink", help="cache namespace")
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("stats", help="what the backend holds; generations of tags")
+    backend_args(s)
+    s.add_argument("--tag", action="append", default=[], help="show this tag's generation")
+    s.add_argument("--max-scan", type=int, default=1_000_000, help="stop counting keys here")
+    s.set_defaults(func=cmd_stats)
+
+    i = sub.add_parser("invalidate", help="invalidate tags everywhere")
+    backend_args(i)
+    i.add_argument("tags", nargs="+", help="tags such as loan:7")
+    i.set_defaults(func=cmd_invalidate)
+
+    n = sub.add_parser("inspect", help="show one entry and whether it is still valid")
+    backend_args(n)
+    n.add_argument("key", help="the entry key (see a cached function's .key(...))")
+    n.add_argument("--width", type=int, default=200, help="value preview width")
+    n.set_defaults(func=cmd_inspect)
+
+    b = sub.add_parser("bench", help="the benchmark suite (from a clone)")
+    b.add_argument("--quick", action="store_true")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``freshlink`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "nodes", 1) < 1 or getattr(args, "duration", 1) <= 0:
+        print("freshlink: --nodes and --duration must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = args.func(args)
+    except _Fail as exc:
+        print(f"freshlink: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `freshlink demo --json | head`: the reader left, not an error
+        sys.stderr.close()
+        return 0
+    return code
+
+
+def run() -> None:
+    """Console-script wrapper: exit with :func:`main`'s code."""
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The freshlink command, against a real Redis: every subcommand, good and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from freshlink import Cache
+from freshlink.cli import main
+from freshlink.testing import RedisServer, free_port
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "freshlink", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_demo_short_run_shows_naive_stale_pages_and_freshlink_none() -> None:
+    out = run("demo", "--duration", "1.5", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    naive, fresh = report["setups"]
+    assert naive["name"].startswith("naive")
+    assert naive["renewals"] >= 10
+    assert naive["expired_after_ack"] > 0
+    assert fresh["expired_after_ack"] == 0
+    assert fresh["pages"] > 1000
+    assert fresh["loader_calls"] <= naive["loader_calls"]
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_demo_on_redis_with_processes(redis_url: str) -> None:
+    out = run("demo", "--url", redis_url, "--duration", "1.5", "--nodes", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    naive, fresh = json.loads(out.stdout)["setups"]
+    assert naive["expired_after_ack"] > 0
+    assert fresh["expired_after_ack"] == 0
+    assert "Traceback" not in out.stderr
+
+
+def test_demo_plot(tmp_path: Any) -> None:
+    png = tmp_path / "timeline.png"
+    assert main(["demo", "--duration", "0.5", "--plot", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.redis
+def test_invalidate_stats_inspect(
+    redis_url: str, caches: list[Cache], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = Cache(redis_url, namespace="cli")
+    caches.append(cache)
+
+    @cache.cached(ttl=60, key="loan:{n}", tags=["loan:{n}"])
+    def loan(n: int) -> dict[str, Any]:
+        return {"id": n, "link": "https://pay.example/7"}
+
+    loan(7)
+    key = loan.key(7)
+    assert main(["inspect", "--url", redis_url, "--namespace", "cli", key, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["valid"] is True
+    assert "pay.example" in shown["value"]
+    assert all(g["ok"] for g in shown["generations"])
+
+    assert main(["invalidate", "--url", redis_url, "--namespace", "cli", "loan:7"]) == 0
+    assert "invalidated loan:7" in capsys.readouterr().out
+    assert main(["inspect", "--url", redis_url, "--namespace", "cli", key, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["valid"] is False
+    assert [g["ok"] for g in shown["generations"]] == [True, False]
+
+    assert (
+        main(["stats", "--url", redis_url, "--namespace", "cli", "--tag", "loan:7", "--json"]) == 0
+    )
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["entries"] == 1
+    assert stats["generations"] == 2
+    assert stats["tags"]["loan:7"] == cache.backend.current([cache.tag_gen("loan:7")])[0]
+
+
+@pytest.mark.redis
+def test_inspect_missing_key_exits_1(redis_url: str) -> None:
+    out = run("inspect", "--url", redis_url, "nope")
+    assert out.returncode == 1
+    assert "no entry" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["stats", "--url", "mysql://localhost"], 2, "redis://"),
+        (["invalidate", "--url", "redis://127.0.0.1:1/0", "bad tag"], 2, "whitespace"),
+        (["demo", "--url", "memory://"], 2, "redis://"),
+        (["demo", "--duration", "0"], 2, "positive"),
+    ],
+)
+def test_bad_input_is_one_line_and_a_usage_code(args: list[str], code: int, message: str) -> None:
+    out = run(*args)
+    assert out.returncode == code
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["stats"], ["invalidate", "loan:7"], ["inspect", "k"]])
+def test_redis_down_exits_3_without_traceback(command: list[str]) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    out = run(command[0], "--url", url, *command[1:])
+    assert out.returncode == 3
+    assert "cannot reach" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_python_dash_m_and_help() -> None:
+    out = run("--help")
+    assert out.returncode == 0
+    for name in ("demo", "stats", "invalidate", "inspect", "bench"):
+        assert name in out.stdout
+
+
+@pytest.mark.redis
+def test_invalidation_reaches_a_running_cache(redis_url: str, caches: list[Cache]) -> None:
+    cache = Cache(redis_url, namespace="cli2")
+    caches.append(cache)
+    calls = []
+
+    @cache.cached(ttl=60, tags=["t"])
+    def f() -> int:
+        calls.append(1)
+        return len(calls)
+
+    f()
+    assert run("invalidate", "--url", redis_url, "--namespace", "cli2", "t").returncode == 0
+    assert f() == 2
+
+
+def test_server_helper_is_usable_from_cli_tests() -> None:
+    with RedisServer() as server:
+        assert run("stats", "--url", server.url).returncode == 0
