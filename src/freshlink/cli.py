@@ -47,8 +47,7 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _redis(cache: Any) -> Any:
-    backend = getattr(cache.backend, "inner", cache.backend)
-    return backend
+    return getattr(cache.backend, "inner", cache.backend)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -236,8 +235,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark suite (from a clone of the repository)."""
+    import importlib
+
     try:
-        from benchmarks.__main__ import main as bench_main  # type: ignore[import-not-found]
+        bench_main = importlib.import_module("benchmarks.__main__").main
     except ImportError:
         raise _Fail(
             EXIT_USAGE,

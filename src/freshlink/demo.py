@@ -248,7 +248,7 @@ def _proc_node(
         import redis
 
         n = NaiveNode(db)
-        client = redis.Redis.from_url(url)
+        client: Any = redis.Redis.from_url(url)
         ps = client.pubsub(ignore_subscribe_messages=True)
 
         def on_delete(msg: dict[str, Any]) -> None:
