@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator, S
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from .backends import open_backend
-from .backends.base import Backend, Entry, Read
+from .backends.base import Backend, Entry
 from .backends.guard import CircuitOpenError, GuardedBackend
 from .breaker import CircuitBreaker
 from .errors import (
@@ -32,7 +32,6 @@ from .errors import (
     ConfigurationError,
     FreshlinkError,
     InvalidationError,
-    RemoteLoaderError,
     SerializationError,
     TamperedPayloadError,
 )
@@ -49,6 +48,8 @@ from .policy import (
     fresh_horizon,
     jittered_ttl,
 )
+from .readpath import MISS as _MISS
+from .readpath import ReadPath, Stale, arun, run
 from .refresh import AsyncRefresher, Refresher
 from .serializers import Codec, Serializer, make_codec
 
@@ -69,7 +70,6 @@ class _Unset:
 
 
 _UNSET: Final = _Unset()
-_MISS: Final = object()
 _POLICY_OPTIONS = frozenset(
     {
         "jitter",
@@ -82,19 +82,6 @@ _POLICY_OPTIONS = frozenset(
         "expiring_within",
     }
 )
-
-
-class _Stale:
-    """A valid but expired value kept in hand in case the loader fails (stale-if-error)."""
-
-    __slots__ = ("left", "value")
-
-    def __init__(self, value: Any, left: float | None) -> None:
-        self.value = value
-        self.left = left  # seconds of freshness left (negative: expired that long ago)
-
-    def usable(self, policy: Freshness) -> bool:
-        return self.left is not None and -self.left <= policy.stale_if_error
 
 
 _NAMESPACE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -205,6 +192,7 @@ class Cache:
         self.arefresher = AsyncRefresher(max_pending_refreshes)
         # key -> (failed attempts, monotonic time of the next try): stale-if-error backoff.
         self._retry_at: dict[str, tuple[int, float]] = {}
+        self._path = ReadPath(self)
         #: The decorated functions' specs (their hot-path counters feed :attr:`stats`).
         self.specs: list[FunctionSpec] = []
         self.stats: CacheStats | None = None
@@ -426,14 +414,6 @@ class Cache:
         if within is not None and left is not None and left < within and ev.expiring:
             ev.emit(Event("expiring", fname, key, tier, ttl_left=left))
 
-    def _near_candidate(self, near_key: Hashable, resets_out: list[int]) -> NearEntry | None:
-        """The L1 entry that may answer, without backend I/O (strict L1 verifies later)."""
-        near = self.near
-        if near is None:
-            return None
-        resets_out.append(near.resets)
-        return near.get(near_key, self.monotonic())
-
     def _judge_near(self, e: NearEntry, policy: Freshness) -> tuple[Action, float | None]:
         age = self.monotonic() - e.born
         left = None if e.ttl is None else e.ttl - age
@@ -466,7 +446,7 @@ class Cache:
         return due is not None and self.monotonic() < due[1]
 
     def _loader_failed(
-        self, fname: str, key: str, exc: Exception, policy: Freshness, stale: _Stale | None
+        self, fname: str, key: str, exc: Exception, policy: Freshness, stale: Stale | None
     ) -> Any:
         """Stale-if-error: serve a still-usable old value and back off, or re-raise."""
         attempts = self._retry_at.get(key, (0, 0.0))[0] + 1
@@ -521,19 +501,7 @@ class Cache:
             raise SerializationError(f"{fname}: the serializer could not decode what it wrote")
         return Entry(payload, tuple(names), tuple(stamps), self.clock(), ttl, load_time), copy
 
-    def _release(self, ekey: str, token: str, why: str) -> None:
-        try:
-            self.backend.release(ekey, token, why)
-        except BackendError:
-            logger.warning("freshlink: could not release the lease of %s", ekey)
-
-    async def _arelease(self, ekey: str, token: str, why: str) -> None:
-        try:
-            await self.backend.arelease(ekey, token, why)
-        except BackendError:
-            logger.warning("freshlink: could not release the lease of %s", ekey)
-
-    # ------------------------------------------------------------------ read path (sync)
+    # ------------------------------------------------------------------ read path
 
     def fetch(
         self,
@@ -546,216 +514,24 @@ class Cache:
     ) -> Any:
         """Return the cached value for ``key`` or load, stamp and store it (the sync read path).
 
-        ``names`` are the entry's generation names (:meth:`gen_names`).
+        ``names`` are the entry's generation names (:meth:`gen_names`); the steps are in
+        :mod:`freshlink.readpath`, shared with :meth:`afetch`.
         """
         nk = key if near_key is None else near_key
-        resets: list[int] = []
-        stale: _Stale | None = None
-        e = self._near_candidate(nk, resets)
-        try:
-            if e is None and self._verify_near:
-                e = self._verified(nk)
-            if e is not None:
-                action, left = self._judge_near(e, policy)
-                if action is not Action.LOAD:
-                    self._report(fname, key, "l1", action, policy, left)
-                    if action is not Action.SERVE:
-                        self._refresh(fname, key, e.names, e.values, load, policy, nk)
-                    return e.value
-                stale = _Stale(e.value, left)
-            read = self.backend.read(self.entry_key(key), names)
-        except BackendError as exc:
-            # Redis down or slow: the page still renders, from the source of truth.
-            self._backend_failed(fname, key, exc, "read")
-            try:
-                return load()
-            except Exception as err:
-                return self._loader_failed(fname, key, err, policy, stale)
-        r = resets[0] if resets else 0
-        if read.entry is not None:
-            value = self._entry_value(fname, key, read.entry)
-            if value is not _MISS:
-                action, left = self._judge(read.entry, policy)
-                if action is not Action.LOAD:
-                    self._near_put(nk, value, read.entry, policy, r)
-                    self._report(fname, key, "l2", action, policy, left)
-                    if action is not Action.SERVE:
-                        entry = read.entry
-                        self._refresh(fname, key, entry.names, entry.stamps, load, policy, nk)
-                    return value
-                stale = _Stale(value, left)
-        if self.events.miss:
-            self.events.emit(Event("miss", fname, key))
+        return run(self, self._path.fetch(fname, key, names, policy, nk), load)
 
-        def fill() -> Any:
-            return self._fill(fname, key, names, read.gens, load, policy, nk, r, stale)
-
-        value, _leader = self._flight.run((key, read.gens), fill)
-        return value
-
-    def _verified(self, nk: Hashable) -> NearEntry | None:
-        """Strict L1: an entry whose generations one small read confirms are still current."""
-        e = self.near.peek(nk, self.monotonic())  # type: ignore[union-attr]
-        if e is not None and self.backend.current(e.names) == e.values:
-            return e
-        return None
-
-    def _lease(
+    async def afetch(
         self,
         fname: str,
         key: str,
         names: Sequence[str],
-        stamps: tuple[int, ...],
-        near_key: Hashable,
+        load: Callable[[], Coroutine[Any, Any, Any]],
         policy: Freshness,
-        resets: int,
-    ) -> tuple[str, tuple[int, ...], Any]:
-        """Cross-process single-flight: (lease token, stamps, _MISS) or ("", _, served value).
-
-        Waiters do not poll: they sleep until the fill channel says the leader wrote (or
-        failed), or until the leader's lease runs out, when one of them takes over.
-        """
-        backend, ekey = self.backend, self.entry_key(key)
-        found: list[Any] = []
-        while True:
-            token, left = backend.lease(ekey, self.lease_ttl)
-            if token is not None:
-                return token, stamps, _MISS
-
-            def recheck() -> bool:
-                found.append(
-                    self._taken_over(
-                        fname, key, backend.read(ekey, names), near_key, policy, resets
-                    )
-                )
-                return found[-1] is not _MISS
-
-            found.clear()
-            outcome = backend.wait_fill(ekey, left, recheck)
-            if found and found[-1] is not _MISS:
-                return "", stamps, found[-1]
-            if outcome is not None and outcome[0] == "err":
-                raise RemoteLoaderError(f"{fname}: the process loading {key} failed: {outcome[1]}")
-            read = backend.read(ekey, names)
-            value = self._taken_over(fname, key, read, near_key, policy, resets)
-            if value is not _MISS:
-                return "", stamps, value
-            stamps = read.gens  # invalidated meanwhile: the next load stamps the newer gens
-
-    def _taken_over(
-        self, fname: str, key: str, read: Read, near_key: Hashable, policy: Freshness, resets: int
+        near_key: Hashable | None = None,
     ) -> Any:
-        """The value another process just stored, if ``read`` found it valid."""
-        if read.entry is None:
-            return _MISS
-        value = self._entry_value(fname, key, read.entry)
-        if value is not _MISS:
-            self._near_put(near_key, value, read.entry, policy, resets)
-            if self.events.hit:
-                self.events.emit(Event("hit", fname, key, "l2"))
-        return value
-
-    def _fill(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        stamps: tuple[int, ...],
-        load: Callable[[], Any],
-        policy: Freshness,
-        near_key: Hashable,
-        resets: int,
-        stale: _Stale | None,
-    ) -> Any:
-        if stale is not None and stale.usable(policy) and self._backing_off(key):
-            return stale.value  # the loader failed recently: wait for the retry time
-        backend, ekey, token = self.backend, self.entry_key(key), ""
-        try:
-            if backend.supports_leases:
-                token, stamps, served = self._lease(
-                    fname, key, names, stamps, near_key, policy, resets
-                )
-                if served is not _MISS:
-                    return served
-        except BackendError as exc:
-            self._backend_failed(fname, key, exc, "lease")
-            token = ""
-        t0 = self.monotonic()
-        try:
-            value = load()
-        except Exception as exc:
-            if token:
-                self._release(ekey, token, f"{type(exc).__name__}: {exc}")
-            return self._loader_failed(fname, key, exc, policy, stale)
-        except BaseException:
-            if token:
-                self._release(ekey, token, "")
-            raise
-        took = self.monotonic() - t0
-        self._retry_at.pop(key, None)
-        if self.events.load:
-            self.events.emit(Event("load", fname, key, duration=took))
-        if not policy.storable(value):
-            if token:
-                self._release(ekey, token, "")
-            return value
-        entry, copy, retain = self._stored(fname, key, names, stamps, value, policy, took)
-        # A fill that lost a race with an invalidation is not stored (and not put in L1); the
-        # caller still gets the value, which is allowed: its read began before the write.
-        try:
-            if backend.write(ekey, entry, retain, token):
-                self._near_put(near_key, copy, entry, policy, resets)
-        except BackendError as exc:
-            self._backend_failed(fname, key, exc, "write")
-        # The caller gets the loader's own object, L1 keeps a decoded copy: mutating the
-        # result of a call can never change what the next caller is served.
-        return value
-
-    def _refresh(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        stamps: Sequence[int],
-        load: Callable[[], Any],
-        policy: Freshness,
-        near_key: Hashable,
-    ) -> None:
-        """Queue one background refresh of ``key`` (stamped with the served entry's stamps)."""
-        if self._backing_off(key):
-            return
-        resets = self.near.resets if self.near is not None else 0
-
-        def job() -> None:
-            backend, ekey, token = self.backend, self.entry_key(key), ""
-            t0 = self.monotonic()
-            try:
-                if backend.supports_leases:
-                    got, _left = backend.lease(ekey, self.lease_ttl)
-                    if got is None:
-                        return  # another process is refreshing (or filling) it
-                    token = got
-                t0 = self.monotonic()
-                value = load()
-            except Exception as exc:
-                if token:
-                    self._release(ekey, token, "")
-                self._refresh_failed(fname, key, exc, policy)
-                return
-            self._after_refresh(
-                fname,
-                key,
-                names,
-                stamps,
-                value,
-                policy,
-                near_key,
-                resets,
-                token,
-                self.monotonic() - t0,
-            )
-
-        self.refresher.submit(key, job)
+        """Async :meth:`fetch`: the same steps with the backend's async methods."""
+        nk = key if near_key is None else near_key
+        return await arun(self, self._path.fetch(fname, key, names, policy, nk), load)
 
     def _refresh_failed(self, fname: str, key: str, exc: Exception, policy: Freshness) -> None:
         attempts = self._retry_at.get(key, (0, 0.0))[0] + 1
@@ -772,234 +548,6 @@ class Cache:
         )
         if self.events.error:
             self.events.emit(Event("error", fname, key, error=exc))
-
-    def _after_refresh(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        stamps: Sequence[int],
-        value: Any,
-        policy: Freshness,
-        near_key: Hashable,
-        resets: int,
-        token: str,
-        took: float,
-    ) -> None:
-        ekey = self.entry_key(key)
-        self._retry_at.pop(key, None)
-        if not policy.storable(value):
-            if token:
-                self._release(ekey, token, "")
-            return
-        try:
-            entry, copy, retain = self._stored(fname, key, names, stamps, value, policy, took)
-            # Stored only if the stamps are still current: a refresh that lost a race with
-            # an invalidation is discarded, never stored.
-            stored = self.backend.write(ekey, entry, retain, token)
-        except FreshlinkError as exc:
-            self._refresh_failed(fname, key, exc, policy)
-            return
-        if stored:
-            self._near_put(near_key, copy, entry, policy, resets)
-        if self.events.refresh:
-            self.events.emit(Event("refresh", fname, key, duration=took))
-
-    # ------------------------------------------------------------------ read path (async)
-
-    async def afetch(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        load: Callable[[], Coroutine[Any, Any, Any]],
-        policy: Freshness,
-        near_key: Hashable | None = None,
-    ) -> Any:
-        """Async :meth:`fetch`: the same steps with the backend's async methods."""
-        nk = key if near_key is None else near_key
-        resets: list[int] = []
-        stale: _Stale | None = None
-        e = self._near_candidate(nk, resets)
-        try:
-            if e is None and self._verify_near:
-                e = self.near.peek(nk, self.monotonic())  # type: ignore[union-attr]
-                if e is not None and await self.backend.acurrent(e.names) != e.values:
-                    e = None
-            if e is not None:
-                action, left = self._judge_near(e, policy)
-                if action is not Action.LOAD:
-                    self._report(fname, key, "l1", action, policy, left)
-                    if action is not Action.SERVE:
-                        self._arefresh(fname, key, e.names, e.values, load, policy, nk)
-                    return e.value
-                stale = _Stale(e.value, left)
-            read = await self.backend.aread(self.entry_key(key), names)
-        except BackendError as exc:
-            self._backend_failed(fname, key, exc, "read")
-            try:
-                return await load()
-            except Exception as err:
-                return self._loader_failed(fname, key, err, policy, stale)
-        r = resets[0] if resets else 0
-        if read.entry is not None:
-            value = self._entry_value(fname, key, read.entry)
-            if value is not _MISS:
-                action, left = self._judge(read.entry, policy)
-                if action is not Action.LOAD:
-                    self._near_put(nk, value, read.entry, policy, r)
-                    self._report(fname, key, "l2", action, policy, left)
-                    if action is not Action.SERVE:
-                        entry = read.entry
-                        self._arefresh(fname, key, entry.names, entry.stamps, load, policy, nk)
-                    return value
-                stale = _Stale(value, left)
-        if self.events.miss:
-            self.events.emit(Event("miss", fname, key))
-
-        async def fill() -> Any:
-            return await self._afill(fname, key, names, read.gens, load, policy, nk, r, stale)
-
-        value, _leader = await self._aflight.run((key, read.gens), fill)
-        return value
-
-    async def _alease(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        stamps: tuple[int, ...],
-        near_key: Hashable,
-        policy: Freshness,
-        resets: int,
-    ) -> tuple[str, tuple[int, ...], Any]:
-        """Async :meth:`_lease`."""
-        backend, ekey = self.backend, self.entry_key(key)
-        found: list[Any] = []
-        while True:
-            token, left = await backend.alease(ekey, self.lease_ttl)
-            if token is not None:
-                return token, stamps, _MISS
-
-            async def recheck() -> bool:
-                read = await backend.aread(ekey, names)
-                found.append(self._taken_over(fname, key, read, near_key, policy, resets))
-                return found[-1] is not _MISS
-
-            found.clear()
-            outcome = await backend.await_fill(ekey, left, recheck)
-            if found and found[-1] is not _MISS:
-                return "", stamps, found[-1]
-            if outcome is not None and outcome[0] == "err":
-                raise RemoteLoaderError(f"{fname}: the process loading {key} failed: {outcome[1]}")
-            read = await backend.aread(ekey, names)
-            value = self._taken_over(fname, key, read, near_key, policy, resets)
-            if value is not _MISS:
-                return "", stamps, value
-            stamps = read.gens
-
-    async def _afill(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        stamps: tuple[int, ...],
-        load: Callable[[], Coroutine[Any, Any, Any]],
-        policy: Freshness,
-        near_key: Hashable,
-        resets: int,
-        stale: _Stale | None,
-    ) -> Any:
-        if stale is not None and stale.usable(policy) and self._backing_off(key):
-            return stale.value
-        backend, ekey, token = self.backend, self.entry_key(key), ""
-        try:
-            if backend.supports_leases:
-                token, stamps, served = await self._alease(
-                    fname, key, names, stamps, near_key, policy, resets
-                )
-                if served is not _MISS:
-                    return served
-        except BackendError as exc:
-            self._backend_failed(fname, key, exc, "lease")
-            token = ""
-        t0 = self.monotonic()
-        try:
-            value = await load()
-        except Exception as exc:
-            if token:
-                await self._arelease(ekey, token, f"{type(exc).__name__}: {exc}")
-            return self._loader_failed(fname, key, exc, policy, stale)
-        except BaseException:
-            if token:
-                await self._arelease(ekey, token, "")
-            raise
-        took = self.monotonic() - t0
-        self._retry_at.pop(key, None)
-        if self.events.load:
-            self.events.emit(Event("load", fname, key, duration=took))
-        if not policy.storable(value):
-            if token:
-                await self._arelease(ekey, token, "")
-            return value
-        entry, copy, retain = self._stored(fname, key, names, stamps, value, policy, took)
-        try:
-            if await backend.awrite(ekey, entry, retain, token):
-                self._near_put(near_key, copy, entry, policy, resets)
-        except BackendError as exc:
-            self._backend_failed(fname, key, exc, "write")
-        return value
-
-    def _arefresh(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        stamps: Sequence[int],
-        load: Callable[[], Coroutine[Any, Any, Any]],
-        policy: Freshness,
-        near_key: Hashable,
-    ) -> None:
-        """Async :meth:`_refresh`: a task on the running loop."""
-        if self._backing_off(key):
-            return
-        resets = self.near.resets if self.near is not None else 0
-
-        async def job() -> None:
-            backend, ekey, token = self.backend, self.entry_key(key), ""
-            t0 = self.monotonic()
-            try:
-                if backend.supports_leases:
-                    got, _left = await backend.alease(ekey, self.lease_ttl)
-                    if got is None:
-                        return
-                    token = got
-                t0 = self.monotonic()
-                value = await load()
-            except Exception as exc:
-                if token:
-                    await self._arelease(ekey, token, "")
-                self._refresh_failed(fname, key, exc, policy)
-                return
-            ekey = self.entry_key(key)
-            self._retry_at.pop(key, None)
-            if not policy.storable(value):
-                if token:
-                    await self._arelease(ekey, token, "")
-                return
-            took = self.monotonic() - t0
-            try:
-                entry, copy, retain = self._stored(fname, key, names, stamps, value, policy, took)
-                stored = await backend.awrite(ekey, entry, retain, token)
-            except FreshlinkError as exc:
-                self._refresh_failed(fname, key, exc, policy)
-                return
-            if stored:
-                self._near_put(near_key, copy, entry, policy, resets)
-            if self.events.refresh:
-                self.events.emit(Event("refresh", fname, key, duration=took))
-
-        self.arefresher.submit(key, job)
 
     # ------------------------------------------------------------------ refresh / write-through
 

@@ -1,0 +1,410 @@
+"""The read path, written once for sync and async code.
+
+The algorithm (L1, then the generation-checked backend read, then a single-flight fill with a
+cross-process lease, background refreshes, stale-if-error) lives in generators that *yield*
+the I/O they need instead of doing it: a :class:`Call` to the backend, :data:`LOAD` to run the
+loader, a :class:`Flight` to run sub-steps under single-flight, a :class:`WaitFill` for another
+process's fill, a :class:`Spawn` for a background refresh. :func:`run` performs those with the
+sync backend methods and threads; :func:`arun` with the async ones and tasks. Errors raised by
+the I/O are thrown back into the generator at the ``yield`` that asked for it, so every
+``try``/``except`` below reads like ordinary straight-line code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Generator, Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from .backends.base import Read
+from .errors import BackendError, FreshlinkError, RemoteLoaderError
+from .events import Event, logger
+from .policy import Action, Freshness
+
+if TYPE_CHECKING:
+    from .cache import Cache
+
+__all__ = [
+    "LOAD",
+    "MISS",
+    "Call",
+    "Flight",
+    "ReadPath",
+    "Spawn",
+    "Stale",
+    "WaitFill",
+    "arun",
+    "run",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call the backend method ``name`` (``a`` + name in async code) with ``args``."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Flight:
+    """Run ``steps()`` under single-flight keyed by ``key``; send back its result."""
+
+    key: Hashable
+    steps: Callable[[], Steps]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitFill:
+    """Wait for another process's fill of ``key``; send back (outcome, valid read or None)."""
+
+    key: str
+    timeout: float
+    names: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Start ``steps()`` in the background (at most one per ``key``); sends back nothing."""
+
+    key: Hashable
+    steps: Callable[[], Steps]
+
+
+class _Load:
+    def __repr__(self) -> str:
+        return "LOAD"
+
+
+#: Run the loader; send back its value (or throw its exception in).
+LOAD: Final = _Load()
+
+Op = Call | Flight | WaitFill | Spawn | _Load
+Steps = Generator[Op, Any, Any]
+#: What a read path step returns for "no usable value" (distinct from a cached None).
+MISS: Final = object()
+
+
+class Stale:
+    """A valid but expired value kept in hand in case the loader fails (stale-if-error)."""
+
+    __slots__ = ("left", "value")
+
+    def __init__(self, value: Any, left: float | None) -> None:
+        self.value = value
+        self.left = left  # seconds of freshness left (negative: expired that long ago)
+
+    def usable(self, policy: Freshness) -> bool:
+        """Whether stale-if-error still allows serving it."""
+        return self.left is not None and -self.left <= policy.stale_if_error
+
+
+class ReadPath:
+    """The read-path generators of one cache."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.c = cache
+
+    def fetch(
+        self, fname: str, key: str, names: Sequence[str], policy: Freshness, nk: Hashable
+    ) -> Steps:
+        """L1, then the backend, then a single-flight fill."""
+        c = self.c
+        resets = c.near.resets if c.near is not None else 0
+        stale: Stale | None = None
+        e = c.near.get(nk, c.monotonic()) if c.near is not None else None
+        try:
+            if e is None and c._verify_near:
+                e = c.near.peek(nk, c.monotonic())  # type: ignore[union-attr]
+                # Strict L1: one small read confirms the entry's generations are current.
+                if e is not None and tuple((yield Call("current", (e.names,)))) != e.values:
+                    e = None
+            if e is not None:
+                action, left = c._judge_near(e, policy)
+                if action is not Action.LOAD:
+                    yield from self._serve(
+                        fname, key, "l1", action, policy, left, e.names, e.values, nk
+                    )
+                    return e.value
+                stale = Stale(e.value, left)
+            read: Read = yield Call("read", (c.entry_key(key), names))
+        except BackendError as exc:
+            # Redis down or slow: the page still renders, from the source of truth.
+            c._backend_failed(fname, key, exc, "read")
+            try:
+                return (yield LOAD)
+            except Exception as err:
+                return c._loader_failed(fname, key, err, policy, stale)
+        if read.entry is not None:
+            value = c._entry_value(fname, key, read.entry)
+            if value is not MISS:
+                entry = read.entry
+                action, left = c._judge(entry, policy)
+                if action is not Action.LOAD:
+                    c._near_put(nk, value, entry, policy, resets)
+                    yield from self._serve(
+                        fname, key, "l2", action, policy, left, entry.names, entry.stamps, nk
+                    )
+                    return value
+                stale = Stale(value, left)
+        if c.events.miss:
+            c.events.emit(Event("miss", fname, key))
+        gens = read.gens
+        return (
+            yield Flight(
+                (key, gens), lambda: self.fill(fname, key, names, gens, policy, nk, resets, stale)
+            )
+        )
+
+    def _serve(
+        self,
+        fname: str,
+        key: str,
+        tier: str,
+        action: Action,
+        policy: Freshness,
+        left: float | None,
+        names: Sequence[str],
+        stamps: Sequence[int],
+        nk: Hashable,
+    ) -> Steps:
+        self.c._report(fname, key, tier, action, policy, left)
+        if action is not Action.SERVE and not self.c._backing_off(key):
+            resets = self.c.near.resets if self.c.near is not None else 0
+            yield Spawn(key, lambda: self.refresh(fname, key, names, stamps, policy, nk, resets))
+
+    def fill(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        stamps: tuple[int, ...],
+        policy: Freshness,
+        nk: Hashable,
+        resets: int,
+        stale: Stale | None,
+    ) -> Steps:
+        """Load, stamp with the generations read before loading, store if still current."""
+        c = self.c
+        if stale is not None and stale.usable(policy) and c._backing_off(key):
+            return stale.value  # the loader failed recently: wait for the retry time
+        ekey, token = c.entry_key(key), ""
+        if c.backend.supports_leases:
+            try:
+                token, stamps, served = yield from self.lease(
+                    fname, key, names, stamps, nk, policy, resets
+                )
+            except BackendError as exc:
+                c._backend_failed(fname, key, exc, "lease")
+                token = ""
+            else:
+                if served is not MISS:
+                    return served
+        t0 = c.monotonic()
+        try:
+            value = yield LOAD
+        except Exception as exc:
+            if token:
+                yield from self.release(ekey, token, f"{type(exc).__name__}: {exc}")
+            return c._loader_failed(fname, key, exc, policy, stale)
+        except BaseException:
+            if token:
+                yield from self.release(ekey, token, "")
+            raise
+        took = c.monotonic() - t0
+        c._retry_at.pop(key, None)
+        if c.events.load:
+            c.events.emit(Event("load", fname, key, duration=took))
+        if not policy.storable(value):
+            if token:
+                yield from self.release(ekey, token, "")
+            return value
+        entry, copy, retain = c._stored(fname, key, names, stamps, value, policy, took)
+        # A fill that lost a race with an invalidation is not stored (and not put in L1); the
+        # caller still gets the value, which is allowed: its read began before the write.
+        try:
+            if (yield Call("write", (ekey, entry, retain, token))):
+                c._near_put(nk, copy, entry, policy, resets)
+        except BackendError as exc:
+            c._backend_failed(fname, key, exc, "write")
+        # The caller gets the loader's own object, L1 keeps a decoded copy: mutating the
+        # result of a call can never change what the next caller is served.
+        return value
+
+    def lease(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        stamps: tuple[int, ...],
+        nk: Hashable,
+        policy: Freshness,
+        resets: int,
+    ) -> Steps:
+        """Cross-process single-flight: (token, stamps, MISS) or ("", stamps, served value).
+
+        Waiters do not poll: they sleep until the fill channel says the leader wrote (or
+        failed), or until the leader's lease runs out, when one of them takes over.
+        """
+        ekey = self.c.entry_key(key)
+        while True:
+            token, left = yield Call("lease", (ekey, self.c.lease_ttl))
+            if token is not None:
+                return token, stamps, MISS
+            outcome, found = yield WaitFill(ekey, left, names)
+            if found is not None:
+                value = self._taken_over(fname, key, found, nk, policy, resets)
+                if value is not MISS:
+                    return "", stamps, value
+            if outcome is not None and outcome[0] == "err":
+                raise RemoteLoaderError(f"{fname}: the process loading {key} failed: {outcome[1]}")
+            read = yield Call("read", (ekey, names))
+            value = self._taken_over(fname, key, read, nk, policy, resets)
+            if value is not MISS:
+                return "", stamps, value
+            stamps = read.gens  # invalidated meanwhile: the next load stamps the newer gens
+
+    def _taken_over(
+        self, fname: str, key: str, read: Read, nk: Hashable, policy: Freshness, resets: int
+    ) -> Any:
+        """The value another process just stored, if ``read`` found it valid."""
+        c = self.c
+        if read.entry is None:
+            return MISS
+        value = c._entry_value(fname, key, read.entry)
+        if value is MISS:
+            return MISS
+        c._near_put(nk, value, read.entry, policy, resets)
+        if c.events.hit:
+            c.events.emit(Event("hit", fname, key, "l2"))
+        return value
+
+    def release(self, ekey: str, token: str, why: str) -> Steps:
+        """Give a lease back; a failure to do so only delays waiters until it expires."""
+        try:
+            yield Call("release", (ekey, token, why))
+        except BackendError:
+            logger.warning("freshlink: could not release the lease of %s", ekey)
+
+    def refresh(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        stamps: Sequence[int],
+        policy: Freshness,
+        nk: Hashable,
+        resets: int,
+    ) -> Steps:
+        """A background refresh, stamped with the stamps of the entry that was served."""
+        c = self.c
+        ekey, token = c.entry_key(key), ""
+        t0 = c.monotonic()
+        try:
+            if c.backend.supports_leases:
+                got, _left = yield Call("lease", (ekey, c.lease_ttl))
+                if got is None:
+                    return None  # another process is refreshing (or filling) it
+                token = got
+            t0 = c.monotonic()
+            value = yield LOAD
+        except Exception as exc:
+            if token:
+                yield from self.release(ekey, token, "")
+            c._refresh_failed(fname, key, exc, policy)
+            return None
+        took = c.monotonic() - t0
+        c._retry_at.pop(key, None)
+        if not policy.storable(value):
+            if token:
+                yield from self.release(ekey, token, "")
+            return None
+        try:
+            entry, copy, retain = c._stored(fname, key, names, stamps, value, policy, took)
+            # Stored only if the stamps are still current: a refresh that lost a race with
+            # an invalidation is discarded, never stored.
+            stored = yield Call("write", (ekey, entry, retain, token))
+        except FreshlinkError as exc:
+            c._refresh_failed(fname, key, exc, policy)
+            return None
+        if stored:
+            c._near_put(nk, copy, entry, policy, resets)
+        if c.events.refresh:
+            c.events.emit(Event("refresh", fname, key, duration=took))
+        return None
+
+
+def run(cache: Cache, steps: Steps, load: Callable[[], Any]) -> Any:
+    """Drive read-path steps with the sync backend, threads and the thread single-flight."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            op = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        try:
+            value = _perform(cache, op, load)
+        except BaseException as exc:
+            error = exc
+
+
+def _perform(cache: Cache, op: Op, load: Callable[[], Any]) -> Any:
+    if op is LOAD:
+        return load()
+    if isinstance(op, Call):
+        return getattr(cache.backend, op.name)(*op.args)
+    if isinstance(op, Flight):
+        return cache._flight.run(op.key, lambda: run(cache, op.steps(), load))[0]
+    if isinstance(op, WaitFill):
+        found: list[Read] = []
+
+        def recheck() -> bool:
+            found.append(cache.backend.read(op.key, op.names))
+            return found[-1].entry is not None
+
+        outcome = cache.backend.wait_fill(op.key, op.timeout, recheck)
+        return outcome, (found[-1] if found and found[-1].entry is not None else None)
+    if isinstance(op, Spawn):
+        cache.refresher.submit(op.key, lambda: run(cache, op.steps(), load))
+        return None
+    raise TypeError(f"unknown read-path step {op!r}")
+
+
+async def arun(cache: Cache, steps: Steps, load: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Drive read-path steps with the async backend, tasks and the asyncio single-flight."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            op = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        try:
+            value = await _aperform(cache, op, load)
+        except BaseException as exc:
+            error = exc
+
+
+async def _aperform(cache: Cache, op: Op, load: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    if op is LOAD:
+        return await load()
+    if isinstance(op, Call):
+        return await getattr(cache.backend, "a" + op.name)(*op.args)
+    if isinstance(op, Flight):
+        return (await cache._aflight.run(op.key, lambda: arun(cache, op.steps(), load)))[0]
+    if isinstance(op, WaitFill):
+        found: list[Read] = []
+
+        async def recheck() -> bool:
+            found.append(await cache.backend.aread(op.key, op.names))
+            return found[-1].entry is not None
+
+        outcome = await cache.backend.await_fill(op.key, op.timeout, recheck)
+        return outcome, (found[-1] if found and found[-1].entry is not None else None)
+    if isinstance(op, Spawn):
+        cache.arefresher.submit(op.key, lambda: arun(cache, op.steps(), load))
+        return None
+    raise TypeError(f"unknown read-path step {op!r}")
