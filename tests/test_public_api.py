@@ -21,6 +21,7 @@ EXPECTED = {
     "KeyTemplateError",
     "Local",
     "MissingDependencyError",
+    "RemoteLoaderError",
     "SerializationError",
     "TamperedPayloadError",
     "ValueTooLargeError",

@@ -360,3 +360,54 @@ def test_user_connect_hook_is_kept_and_run_id_still_learned(
     assert seen  # the user's hook ran
     backend = cache.backend.inner  # type: ignore[attr-defined]
     assert backend._run_id == client.info("server")["run_id"]
+
+
+def test_waiters_take_over_when_the_loading_process_dies(
+    make_redis_cache: Callable[..., Cache],
+) -> None:
+    cache = make_redis_cache(lease_ttl=0.5)
+    loads = []
+
+    @cache.cached(ttl=60, key="k")
+    def f() -> str:
+        loads.append(1)
+        return "value"
+
+    # A "process" took the fill lease and died without writing or releasing it.
+    token, _left = cache.backend.lease(cache.entry_key(f.key()), 0.5)
+    assert token is not None
+    t0 = time.monotonic()
+    assert f() == "value"  # waits for the lease to expire (no polling), then takes over
+    waited = time.monotonic() - t0
+    assert 0.3 < waited < 3.0
+    assert loads == [1]
+
+
+def test_remote_loader_error_reaches_waiters(make_redis_cache: Callable[..., Cache]) -> None:
+    from freshlink import RemoteLoaderError
+
+    leader = make_redis_cache()
+    waiter = make_redis_cache()
+
+    @waiter.cached(ttl=60, key="k", code_identity=False)
+    def f() -> str:
+        return "never"
+
+    ekey = waiter.entry_key(f.key())
+    token, _ = leader.backend.lease(ekey, 5.0)
+    assert token is not None
+    result: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            f()
+        except RemoteLoaderError as exc:
+            result.append(exc)
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.2)  # the waiter is asleep on the fill channel
+    leader.backend.release(ekey, token, "LookupError: loan 7 not found")
+    t.join(5)
+    assert len(result) == 1
+    assert "loan 7 not found" in str(result[0])
