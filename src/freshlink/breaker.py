@@ -55,12 +55,14 @@ class CircuitBreaker:
         if self.state == "closed":
             return True
         with self._lock:
+            changes = []
             if self.state == "open" and self.clock() - self.opened_at >= self.reset_after:
-                self._set("half_open")
-            if self.state == "half_open" and not self._probing:
+                changes.append(self._set("half_open"))
+            allowed = self.state == "half_open" and not self._probing
+            if allowed:
                 self._probing = True
-                return True
-            return False
+        self._announce(changes)
+        return allowed
 
     def success(self) -> None:
         """A call succeeded."""
@@ -70,26 +72,40 @@ class CircuitBreaker:
             self.failures = 0
             self._probing = False
             self.reset_after = self.base_reset
-            if self.state != "closed":
-                self._set("closed")
+            changes = [self._set("closed")]
+        self._announce(changes)
 
     def failure(self) -> None:
         """A call failed (connection error or timeout)."""
         with self._lock:
             self.failures += 1
             self._probing = False
+            changes = []
             if self.state == "half_open":
                 self.reset_after = min(self.reset_after * 2, self.max_reset)
-                self._open()
+                changes.append(self._open())
             elif self.state == "closed" and self.failures >= self.threshold:
-                self._open()
+                changes.append(self._open())
+        self._announce(changes)
 
-    def _open(self) -> None:
+    def abandon(self) -> None:
+        """A call ended without a verdict (cancelled): free the probe slot, count nothing."""
+        with self._lock:
+            self._probing = False
+
+    def _open(self) -> State | None:
         self.opened_at = self.clock()
-        self._set("open")
+        return self._set("open")
 
-    def _set(self, state: State) -> None:
+    def _set(self, state: State) -> State | None:
         changed = state != self.state
         self.state = state
-        if changed and self.on_change is not None:
-            self.on_change(state)
+        return state if changed else None
+
+    def _announce(self, changes: list[State | None]) -> None:
+        # Outside the lock: a listener may call straight back into the cache (and so into
+        # allow()), which would deadlock on a lock held while it runs.
+        if self.on_change is not None:
+            for state in changes:
+                if state is not None:
+                    self.on_change(state)

@@ -160,7 +160,16 @@ class Cache:
             self.backend: Backend = raw  # in-process: nothing to break or retry
         else:
             self.breaker = breaker or CircuitBreaker(clock=monotonic)
-            self.breaker.on_change = self._breaker_changed
+            theirs = self.breaker.on_change
+            if theirs is None:
+                self.breaker.on_change = self._breaker_changed
+            else:  # keep the caller's own listener too
+
+                def both(state: str) -> None:
+                    self._breaker_changed(state)
+                    theirs(state)  # type: ignore[arg-type]
+
+                self.breaker.on_change = both
             self.backend = GuardedBackend(raw, self.breaker, rng=rng)
         if isinstance(local, _Unset):
             # An in-process backend delivers invalidations synchronously, so an L1 in front of
@@ -398,7 +407,10 @@ class Cache:
         if policy.expiring_within is not None and ttl is not None:
             fresh = min(fresh, born + ttl - policy.expiring_within)
         stamps = tuple(zip(entry.names, entry.stamps, strict=True))
-        near.put(near_key, NearEntry(value, stamps, hard, fresh, born, ttl, entry.load_time))
+        near.put(
+            near_key,
+            NearEntry(value, stamps, hard, fresh, born, ttl, entry.load_time, entry.created),
+        )
 
     def _report(
         self, fname: str, key: str, tier: str, action: Action, policy: Freshness, left: float | None
@@ -408,8 +420,11 @@ class Cache:
         if action is Action.SERVE_STALE_AND_REFRESH:
             if ev.stale_served:
                 ev.emit(Event("stale_served", fname, key, tier, ttl_left=left))
-        elif ev.hit:
-            ev.emit(Event("hit", fname, key, tier, ttl_left=left))
+        else:
+            if self.stats is not None:
+                self.stats.hit(fname, tier)
+            if ev.hit:
+                ev.emit(Event("hit", fname, key, tier, ttl_left=left))
         within = policy.expiring_within
         if within is not None and left is not None and left < within and ev.expiring:
             ev.emit(Event("expiring", fname, key, tier, ttl_left=left))

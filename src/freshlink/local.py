@@ -64,6 +64,7 @@ class NearEntry:
 
     __slots__ = (
         "born",
+        "created",
         "epoch",
         "expires",
         "fresh",
@@ -84,6 +85,7 @@ class NearEntry:
         born: float = 0.0,
         ttl: float | None = None,
         load_time: float = 0.0,
+        created: float = 0.0,
     ) -> None:
         self.value = value
         self.stamps = stamps
@@ -94,6 +96,7 @@ class NearEntry:
         self.born = born
         self.ttl = ttl
         self.load_time = load_time
+        self.created = created  # wall-clock creation time of the backend entry
         # -1 never equals an epoch, so a new entry is validated against ``known`` on first use.
         self.epoch = -1
 

@@ -65,10 +65,11 @@ class WaitFill:
 
 @dataclass(frozen=True, slots=True)
 class Spawn:
-    """Start ``steps()`` in the background (at most one per ``key``); sends back nothing."""
+    """Refresh in the background: at most one per ``key``, and once per served ``version``."""
 
     key: Hashable
     steps: Callable[[], Steps]
+    version: float
 
 
 class _Load:
@@ -123,7 +124,7 @@ class ReadPath:
                 action, left = c._judge_near(e, policy)
                 if action is not Action.LOAD:
                     yield from self._serve(
-                        fname, key, "l1", action, policy, left, e.names, e.values, nk
+                        fname, key, "l1", action, policy, left, e.names, e.values, nk, e.created
                     )
                     return e.value
                 stale = Stale(e.value, left)
@@ -131,10 +132,12 @@ class ReadPath:
         except BackendError as exc:
             # Redis down or slow: the page still renders, from the source of truth.
             c._backend_failed(fname, key, exc, "read")
-            try:
-                return (yield LOAD)
-            except Exception as err:
-                return c._loader_failed(fname, key, err, policy, stale)
+            if c.events.miss:
+                c.events.emit(Event("miss", fname, key))
+            # Still one load per key in this process, so an outage of the cache does not
+            # turn into a stampede on the database. (A caller can only land here if its own
+            # read failed, i.e. no invalidation could be acknowledged when it started.)
+            return (yield Flight((key, None), lambda: self.degraded(fname, key, policy, stale)))
         if read.entry is not None:
             value = c._entry_value(fname, key, read.entry)
             if value is not MISS:
@@ -143,7 +146,16 @@ class ReadPath:
                 if action is not Action.LOAD:
                     c._near_put(nk, value, entry, policy, resets)
                     yield from self._serve(
-                        fname, key, "l2", action, policy, left, entry.names, entry.stamps, nk
+                        fname,
+                        key,
+                        "l2",
+                        action,
+                        policy,
+                        left,
+                        entry.names,
+                        entry.stamps,
+                        nk,
+                        entry.created,
                     )
                     return value
                 stale = Stale(value, left)
@@ -156,6 +168,18 @@ class ReadPath:
             )
         )
 
+    def degraded(self, fname: str, key: str, policy: Freshness, stale: Stale | None) -> Steps:
+        """The loader alone, while the backend cannot be read."""
+        c = self.c
+        t0 = c.monotonic()
+        try:
+            value = yield LOAD
+        except Exception as err:
+            return c._loader_failed(fname, key, err, policy, stale)
+        if c.events.load:
+            c.events.emit(Event("load", fname, key, duration=c.monotonic() - t0))
+        return value
+
     def _serve(
         self,
         fname: str,
@@ -167,11 +191,14 @@ class ReadPath:
         names: Sequence[str],
         stamps: Sequence[int],
         nk: Hashable,
+        created: float,
     ) -> Steps:
         self.c._report(fname, key, tier, action, policy, left)
         if action is not Action.SERVE and not self.c._backing_off(key):
             resets = self.c.near.resets if self.c.near is not None else 0
-            yield Spawn(key, lambda: self.refresh(fname, key, names, stamps, policy, nk, resets))
+            yield Spawn(
+                key, lambda: self.refresh(fname, key, names, stamps, policy, nk, resets), created
+            )
 
     def fill(
         self,
@@ -219,7 +246,14 @@ class ReadPath:
             if token:
                 yield from self.release(ekey, token, "")
             return value
-        entry, copy, retain = c._stored(fname, key, names, stamps, value, policy, took)
+        try:
+            entry, copy, retain = c._stored(fname, key, names, stamps, value, policy, took)
+        except FreshlinkError:
+            # Unstorable (too large, not serialisable): give the lease back at once, or every
+            # other caller would wait out the lease only to meet the same error.
+            if token:
+                yield from self.release(ekey, token, "")
+            raise
         # A fill that lost a race with an invalidation is not stored (and not put in L1); the
         # caller still gets the value, which is allowed: its read began before the write.
         try:
@@ -275,6 +309,8 @@ class ReadPath:
         if value is MISS:
             return MISS
         c._near_put(nk, value, read.entry, policy, resets)
+        if c.stats is not None:
+            c.stats.hit(fname, "l2")
         if c.events.hit:
             c.events.emit(Event("hit", fname, key, "l2"))
         return value
@@ -296,7 +332,11 @@ class ReadPath:
         nk: Hashable,
         resets: int,
     ) -> Steps:
-        """A background refresh, stamped with the stamps of the entry that was served."""
+        """A background refresh, stamped with the stamps of the entry that was served.
+
+        Returns whether the served entry's refresh is settled (stored, discarded, or left to
+        another process); False after a failure, so it may be tried again after its backoff.
+        """
         c = self.c
         ekey, token = c.entry_key(key), ""
         t0 = c.monotonic()
@@ -304,7 +344,7 @@ class ReadPath:
             if c.backend.supports_leases:
                 got, _left = yield Call("lease", (ekey, c.lease_ttl))
                 if got is None:
-                    return None  # another process is refreshing (or filling) it
+                    return True  # another process is refreshing (or filling) it
                 token = got
             t0 = c.monotonic()
             value = yield LOAD
@@ -312,26 +352,32 @@ class ReadPath:
             if token:
                 yield from self.release(ekey, token, "")
             c._refresh_failed(fname, key, exc, policy)
-            return None
+            return False
         took = c.monotonic() - t0
         c._retry_at.pop(key, None)
         if not policy.storable(value):
             if token:
                 yield from self.release(ekey, token, "")
-            return None
+            return True
         try:
             entry, copy, retain = c._stored(fname, key, names, stamps, value, policy, took)
+        except FreshlinkError as exc:
+            if token:
+                yield from self.release(ekey, token, "")
+            c._refresh_failed(fname, key, exc, policy)
+            return False
+        try:
             # Stored only if the stamps are still current: a refresh that lost a race with
             # an invalidation is discarded, never stored.
             stored = yield Call("write", (ekey, entry, retain, token))
-        except FreshlinkError as exc:
+        except BackendError as exc:
             c._refresh_failed(fname, key, exc, policy)
-            return None
+            return False
         if stored:
             c._near_put(nk, copy, entry, policy, resets)
-        if c.events.refresh:
-            c.events.emit(Event("refresh", fname, key, duration=took))
-        return None
+            if c.events.refresh:
+                c.events.emit(Event("refresh", fname, key, duration=took))
+        return True
 
 
 def run(cache: Cache, steps: Steps, load: Callable[[], Any]) -> Any:
@@ -367,7 +413,7 @@ def _perform(cache: Cache, op: Op, load: Callable[[], Any]) -> Any:
         outcome = cache.backend.wait_fill(op.key, op.timeout, recheck)
         return outcome, (found[-1] if found and found[-1].entry is not None else None)
     if isinstance(op, Spawn):
-        cache.refresher.submit(op.key, lambda: run(cache, op.steps(), load))
+        cache.refresher.submit(op.key, lambda: run(cache, op.steps(), load), op.version)
         return None
     raise TypeError(f"unknown read-path step {op!r}")
 
@@ -405,6 +451,6 @@ async def _aperform(cache: Cache, op: Op, load: Callable[[], Coroutine[Any, Any,
         outcome = await cache.backend.await_fill(op.key, op.timeout, recheck)
         return outcome, (found[-1] if found and found[-1].entry is not None else None)
     if isinstance(op, Spawn):
-        cache.arefresher.submit(op.key, lambda: arun(cache, op.steps(), load))
+        cache.arefresher.submit(op.key, lambda: arun(cache, op.steps(), load), op.version)
         return None
     raise TypeError(f"unknown read-path step {op!r}")

@@ -26,12 +26,17 @@ class Refresher:
         self._lock = threading.Lock()
         self._pending: set[Hashable] = set()
         self._pool: ThreadPoolExecutor | None = None
+        self._done = _Done()
         self.dropped = 0
 
-    def submit(self, key: Hashable, job: Callable[[], Any]) -> bool:
-        """Queue ``job`` unless a refresh of ``key`` is pending or the queue is full."""
+    def submit(self, key: Hashable, job: Callable[[], Any], version: float = 0.0) -> bool:
+        """Queue ``job`` unless ``key`` is being refreshed, ``version`` was, or the queue is full.
+
+        ``version`` identifies the entry that was served (its creation time): a caller that
+        read the old entry just before a refresh replaced it must not start a second one.
+        """
         with self._lock:
-            if key in self._pending:
+            if key in self._pending or self._done.covers(key, version):
                 return False
             if len(self._pending) >= self.max_pending:
                 self.dropped += 1
@@ -41,11 +46,14 @@ class Refresher:
                 self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="freshlink")
 
         def run() -> None:
+            done = False
             try:
-                job()
+                done = bool(job())
             finally:
                 with self._lock:
                     self._pending.discard(key)
+                    if done:  # a failed refresh may be tried again (after its backoff)
+                        self._done.mark(key, version)
 
         self._pool.submit(run)
         return True
@@ -61,24 +69,52 @@ class Refresher:
             self._pool = None
 
 
+class _Done:
+    """Which entry version of each key was last refreshed (bounded: forgetting is harmless)."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._versions: dict[Hashable, float] = {}
+
+    def covers(self, key: Hashable, version: float) -> bool:
+        done = self._versions.get(key)
+        return done is not None and version <= done
+
+    def mark(self, key: Hashable, version: float) -> None:
+        if len(self._versions) >= self.LIMIT:
+            self._versions.clear()
+        if version > self._versions.get(key, float("-inf")):
+            self._versions[key] = version
+
+
 class AsyncRefresher:
     """Runs async refresh jobs as tasks on the running event loop."""
 
     def __init__(self, max_pending: int = 1000) -> None:
         self.max_pending = max_pending
         self._tasks: dict[Hashable, asyncio.Task[Any]] = {}
+        self._done = _Done()
         self.dropped = 0
 
-    def submit(self, key: Hashable, job: Callable[[], Coroutine[Any, Any, Any]]) -> bool:
-        """Start ``job()`` unless a refresh of ``key`` is running or too many are."""
-        if key in self._tasks:
+    def submit(
+        self, key: Hashable, job: Callable[[], Coroutine[Any, Any, Any]], version: float = 0.0
+    ) -> bool:
+        """Start ``job()`` unless ``key`` is being refreshed, ``version`` was, or too many are."""
+        if key in self._tasks or self._done.covers(key, version):
             return False
         if len(self._tasks) >= self.max_pending:
             self.dropped += 1
             return False
         task = asyncio.get_running_loop().create_task(job())
         self._tasks[key] = task
-        task.add_done_callback(lambda t: self._tasks.pop(key, None))
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            self._tasks.pop(key, None)
+            if not task.cancelled() and task.exception() is None and task.result():
+                self._done.mark(key, version)
+
+        task.add_done_callback(finished)
         return True
 
     def pending(self) -> int:

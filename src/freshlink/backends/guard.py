@@ -64,6 +64,9 @@ class GuardedBackend(Backend):
         except BackendError:
             self.breaker.failure()
             raise
+        except BaseException:
+            self.breaker.abandon()  # not a backend verdict; never leave a probe slot taken
+            raise
         self.breaker.success()
         return result
 
@@ -74,6 +77,11 @@ class GuardedBackend(Backend):
             result = await fn(*args)
         except BackendError:
             self.breaker.failure()
+            raise
+        except BaseException:
+            # A cancelled probe (a request timeout) must free the half-open slot, or the
+            # breaker would refuse every later call and never heal.
+            self.breaker.abandon()
             raise
         self.breaker.success()
         return result

@@ -9,6 +9,7 @@ import asyncio
 import random
 import secrets
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -510,10 +511,12 @@ class RedisBackend(Backend):
     ) -> tuple[str, str] | None:
         """Block until another process fills ``key`` (or fails), or ``timeout`` passes.
 
-        ``recheck`` runs after registering, so a notice sent between the caller's failed lease
-        and the registration is not lost; if it returns True the wait is skipped.
+        The fill notice on the channel is the normal wake-up. ``recheck`` (a read) runs after
+        registering, so a notice sent before the registration is not missed, and again now
+        and then: a notice published while the channel was (re)connecting is lost, and the
+        waiter must not sleep out the whole lease for it.
         """
-        self.ensure_listener()
+        listener = self.ensure_listener()
         done = threading.Event()
         outcome: list[tuple[str, str]] = []
 
@@ -523,18 +526,22 @@ class RedisBackend(Backend):
 
         self._waiters.add(key, wake)
         try:
-            if recheck():
-                return None
-            done.wait(timeout)
+            deadline = time.monotonic() + timeout
+            while not recheck():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if done.wait(min(left, _recheck_every(listener))):
+                    return outcome[0]
+            return None
         finally:
             self._waiters.remove(key, wake)
-        return outcome[0] if outcome else None
 
     async def await_fill(
         self, key: str, timeout: float, recheck: Callable[[], Awaitable[bool]]
     ) -> tuple[str, str] | None:
         """Async :meth:`wait_fill`: the listener thread wakes the task through its loop."""
-        self.ensure_listener()
+        listener = self.ensure_listener()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[str, str]] = loop.create_future()
 
@@ -547,12 +554,18 @@ class RedisBackend(Backend):
 
         self._waiters.add(key, wake)
         try:
-            if await recheck():
-                return None
-            try:
-                return await asyncio.wait_for(asyncio.shield(fut), timeout)
-            except TimeoutError:
-                return None
+            deadline = time.monotonic() + timeout
+            while not await recheck():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                try:
+                    return await asyncio.wait_for(
+                        asyncio.shield(fut), min(left, _recheck_every(listener))
+                    )
+                except TimeoutError:
+                    continue
+            return None
         finally:
             self._waiters.remove(key, wake)
 
@@ -629,6 +642,12 @@ class RedisBackend(Backend):
         self.close()
         if self._aclient is not None and self.url is not None:
             await self._aclient.aclose()
+
+
+def _recheck_every(listener: Listener) -> float:
+    # Seconds between safety re-reads while waiting for a fill: rare while the channel is
+    # up (its notice wakes us), frequent while it is connecting and notices can be lost.
+    return 0.25 if listener.connected.is_set() else 0.02
 
 
 def _release_message(key: str, error: str) -> str:

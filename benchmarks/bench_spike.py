@@ -1,0 +1,278 @@
+"""The expiry spike: what the callers of one hot key feel each time its entry expires.
+
+    python -m benchmarks.bench_spike [--quick] [--seconds S]
+
+One key with a 1 s TTL, 8 threads (asyncio libraries: 8 tasks on one loop) calling it in a loop
+for 5 s (``--quick``: 3 s), a loader that takes 50 ms. Each caller pauses 1 ms between calls
+(the rest of its request), so the latencies measure the cache and not 8 threads fighting for
+the GIL. One warm-up call fills the entry before the clock starts: the cold miss is not the
+spike being measured, and loader runs count only runs inside the window.
+
+A plain TTL makes every caller that arrives during a reload wait for it (or run it too);
+refresh-ahead, stale-while-revalidate and background creation should turn that spike into
+zero slow calls with about one loader run per TTL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import cachetools
+
+from benchmarks._harness import environment
+from freshlink import Cache
+from freshlink.testing import RedisServer
+
+TTL = 1.0
+THREADS = 8
+LOAD_TIME = 0.05
+PAUSE = 0.001
+SLOW = 0.010
+
+
+@dataclass
+class Result:
+    """One row: loader runs inside the window and every call's latency (seconds)."""
+
+    name: str
+    loads: int
+    latencies: list[float]
+
+
+class Loader:
+    """The 50 ms source of truth, counting its runs (sync and async flavours)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.runs = 0
+
+    def _count(self) -> int:
+        with self._lock:
+            self.runs += 1
+            return self.runs
+
+    def sync(self, key: int) -> dict[str, int]:
+        n = self._count()
+        time.sleep(LOAD_TIME)
+        return {"key": key, "version": n}
+
+    async def aio(self, key: int) -> dict[str, int]:
+        n = self._count()
+        await asyncio.sleep(LOAD_TIME)
+        return {"key": key, "version": n}
+
+
+def run_threads(name: str, call: Callable[[], object], loader: Loader, seconds: float) -> Result:
+    """Warm once, then THREADS threads call ``call`` until the window closes."""
+    call()
+    warm = loader.runs
+    per_thread: list[list[float]] = [[] for _ in range(THREADS)]
+    deadline = time.perf_counter() + seconds
+
+    def worker(out: list[float]) -> None:
+        clock = time.perf_counter
+        while True:
+            t0 = clock()
+            call()
+            t1 = clock()
+            out.append(t1 - t0)
+            if t1 >= deadline:
+                return
+            time.sleep(PAUSE)
+
+    threads = [threading.Thread(target=worker, args=(out,)) for out in per_thread]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return Result(name, loader.runs - warm, [x for out in per_thread for x in out])
+
+
+def run_tasks(
+    name: str, call: Callable[[], Awaitable[object]], loader: Loader, seconds: float
+) -> Result:
+    """The asyncio twin of :func:`run_threads`: THREADS tasks on one event loop."""
+
+    async def main() -> Result:
+        await call()
+        warm = loader.runs
+        per_task: list[list[float]] = [[] for _ in range(THREADS)]
+        deadline = time.perf_counter() + seconds
+
+        async def worker(out: list[float]) -> None:
+            clock = time.perf_counter
+            while True:
+                t0 = clock()
+                await call()
+                t1 = clock()
+                out.append(t1 - t0)
+                if t1 >= deadline:
+                    return
+                await asyncio.sleep(PAUSE)
+
+        await asyncio.gather(*(worker(out) for out in per_task))
+        return Result(name, loader.runs - warm, [x for out in per_task for x in out])
+
+    return asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- cases
+
+
+def freshlink_case(name: str, url: str, seconds: float, **options: Any) -> Result:
+    loader = Loader()
+    local: dict[str, Any] = {} if url == "memory://" else {"local": None}
+    cache = Cache(url, namespace="spike", **local)
+    try:
+        fn = cache.cached(ttl=TTL, key="loan:{key}", **options)(loader.sync)
+        return run_threads(name, lambda: fn(7), loader, seconds)
+    finally:
+        cache.refresher.close(wait=True)
+        cache.close()
+
+
+def cachetools_case(seconds: float, *, condition: bool) -> Result:
+    loader = Loader()
+    ttl_cache: cachetools.TTLCache[Any, Any] = cachetools.TTLCache(maxsize=1024, ttl=TTL)
+    if condition:
+        cond = threading.Condition()
+        fn = cachetools.cached(ttl_cache, lock=cond, condition=cond)(loader.sync)
+        name = "cachetools.cached(TTLCache, condition=Condition())"
+    else:
+        fn = cachetools.cached(ttl_cache, lock=threading.Lock())(loader.sync)
+        name = "cachetools.cached(TTLCache, lock=Lock())"
+    return run_threads(name, lambda: fn(7), loader, seconds)
+
+
+def dogpile_case(seconds: float) -> Result | None:
+    try:
+        from dogpile.cache import make_region
+    except ImportError:
+        return None
+    loader = Loader()
+
+    def async_creation_runner(region: Any, key: Any, creator: Any, mutex: Any) -> None:
+        # The recipe from dogpile's CacheRegion docs: create in a background thread while
+        # every caller (the one that got the mutex included) is served the expired value.
+        def runner() -> None:
+            try:
+                region.set(key, creator())
+            finally:
+                mutex.release()
+
+        threading.Thread(target=runner, daemon=True).start()
+
+    region = make_region(async_creation_runner=async_creation_runner).configure(
+        "dogpile.cache.memory", expiration_time=TTL
+    )
+
+    def load(key: int) -> dict[str, int]:  # dogpile decorates functions, not bound methods
+        return loader.sync(key)
+
+    fn = region.cache_on_arguments()(load)
+    return run_threads(
+        "dogpile.cache memory, async_creation_runner", lambda: fn(7), loader, seconds
+    )
+
+
+def cashews_case(seconds: float) -> Result | None:
+    try:
+        from cashews import Cache as CashewsCache
+    except ImportError:
+        return None
+    loader = Loader()
+    cache = CashewsCache()
+    cache.setup("mem://")
+
+    # cashews parses only whole numbers in duration strings ("0.8s" is rejected): numbers.
+    async def load(key: int) -> dict[str, int]:
+        return await loader.aio(key)
+
+    fn = cache.early(ttl=TTL, early_ttl=0.8 * TTL)(load)
+    return run_tasks(
+        "cashews mem, early(ttl=1s, early_ttl=0.8s), 8 tasks", lambda: fn(7), loader, seconds
+    )
+
+
+# --------------------------------------------------------------------------- table
+
+
+def pct(xs: list[float], q: float) -> float:
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def row(r: Result) -> str:
+    ms = [x * 1000 for x in r.latencies]
+    slow = sum(1 for x in r.latencies if x > SLOW)
+    return (
+        f"| {r.name} | {r.loads} | {len(ms):,} | {slow:,} | {statistics.median(ms):.3f} "
+        f"| {pct(ms, 0.99):.3f} | {max(ms):.1f} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="a 3 s window instead of 5 s")
+    ap.add_argument("--seconds", type=float, default=None, help="window length")
+    args = ap.parse_args(argv)
+    seconds = args.seconds if args.seconds is not None else 3.0 if args.quick else 5.0
+    env = environment()
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        if "cashews" not in env:
+            env += f", cashews {metadata.version('cashews')}"
+    results: list[Result] = []
+    mem = "memory://"
+    results.append(freshlink_case("freshlink memory://, plain TTL", mem, seconds))
+    results.append(freshlink_case("freshlink memory://, ahead=0.8", mem, seconds, ahead=0.8))
+    results.append(
+        freshlink_case(
+            "freshlink memory://, stale_while_revalidate=2",
+            mem,
+            seconds,
+            stale_while_revalidate=2,
+        )
+    )
+    with RedisServer() as server:
+        results.append(
+            freshlink_case(
+                "freshlink Redis strict, no L1, ahead=0.8", server.url, seconds, ahead=0.8
+            )
+        )
+    results.append(cachetools_case(seconds, condition=False))
+    results.append(cachetools_case(seconds, condition=True))
+    for extra in (dogpile_case(seconds), cashews_case(seconds)):
+        if extra is not None:
+            results.append(extra)
+    out = "\n".join(
+        [
+            env,
+            "",
+            f"### Expiry spike: one key, TTL {TTL:g} s, {THREADS} callers for {seconds:g} s, "
+            f"loader {LOAD_TIME * 1000:.0f} ms",
+            "",
+            "| case | loader runs | calls | calls > 10 ms | p50 ms | p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *(row(r) for r in results),
+            "",
+            "Loader runs exclude one warm-up call. With a plain TTL the entry is reloaded "
+            f"about every {TTL + LOAD_TIME:g} s (TTL + load); refresh-ahead at 0.8 reloads "
+            f"about every {0.8 * TTL + LOAD_TIME:g} s. Each caller pauses {PAUSE * 1000:g} ms "
+            f"between calls; a call is slow above {SLOW * 1000:g} ms.",
+        ]
+    )
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
