@@ -383,6 +383,10 @@ class Cache:
                 self.events.emit(Event("error", fname, key, "l2", error=exc))
             return _MISS
 
+    def decode_entry(self, key: str, entry: Entry) -> Any:
+        """Decode a stored entry, verifying its signature like a read would (for tools)."""
+        return self.codec.decode(entry.payload, self._context(key, entry.names, entry.stamps))
+
     def _entry_value(self, fname: str, key: str, entry: Entry) -> Any:
         return self._decode(fname, key, entry.names, entry.stamps, entry.payload)
 

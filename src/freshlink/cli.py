@@ -194,7 +194,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             raise _Fail(EXIT_MISSING, f"no entry {args.key!r} in namespace {args.namespace!r}")
         current = cache.backend.current(entry.names)
         try:
-            value: Any = cache.codec.serializer.loads(entry.payload)
+            value: Any = cache.decode_entry(key, entry)
             preview = json.dumps(value, default=str)
         except FreshlinkError as exc:
             preview = f"<cannot decode: {exc}>"

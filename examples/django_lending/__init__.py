@@ -1,0 +1,1 @@
+"""A small lending site (Django ORM + SQLite) wired with freshlink; see README.md."""

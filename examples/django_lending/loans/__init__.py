@@ -1,0 +1,1 @@
+"""Borrowers, loans and their payment links."""

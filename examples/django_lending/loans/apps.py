@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LoansConfig(AppConfig):
+    name = "examples.django_lending.loans"
+    label = "loans"

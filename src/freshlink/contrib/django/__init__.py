@@ -1,0 +1,23 @@
+"""Django integration (extra ``[django]``): add ``"freshlink.contrib.django"`` to INSTALLED_APPS.
+
+One ``FRESHLINK`` settings dict configures the cache that :func:`get_cache` returns (rebuilt
+when the setting changes, e.g. under ``override_settings``). :data:`cache` offers the decorators
+at import time. :func:`invalidate_on` ties a model's saves and deletes to tags, invalidated only
+after the transaction commits; :func:`invalidate_queryset`, :func:`invalidate_objects` and
+:func:`invalidate_on_commit` cover writes that send no signals (``update()``, bulk operations).
+"""
+
+from __future__ import annotations
+
+from .conf import cache, get_cache, stale_reporter
+from .signals import invalidate_objects, invalidate_on, invalidate_on_commit, invalidate_queryset
+
+__all__ = [
+    "cache",
+    "get_cache",
+    "invalidate_objects",
+    "invalidate_on",
+    "invalidate_on_commit",
+    "invalidate_queryset",
+    "stale_reporter",
+]

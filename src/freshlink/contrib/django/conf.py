@@ -1,0 +1,133 @@
+"""The ``FRESHLINK`` settings dict and the Cache built from it (rebuilt when it changes)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.conf import settings
+
+from ...cache import Cache
+from ...errors import ConfigurationError
+from .. import (
+    KNOWN_KEYS,
+    Bindings,
+    CacheProxy,
+    RateLimiter,
+    Settings,
+    StaleReports,
+    build_cache,
+    parse_settings,
+)
+
+__all__ = [
+    "DJANGO_KEYS",
+    "DjangoState",
+    "cache",
+    "get_cache",
+    "get_state",
+    "label",
+    "on_setting_changed",
+    "raw_settings",
+    "reporters",
+    "reset",
+    "stale_reporter",
+]
+
+#: Option keys of the ``FRESHLINK`` dict. The endpoint paths and on/off switch are Flask's:
+#: in Django the views are enabled by including ``freshlink.contrib.django.urls``.
+DJANGO_KEYS = KNOWN_KEYS - {"metrics_url", "report_stale", "report_stale_url"}
+
+Reporter = Callable[[Any], object]
+F = TypeVar("F", bound=Reporter)
+
+
+def label(key: str) -> str:
+    """How an option is named in ``settings.py``: ``FRESHLINK['URL']``."""
+    return f"FRESHLINK[{key.upper()!r}]"
+
+
+def raw_settings() -> Any:
+    """The ``FRESHLINK`` setting as written (an empty dict when unset)."""
+    return getattr(settings, "FRESHLINK", {})
+
+
+class DjangoState(Bindings):
+    """The Cache built from ``FRESHLINK`` plus its stale-report counter and rate limiter."""
+
+    def __init__(self, cache: Cache, parsed: Settings) -> None:
+        super().__init__(cache)
+        self.settings = parsed
+        self.reports = StaleReports(cache.name, parsed.metrics)
+        self.limiter = RateLimiter(parsed.report_stale_rate, parsed.report_stale_burst)
+
+
+_state: DjangoState | None = None
+_lock = threading.Lock()
+
+
+def get_state() -> DjangoState:
+    """The current state, built from ``settings.FRESHLINK`` on first use."""
+    global _state
+    state = _state
+    if state is None:
+        with _lock:
+            if _state is None:
+                raw = raw_settings()
+                if not isinstance(raw, dict):
+                    raise ConfigurationError(
+                        f"settings.FRESHLINK must be a dict, got {type(raw).__name__}"
+                    )
+                parsed = parse_settings(raw, label, DJANGO_KEYS)
+                _state = DjangoState(build_cache(parsed), parsed)
+            state = _state
+    return state
+
+
+def get_cache() -> Cache:
+    """The Cache configured by ``settings.FRESHLINK`` (built once, rebuilt after a change)."""
+    return get_state().cache
+
+
+def reset() -> None:
+    """Forget (and close) the current Cache; the next :func:`get_cache` builds a new one."""
+    global _state
+    with _lock:
+        old, _state = _state, None
+    if old is not None:
+        old.cache.close()
+
+
+def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """``setting_changed`` receiver: a new ``FRESHLINK`` value means a new Cache."""
+    if setting == "FRESHLINK":
+        reset()
+
+
+#: Decorators usable at import time (``@cache.cached``, ``@cache.invalidates``...): each call
+#: uses the Cache that ``settings.FRESHLINK`` configures at that moment.
+cache = CacheProxy(get_state)
+
+_reporters: dict[str, Reporter] = {}
+
+
+def stale_reporter(name: str) -> Callable[[F], F]:
+    """Register the refresh the "report stale" view runs for entry ``name``.
+
+    The function receives the ``HttpRequest`` (to know the user) and typically calls
+    ``my_cached_function.refresh(request.user.pk)``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"stale_reporter() needs a non-empty name, got {name!r}")
+
+    def register(func: F) -> F:
+        _reporters[name] = func
+        return func
+
+    return register
+
+
+def reporters() -> dict[str, Reporter]:
+    """The registered stale reporters by name."""
+    return dict(_reporters)

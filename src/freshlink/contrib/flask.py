@@ -1,0 +1,240 @@
+"""Flask integration: ``Freshlink(app=None, **options)`` + ``init_app(app)`` (extra ``[flask]``).
+
+Each app gets its own :class:`~freshlink.Cache`, built from the app's ``FRESHLINK_*`` config
+keys (over the options given to the constructor) and kept in ``app.extensions["freshlink"]``.
+The extension object never stores an app: its decorators are applied at import time and, on
+every call, run the wrapper bound to ``flask.current_app``'s Cache. That makes them work with
+an app factory and with several apps in one process (each app, its own Cache).
+
+``init_app`` also registers the ``flask freshlink`` command group (``stats``, ``invalidate
+TAG...``, ``inspect KEY``) and, when configured, a Prometheus metrics endpoint
+(``FRESHLINK_METRICS = registry``) and a "report stale" endpoint (``FRESHLINK_REPORT_STALE``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from ..cache import Cache
+from ..errors import ConfigurationError, FreshlinkError, MissingDependencyError
+from . import (
+    Bindings,
+    CacheProxy,
+    RateLimiter,
+    Settings,
+    StaleReports,
+    build_cache,
+    describe_cache,
+    describe_entry,
+    metrics_payload,
+    parse_settings,
+    require_prometheus,
+)
+
+try:
+    import click
+    from flask import Flask, Response, current_app, has_app_context, jsonify, redirect, request
+    from flask.cli import AppGroup
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise MissingDependencyError(
+        "freshlink.contrib.flask needs Flask: pip install 'freshlink[flask]'"
+    ) from exc
+
+__all__ = ["EXTENSION_KEY", "Freshlink", "FreshlinkState", "cli"]
+
+#: The key of the per-app state in ``app.extensions``.
+EXTENSION_KEY = "freshlink"
+
+F = TypeVar("F", bound=Callable[[], object])
+
+
+def _label(key: str) -> str:
+    return "FRESHLINK_" + key.upper()
+
+
+class FreshlinkState(Bindings):
+    """One app's freshlink state: its Cache, parsed settings, stale reports and rate limiter."""
+
+    def __init__(self, ext: Freshlink, cache: Cache, settings: Settings) -> None:
+        super().__init__(cache)
+        self.ext = ext
+        self.settings = settings
+        self.reports = StaleReports(cache.name, settings.metrics)
+        self.limiter = RateLimiter(settings.report_stale_rate, settings.report_stale_burst)
+
+    def close(self) -> None:
+        """Close the app's Cache (connections and threads)."""
+        self.cache.close()
+
+
+class Freshlink(CacheProxy):
+    """The Flask extension: decorators that bind to the current app's Cache at call time."""
+
+    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+        super().__init__(self._current_state)
+        # Constructor options are defaults; each app's FRESHLINK_* config keys override them.
+        self.options: dict[str, Any] = {k.lower(): v for k, v in options.items()}
+        self._reporters: dict[str, Callable[[], object]] = {}
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Build ``app``'s Cache from its config and register the CLI and opt-in endpoints."""
+        if EXTENSION_KEY in app.extensions:
+            raise ConfigurationError(f"freshlink is already initialised on app {app.name!r}")
+        raw: dict[str, Any] = {**self.options, **app.config.get_namespace("FRESHLINK_")}
+        settings = parse_settings(raw, _label)
+        if settings.metrics is not None:
+            require_prometheus()
+        try:
+            cache = build_cache(settings)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"freshlink config of app {app.name!r}: {exc}") from exc
+        app.extensions[EXTENSION_KEY] = FreshlinkState(self, cache, settings)
+        app.cli.add_command(cli)
+        if settings.metrics is not None:
+            app.add_url_rule(settings.metrics_url, "freshlink_metrics", _metrics_view)
+        if settings.report_stale:
+            app.add_url_rule(
+                settings.report_stale_url,
+                "freshlink_report_stale",
+                _report_stale_view,
+                methods=["POST"],
+            )
+
+    def state(self, app: Flask | None = None) -> FreshlinkState:
+        """The freshlink state of ``app`` (default: ``flask.current_app``)."""
+        if app is None:
+            if not has_app_context():
+                raise RuntimeError(
+                    "freshlink: no Flask application context. Decorated functions use the "
+                    "current app's Cache; call them inside a request, a CLI command or "
+                    "`with app.app_context():`"
+                )
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+        return _state(app)
+
+    def _current_state(self) -> Bindings:
+        return self.state()
+
+    def get_cache(self, app: Flask | None = None) -> Cache:
+        """The Cache of ``app`` (default: the current app)."""
+        return self.state(app).cache
+
+    def close(self, app: Flask | None = None) -> None:
+        """Close ``app``'s Cache (default: the current app's)."""
+        self.state(app).close()
+
+    def stale_reporter(self, name: str) -> Callable[[F], F]:
+        """Register the refresh run when a user reports the entry ``name`` as stale.
+
+        The function takes no arguments (it reads ``flask.request`` / ``flask.g`` to know the
+        current user) and typically calls ``my_cached_function.refresh(user_id)``.
+        """
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"stale_reporter() needs a non-empty name, got {name!r}")
+
+        def register(func: F) -> F:
+            self._reporters[name] = func
+            return func
+
+        return register
+
+    @property
+    def reporters(self) -> Mapping[str, Callable[[], object]]:
+        """The registered stale reporters by name."""
+        return self._reporters
+
+
+def _state(app: Flask) -> FreshlinkState:
+    state = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, FreshlinkState):
+        raise ConfigurationError(
+            f"freshlink is not initialised on app {app.name!r}: call Freshlink().init_app(app)"
+        )
+    return state
+
+
+# ---------------------------------------------------------------------------- endpoints
+
+
+def _metrics_view() -> Response:
+    state = _state(current_app)
+    body, content_type = metrics_payload(state.settings.metrics)
+    return Response(body, content_type=content_type)
+
+
+def _safe_next(target: str | None) -> str | None:
+    # Only same-site relative paths: an open redirect would let a link on another site bounce
+    # users anywhere through this endpoint.
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if urlsplit(target).netloc or "\\" in target:
+        return None
+    return target
+
+
+def _report_stale_view() -> Any:
+    state = _state(current_app)
+    client = request.remote_addr or "unknown"
+    wait = state.limiter.take(client)
+    if wait > 0:
+        response = jsonify(error="too many stale reports, try again later")
+        response.status_code = 429
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return response
+    payload = request.get_json(silent=True) if request.is_json else None
+    data = payload if isinstance(payload, dict) else request.form
+    name = data.get("name")
+    reporter = state.ext.reporters.get(name) if isinstance(name, str) else None
+    if reporter is None or not isinstance(name, str):
+        response = jsonify(error=f"no stale reporter named {name!r}")
+        response.status_code = 404
+        return response
+    reporter()
+    state.reports.count(name)
+    target = _safe_next(data.get("next"))
+    if target is not None:
+        return redirect(target, code=303)
+    return jsonify(refreshed=name)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+cli = AppGroup("freshlink", help="Inspect and control this app's freshlink cache.")
+
+
+@cli.command("stats")
+def stats_command() -> None:
+    """Show the cache's URL, namespace, read mode, L1 size and breaker state."""
+    state = _state(current_app)
+    rows = describe_cache(state.cache)
+    rows.append(("stale reports", str(state.reports.total())))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@cli.command("invalidate")
+@click.argument("tags", nargs=-1, required=True)
+def invalidate_command(tags: tuple[str, ...]) -> None:
+    """Invalidate every entry stamped with any of TAGS, in every process."""
+    try:
+        _state(current_app).cache.invalidate(*tags)
+    except FreshlinkError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"invalidated {len(tags)} tag(s): {' '.join(tags)}")
+
+
+@cli.command("inspect")
+@click.argument("key")
+def inspect_command(key: str) -> None:
+    """Show the stored entry of KEY with its stamped and current generations."""
+    lines = describe_entry(_state(current_app).cache, key)
+    if lines is None:
+        raise click.ClickException(f"no entry stored under {key!r}")
+    for line in lines:
+        click.echo(line)
