@@ -36,8 +36,15 @@ class Local:
     ttl: float | None = None
     mode: Mode = "bounded"
     max_staleness: float = 0.1
+    max_bytes: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_bytes is not None and (
+            not isinstance(self.max_bytes, int) or self.max_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"Local(max_bytes=) must be a positive int or None, got {self.max_bytes!r}"
+            )
         if not isinstance(self.maxsize, int) or self.maxsize < 1:
             raise ConfigurationError(
                 f"Local(maxsize=) must be a positive int, got {self.maxsize!r}"
@@ -65,6 +72,7 @@ class NearEntry:
     __slots__ = (
         "born",
         "created",
+        "size",
         "epoch",
         "expires",
         "fresh",
@@ -86,6 +94,7 @@ class NearEntry:
         ttl: float | None = None,
         load_time: float = 0.0,
         created: float = 0.0,
+        size: int = 0,
     ) -> None:
         self.value = value
         self.stamps = stamps
@@ -97,8 +106,13 @@ class NearEntry:
         self.ttl = ttl
         self.load_time = load_time
         self.created = created  # wall-clock creation time of the backend entry
+        self.size = size  # serialized size plus a fixed overhead: what max_bytes counts
         # -1 never equals an epoch, so a new entry is validated against ``known`` on first use.
         self.epoch = -1
+
+
+def _entry_size(entry: NearEntry) -> int:
+    return entry.size
 
 
 class NearCache:
@@ -109,7 +123,13 @@ class NearCache:
         self.clock = clock
         # FIFOCache because its ``__getitem__`` only reads: hits need no lock. An LRU moves the
         # key on every read, which is a write that would need a lock on the hot path.
-        self.data: FIFOCache[Hashable, NearEntry] = FIFOCache(config.maxsize)
+        # With max_bytes the cache's own size is in bytes (cachetools' getsizeof) and the entry
+        # count is bounded in put(); without it, by entries alone.
+        self.data: FIFOCache[Hashable, NearEntry] = (
+            FIFOCache(config.max_bytes, getsizeof=_entry_size)
+            if config.max_bytes is not None
+            else FIFOCache(config.maxsize)
+        )
         self.known: dict[str, int] = {}
         self._known_max = config.maxsize * 8
         self._lock = threading.RLock()
@@ -159,7 +179,13 @@ class NearCache:
     def put(self, key: Hashable, entry: NearEntry) -> None:
         """Store an entry (its stamps are learned as known generations by the caller)."""
         with self._lock:
-            self.data[key] = entry
+            data = self.data
+            if self.config.max_bytes is not None:
+                if entry.size > data.maxsize:
+                    return  # larger than the whole budget: never held in L1
+                while len(data) >= self.config.maxsize and key not in data:
+                    data.popitem()
+            data[key] = entry
 
     def learn(self, names: Sequence[str], values: Sequence[int]) -> None:
         """Record generations seen in a backend reply or an invalidation message.
