@@ -72,12 +72,12 @@ class NearEntry:
     __slots__ = (
         "born",
         "created",
-        "size",
         "epoch",
         "expires",
         "fresh",
         "load_time",
         "names",
+        "size",
         "stamps",
         "ttl",
         "value",
