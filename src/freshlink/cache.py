@@ -628,9 +628,13 @@ class Cache:
         if expected is None:
             self.invalidate_names(names)
             return value
-        entry, copy, retain, resets = self._write_through_entry(
-            fname, key, names, expected, value, policy
-        )
+        try:
+            entry, copy, retain, resets = self._write_through_entry(
+                fname, key, names, expected, value, policy
+            )
+        except FreshlinkError:
+            self.invalidate_names(names)  # the write happened: never leave the old value valid
+            raise
         with self._confirming(names):
             stored = self.backend.write_through(self.entry_key(key), entry, expected, retain)
         self._after_write_through(key, copy, entry, policy, resets, stored)
@@ -649,9 +653,13 @@ class Cache:
         if expected is None:
             await self.ainvalidate_names(names)
             return value
-        entry, copy, retain, resets = self._write_through_entry(
-            fname, key, names, expected, value, policy
-        )
+        try:
+            entry, copy, retain, resets = self._write_through_entry(
+                fname, key, names, expected, value, policy
+            )
+        except FreshlinkError:
+            await self.ainvalidate_names(names)
+            raise
         with self._confirming(names):
             stored = await self.backend.awrite_through(self.entry_key(key), entry, expected, retain)
         self._after_write_through(key, copy, entry, policy, resets, stored)

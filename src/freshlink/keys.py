@@ -51,12 +51,12 @@ _ATOMIC: frozenset[type] = frozenset({str, int, bool, bytes, type(None), uuid.UU
 
 # Subclasses of basic types (other than enums) encode as their base value plus the class name.
 _BASES: tuple[tuple[type, Callable[[Any], object]], ...] = (
-    (str, str),
-    (int, int),
-    (float, float),
-    (tuple, tuple),
-    (list, list),
-    (dict, dict),
+    (str, str.__str__),
+    (int, int.__int__),
+    (float, float.__float__),
+    (tuple, lambda v: tuple.__getitem__(v, slice(None))),
+    (list, lambda v: list.__getitem__(v, slice(None))),
+    (dict, lambda v: dict(dict.items(v))),
 )
 
 _SELF_NAMES = frozenset({"self", "cls", "mcs"})
@@ -68,7 +68,7 @@ def _digest(data: str) -> str:
 
 def safe_key(key: str) -> str:
     """Return ``key`` unchanged if it is short and printable, else a stable hash of it."""
-    if len(key) <= MAX_KEY_LENGTH and _SAFE.issuperset(key):
+    if len(key) <= MAX_KEY_LENGTH and key[:1] != "#" and _SAFE.issuperset(key):
         return key
     return "#" + _digest(key)
 
@@ -122,9 +122,16 @@ def encode_arg(value: object, _depth: int = 0) -> str:
         return t.__name__[:2] + value.isoformat()
     if isinstance(value, _dt.timedelta):
         return f"td{value.days},{value.seconds},{value.microseconds}"
-    hook = getattr(value, "__freshlink_key__", None)
+    hook = getattr(t, "__freshlink_key__", None)
     if hook is not None and callable(hook):
-        return f"{t.__module__}.{t.__qualname__}=" + encode_arg(hook(), d)
+        try:
+            made = hook(value)
+        except Exception as exc:
+            raise KeyEncodingError(
+                f"{t.__module__}.{t.__qualname__}.__freshlink_key__() raised "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return f"{t.__module__}.{t.__qualname__}=" + encode_arg(made, d)
     if isinstance(value, enum.Enum):
         return f"E{t.__module__}.{t.__qualname__}." + encode_arg(value.value, d)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -169,9 +176,41 @@ class _ValueFormatter(string.Formatter):
     """``str.format`` whose substituted values are percent-encoded (no ambiguous separators)."""
 
     def format_field(self, value: Any, format_spec: str) -> str:
-        return quote(format(value, format_spec), safe=_VALUE_SAFE)
+        t = type(value)
+        if t not in _TEMPLATE_TYPES and not isinstance(value, enum.Enum):
+            hook = getattr(t, "__freshlink_key__", None)
+            if hook is not None and callable(hook):
+                value = hook(value)
+            else:
+                for base, plain in _BASES[:3]:  # str, int, float subclasses: their base value
+                    if isinstance(value, base):
+                        value = plain(value)
+                        break
+                else:
+                    raise KeyEncodingError(
+                        f"a placeholder value of type {t.__module__}.{t.__qualname__} has no "
+                        "stable text; use one of its attributes (e.g. {user.id}) or define "
+                        "__freshlink_key__() on the type"
+                    )
+        return quote(format(value, format_spec), safe=_VALUE_SAFE, errors="surrogatepass")
 
 
+_TEMPLATE_TYPES: frozenset[type] = frozenset(
+    {
+        str,
+        int,
+        bool,
+        float,
+        bytes,
+        type(None),
+        Decimal,
+        uuid.UUID,
+        _dt.datetime,
+        _dt.date,
+        _dt.time,
+        _dt.timedelta,
+    }
+)
 _FORMATTER = _ValueFormatter()
 
 
@@ -280,6 +319,20 @@ class KeySpec:
         self.uses_self = first is not None and any(
             first in t.fields for t in (self.key_template, *self.tag_templates) if t is not None
         )
+        if version is not None and not (
+            (isinstance(version, int) and not isinstance(version, bool))
+            or (
+                isinstance(version, str)
+                and version
+                and len(version) <= 64
+                and _SAFE.issuperset(version)
+                and "#" not in version
+            )
+        ):
+            raise KeyTemplateError(
+                f"version= must be an int or a short str of letters, digits and "
+                f"punctuation without spaces; got {version!r}"
+            )
         parts = [self.name, "v" + str(version if version is not None else 0)]
         if use_code_identity:
             # Templates are part of the identity too: entries are compared to their tags by
@@ -303,7 +356,11 @@ class KeySpec:
     def key_for(self, bound: Mapping[str, Any]) -> str:
         """The entry key (without namespace) for bound arguments."""
         if self.key_template is not None:
-            return safe_key(self.func_id + ":" + self.key_template.render(bound))
+            rendered = self.key_template.render(bound)
+            prefix = self.func_id + ":"
+            if len(prefix) + len(rendered) <= MAX_KEY_LENGTH and _SAFE.issuperset(rendered):
+                return prefix + rendered
+            return prefix + "#" + _digest(rendered)
         items = list(bound.items())
         if self.first_is_self:
             items = items[1:]  # the default key ignores self/cls, like cachetools' methodkey

@@ -24,6 +24,11 @@ _FRESH = """
 local function fresh(seed, i)
   return string.format('%.0f', tonumber(seed) + i)
 end
+-- A generation is a decimal integer below 2**53; anything else (a stray SET, a wrong type:
+-- MGET and pcall(GET) give nil or an error table) is unknown, like a missing one.
+local function valid(v)
+  return type(v) == 'string' and #v <= 16 and string.match(v, '^%d+$') ~= nil
+end
 """
 
 # Shared prologue: read the current generations of KEYS[first..], creating the missing ones.
@@ -35,7 +40,7 @@ local function current(first, seed, gen_ttl)
   if n <= 0 then return {} end
   local gens = redis.call('MGET', unpack(KEYS, first))
   for i = 1, n do
-    if not gens[i] then
+    if not valid(gens[i]) then
       gens[i] = fresh(seed, i)
       redis.call('SET', KEYS[first + i - 1], gens[i], 'PX', gen_ttl)
     end
@@ -58,8 +63,10 @@ READ = (
     _GENS
     + """
 local gens = current(2, ARGV[3], ARGV[2])
-local e = redis.call('HMGET', KEYS[1], 'r', 'n', 's', 'm', 'p')
-if not e[1] or e[1] ~= ARGV[1] or not e[5] then return {0, unpack(gens)} end
+local e = redis.pcall('HMGET', KEYS[1], 'r', 'n', 's', 'm', 'p')
+if e.err or e[1] ~= ARGV[1] or not (e[2] and e[3] and e[4] and e[5]) then
+  return {0, unpack(gens)}
+end
 local same = e[2] == table.concat(KEYS, '\\n', 2)
 local stamps
 if same then
@@ -69,6 +76,7 @@ else
   -- a reader that does not know the entry's tags (cache.get): read the stored names
   local names = {}
   for name in string.gmatch(e[2], '[^\\n]+') do names[#names + 1] = name end
+  if #names == 0 then return {0, unpack(gens)} end
   local cur = redis.call('MGET', unpack(names))
   for i = 1, #names do
     if not cur[i] then return {0, unpack(gens)} end
@@ -104,8 +112,12 @@ local function keep(first, retain)
   end
 end
 local function store(stamps)
-  redis.call('HSET', KEYS[1], 'r', ARGV[1], 'n', ARGV[2], 's', stamps, 'm', ARGV[4],
-             'p', ARGV[5])
+  local fields = {'r', ARGV[1], 'n', ARGV[2], 's', stamps, 'm', ARGV[4], 'p', ARGV[5]}
+  local done = redis.pcall('HSET', KEYS[1], unpack(fields))
+  if type(done) == 'table' and done.err then
+    redis.call('DEL', KEYS[1])  -- not a hash: garbage someone else wrote
+    redis.call('HSET', KEYS[1], unpack(fields))
+  end
   local retain = tonumber(ARGV[6])
   if retain > 0 then redis.call('PEXPIRE', KEYS[1], retain) else redis.call('PERSIST', KEYS[1]) end
   keep(2, retain)
@@ -145,8 +157,8 @@ local function bump(first, seed, gen_ttl, channel)
   -- seed: see _FRESH (included by every script that includes this one)
   local vals = {}
   for i = first, #KEYS do
-    local v = redis.call('GET', KEYS[i])
-    if not v then
+    local v = redis.pcall('GET', KEYS[i])
+    if not valid(v) then
       -- INCR from the fresh value (not from a Lua number: doubles would print 2e+15)
       redis.call('SET', KEYS[i], fresh(seed, i - first + 1), 'PX', gen_ttl)
     end

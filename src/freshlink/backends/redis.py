@@ -333,7 +333,13 @@ class RedisBackend(Backend):
         kind = reply[0]
         if kind == 0:
             return Read(None, tuple(map(int, reply[1:])))
-        entry = _entry_from(tuple(gens) if kind == 1 else reply[4], *reply[1:4])
+        try:
+            entry = _entry_from(tuple(gens) if kind == 1 else reply[4], *reply[1:4])
+        except (ValueError, TypeError, UnicodeDecodeError):
+            # Garbage someone wrote into the entry: a miss. (On a kind-1 reply the script
+            # checked that the stamps are exactly the current generations.)
+            current = reply[1].split(b",") if kind == 1 else reply[5:]
+            return Read(None, tuple(map(int, current)))
         # On a hit the entry's stamps are the current generations of its names; when those
         # are the names asked for, they are also the generations asked for.
         if kind == 1:
