@@ -330,11 +330,6 @@ def test_other_namespaces_invalidations_never_reach_a_bounded_l1(
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="feature missing: invalidation messages are not authenticated; a client that can "
-    "PUBLISH on <ns>:inv can re-teach an L1 an old generation (see docs/security.md)",
-)
 def test_forged_channel_messages_cannot_resurrect_an_invalidated_l1_entry(
     make_redis_cache: Callable[..., Cache], redis_url: str
 ) -> None:
@@ -801,11 +796,6 @@ def test_key_cardinality_attack_keeps_memory_bounded() -> None:
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="feature missing: a read miss creates its generation keys with gen_ttl (7 days), "
-    "so distinct keys leave long-lived keys in Redis even when their entries live 1 s",
-)
 def test_key_cardinality_leaves_no_long_lived_keys_in_redis(
     make_redis_cache: Callable[..., Cache], redis_url: str
 ) -> None:

@@ -131,6 +131,7 @@ class NearCache:
             else FIFOCache(config.maxsize)
         )
         self.known: dict[str, int] = {}
+        self.floor: dict[str, int] = {}  # highest generation ever learned per name
         self._known_max = config.maxsize * 8
         self._lock = threading.RLock()
         self.epoch = 0
@@ -191,22 +192,29 @@ class NearCache:
         """Record generations seen in a backend reply or an invalidation message.
 
         Generations only grow while they exist, so a smaller value than the known one can only
-        be a late reply or a re-created generation: forget the name (entries stamped with it go
-        to the backend) rather than trust either value.
+        be a late reply, a re-created generation or a forged message: forget the name (entries
+        stamped with it go to the backend) rather than trust either value. The highest value
+        ever seen is kept as a floor, so nothing below it is learned again until L1 is wiped:
+        announcing an old generation twice cannot make an invalidated entry valid.
         """
         with self._lock:
-            known = self.known
+            known, floor = self.known, self.floor
             changed = False
             for name, value in zip(names, values, strict=True):
                 old = known.get(name)
-                if old is None or value > old:
+                if value < floor.get(name, value):
+                    if old is not None:
+                        del known[name]
+                        changed = True
+                elif old is None or value > old:
                     if old is not None:
                         changed = True
                     if len(known) >= self._known_max:
                         known.clear()
+                        floor.clear()
                         self.resets += 1
                         changed = True
-                    known[name] = value
+                    known[name] = floor[name] = value
                 elif value < old:
                     del known[name]
                     changed = True
@@ -233,6 +241,7 @@ class NearCache:
         with self._lock:
             self.data.clear()
             self.known.clear()
+            self.floor.clear()
             self.resets += 1
             self.epoch += 1
 

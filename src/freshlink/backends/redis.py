@@ -121,7 +121,7 @@ class RedisBackend(Backend):
         *,
         url: str | None = None,
         namespace: str = "freshlink",
-        gen_ttl: float = 7 * 86400,
+        gen_ttl: float = 30.0,
         ping_interval: float = 0.02,
         rng: Callable[[], float] = random.random,
         client_options: dict[str, Any] | None = None,
@@ -145,6 +145,9 @@ class RedisBackend(Backend):
         if aclient is not None:
             self._hook(aclient, self._aon_connect)
         self._rng = rng
+        # How long a generation lives while no stored entry depends on it (a read miss, a
+        # tag nobody caches): storing an entry extends its generations to the entry's own
+        # lifetime, so this only bounds what a key-cardinality attack can leave behind.
         self._gen_ttl_ms = str(int(gen_ttl * 1000))
         self.namespace = namespace
         self.inv_channel = namespace + ":inv"
