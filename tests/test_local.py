@@ -65,8 +65,10 @@ def test_distrust_flushes_and_trust_moves_forward_only() -> None:
     assert near.trusted_until == -math.inf
 
 
-@pytest.mark.parametrize("kwargs", [{"max_bytes": 0}, {"maxsize": 0}, {"mode": "loose"},
-                                    {"max_staleness": 0}, {"ttl": -1}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_bytes": 0}, {"maxsize": 0}, {"mode": "loose"}, {"max_staleness": 0}, {"ttl": -1}],
+)
 def test_bad_local_options(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
         Local(**kwargs)  # type: ignore[arg-type]
