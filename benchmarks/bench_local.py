@@ -1,96 +1,154 @@
-"""Per-hit cost of an in-process hit: freshlink next to cachetools and functools, same run.
+"""Per-hit cost of an in-process hit: freshlink next to the in-process peers, same run.
 
-python -m benchmarks.bench_local [--rounds 15] [--number 200000]
+    python -m benchmarks.bench_local [--quick] [--rounds 15] [--target 0.05]
+
+Sync: a plain dict and functools.lru_cache (floors), cachetools.cached(TTLCache) without a
+lock, with a lock and with a condition, a dogpile.cache memory region, Flask-Caching's
+SimpleCache memoize, freshlink memory://. Async: an awaited plain coroutine (floor), cashews
+mem (@cache and @cache.early), freshlink memory://. Each case is calibrated so one sample
+lasts ``--target`` seconds; rounds are interleaved and ratios taken per round.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
-import threading
+from collections.abc import Callable
+from typing import Any
 
-import cachetools
+from benchmarks import _peers
+from benchmarks._harness import (
+    Figure,
+    Section,
+    bars_from,
+    environment,
+    interleaved,
+    ratio_of,
+    table,
+)
 
-from benchmarks._harness import environment, interleaved, table
-from freshlink import Cache
+FLOOR = "plain dict memo"
+GOAL = "cachetools.cached(TTLCache, lock=Lock())"
+FRESHLINK = "freshlink memory:// (key + 2 tags)"
+AFLOOR = "await plain coroutine (dict lookup)"
+BATCH = 100  # awaits per timed async call (one run_until_complete per batch)
 
 
-def build() -> list[tuple[str, object]]:
-    def loader(loan_id: int) -> dict[str, int]:
-        return {"id": loan_id, "amount": 1000}
+def sync_cases() -> tuple[list[tuple[str, Callable[[], Any]]], list[Callable[[], Any]]]:
+    """(cases, closers): every sync in-process peer, warmed on key 7."""
+    cases: list[tuple[str, Callable[[], Any]]] = []
+    closers = []
+    for pid in ("dict", "lru", "ct", "ct-lock", "ct-cond", "dogpile-mem", "flask-simple"):
+        b = _peers.build(pid)
+        b.call(7)
+        cases.append((_peers.name(pid), lambda f=b.call: f(7)))
+        closers.append(b.close)
+    from freshlink import Cache
 
-    memo: dict[int, dict[str, int]] = {}
-
-    def dict_memo(loan_id: int) -> dict[str, int]:
-        try:
-            return memo[loan_id]
-        except KeyError:
-            memo[loan_id] = v = loader(loan_id)
-            return v
-
-    lru = functools.lru_cache(maxsize=10_000)(loader)
-    ct = cachetools.cached(cachetools.TTLCache(10_000, 60))(loader)
-    ct_lock = cachetools.cached(cachetools.TTLCache(10_000, 60), lock=threading.Lock())(loader)
-    cache = Cache()
-    fl = cache.cached(ttl=60, key="loan:{loan_id}", tags=["loan:{loan_id}", "user:1"])(loader)
-    fl_default = cache.cached(ttl=60)(loader)
-    fl_kw = cache.cached(ttl=60)(loader)
-    for f in (dict_memo, lru, ct, ct_lock, fl, fl_default):
-        f(7)
-    fl_kw(loan_id=7)
-    return [
-        ("plain dict memo", lambda: dict_memo(7)),
-        ("functools.lru_cache", lambda: lru(7)),
-        ("cachetools.cached(TTLCache)", lambda: ct(7)),
-        ("cachetools.cached(TTLCache, lock=Lock())", lambda: ct_lock(7)),
-        ("freshlink memory:// (key + 2 tags)", lambda: fl(7)),
+    cache = Cache(namespace="bench-local")
+    fl = cache.cached(ttl=600, key="loan:{k}", tags=["loan:{k}", "user:42"])(_peers.value)
+    fl_default = cache.cached(ttl=600)(_peers.value)
+    fl_kw = cache.cached(ttl=600)(_peers.value)
+    fl(7)
+    fl_default(7)
+    fl_kw(k=7)
+    cases += [
+        (FRESHLINK, lambda: fl(7)),
         ("freshlink memory:// (default key)", lambda: fl_default(7)),
-        ("freshlink memory:// (keyword arg)", lambda: fl_kw(loan_id=7)),
+        ("freshlink memory:// (keyword arg)", lambda: fl_kw(k=7)),
     ]
+    closers.append(cache.close)
+    return cases, closers
 
 
-def async_cases() -> list[tuple[str, object]]:
-    cache = Cache()
-
-    async def loader(loan_id: int) -> dict[str, int]:
-        return {"id": loan_id}
-
-    fl = cache.cached(ttl=60)(loader)
+def async_cases() -> tuple[list[tuple[str, Callable[[], Any]]], Callable[[], None]]:
+    """(cases, close): batches of ``BATCH`` awaited hits, one loop for every case."""
     loop = asyncio.new_event_loop()
-    loop.run_until_complete(fl(7))
 
-    async def floor(n: int) -> None:
-        for _ in range(n):
-            await loader(7)
+    memo = {7: _peers.value(7)}
 
-    async def hits(n: int) -> None:
-        for _ in range(n):
-            await fl(7)
+    async def plain(k: int) -> dict[str, Any]:
+        return memo[k]
 
-    return [
-        ("await plain coroutine", lambda: loop.run_until_complete(floor(100))),
-        ("await freshlink memory:// hit", lambda: loop.run_until_complete(hits(100))),
+    def batch(f: Callable[[int], Any]) -> Callable[[], Any]:
+        async def hits() -> None:
+            for _ in range(BATCH):
+                await f(7)
+
+        return lambda: loop.run_until_complete(hits())
+
+    cases = [(AFLOOR, batch(plain))]
+    built = []
+    for pid in ("cashews-mem", "cashews-mem-early", "fl-mem"):
+        b = _peers.build(pid, asynchronous=True)
+        loop.run_until_complete(b.call(7))
+        built.append(b)
+        cases.append((_peers.name(pid, asynchronous=True) + " hit", batch(b.call)))
+
+    def close() -> None:
+        for b in built:
+            loop.run_until_complete(b.close())
+        loop.close()
+
+    return cases, close
+
+
+def collect(rounds: int = 15, target: float = 0.05, number: int | None = None) -> Section:
+    """Run both tables; return their Markdown and figures."""
+    cases, closers = sync_cases()
+    sync = interleaved(cases, rounds=rounds, number=number, target=target)
+    for close in closers:
+        close()
+    acases, aclose = async_cases()
+    anumber = None if number is None else max(number // BATCH, 10)
+    asy = interleaved(acases, rounds=rounds, number=anumber, target=target)
+    aclose()
+    asy = {k: [x / BATCH for x in v] for k, v in asy.items()}
+    md = "\n\n".join(
+        [
+            table(
+                sync,
+                FLOOR,
+                title="L1 hit, sync (ns per call)",
+                also=[GOAL],
+            ),
+            table(asy, AFLOOR, title="L1 hit, async (ns per await)"),
+        ]
+    )
+    figures = [
+        Figure(
+            "l1_sync",
+            "L1 hit, sync (median of rounds, min..max)",
+            "ns per call (log scale)",
+            bars_from(sync),
+            log=True,
+        ),
+        Figure(
+            "l1_async",
+            "L1 hit, async",
+            "ns per await (log scale)",
+            bars_from(asy),
+            log=True,
+        ),
     ]
+    data = {
+        "l1_vs_goal": ratio_of(sync, FRESHLINK, GOAL),
+        "l1_ns": sorted(sync[FRESHLINK])[len(sync[FRESHLINK]) // 2],
+        "l1_goal_ns": sorted(sync[GOAL])[len(sync[GOAL]) // 2],
+    }
+    return Section(md, figures, data)
 
 
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--number", type=int, default=200_000)
+    ap.add_argument("--quick", action="store_true", help="5 rounds of 10 ms samples")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--target", type=float, default=None, help="seconds per sample")
+    ap.add_argument("--number", type=int, default=None, help="fixed calls per sample")
     args = ap.parse_args(argv)
-    sync = interleaved(build(), rounds=args.rounds, number=args.number)  # type: ignore[arg-type]
-    asy = interleaved(async_cases(), rounds=args.rounds, number=max(args.number // 100, 10))  # type: ignore[arg-type]
-    asy = {k: [x / 100 for x in v] for k, v in asy.items()}
-    out = "\n\n".join(
-        [
-            environment(),
-            table(
-                sync, "cachetools.cached(TTLCache, lock=Lock())", title="L1 hit, sync (per call)"
-            ),
-            table(asy, "await plain coroutine", title="L1 hit, async (per await)"),
-        ]
-    )
+    rounds = args.rounds or (5 if args.quick else 15)
+    target = args.target or (0.01 if args.quick else 0.05)
+    out = environment() + "\n\n" + collect(rounds, target, args.number).markdown
     print(out)
     return out
 

@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--number", type=int, default=200_000)
     ap.add_argument("--redis-number", type=int, default=5_000)
+    ap.add_argument("--quick", action="store_true", help="few rounds (CI)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.number, args.redis_number = 5, 50_000, 1_000
     caches: list[Cache] = []
     metrics: list[PrometheusMetrics] = []
     with RedisServer() as server:

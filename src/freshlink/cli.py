@@ -236,7 +236,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark suite (from a clone of the repository)."""
     import importlib
+    import os
 
+    # The suite lives in the repository, not in the package: find it from the clone the
+    # command runs in (a console script does not put the working directory on sys.path).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         bench_main = importlib.import_module("benchmarks.__main__").main
     except ImportError:

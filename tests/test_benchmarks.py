@@ -1,0 +1,121 @@
+"""The benchmark modules run: one tiny scenario of each, minimal rounds, no timing asserted."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# ``benchmarks`` is a folder of the repository, not part of the installed package.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import __main__ as suite  # noqa: E402
+from benchmarks import (  # noqa: E402
+    _peers,
+    bench_local,
+    bench_memory,
+    bench_redis,
+    bench_stampede,
+    bench_throughput,
+)
+from benchmarks._harness import Figure, interleaved, table  # noqa: E402
+from benchmarks._monitor import Monitor  # noqa: E402
+from benchmarks._plots import draw  # noqa: E402
+
+# cashews 7.6 and dogpile.cache 1.5 call redis-py methods that redis-py 8 deprecates
+# (close(), setex()); not ours to fix.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning"),
+]
+
+
+def test_harness_interleaves_and_computes_per_round_ratios() -> None:
+    samples = interleaved([("a", lambda: None), ("b", lambda: None)], rounds=2, target=0.001)
+    assert [len(v) for v in samples.values()] == [2, 2]
+    md = table({"a": [1.0, 2.0], "b": [2.0, 6.0]}, "a", also=["b"])
+    assert "| b | 4.00 | 2.00..6.00 | 2.50 | 1.00 |" in md
+
+
+def test_local_hits_tiny() -> None:
+    section = bench_local.collect(rounds=1, target=0.001)
+    assert "freshlink memory://" in section.markdown
+    assert "cashews mem" in section.markdown
+    assert section.data["l1_vs_goal"] > 0
+
+
+def test_every_peer_builds_and_serves_the_value(redis_url: str) -> None:
+    for pid in ("ct-cond", "dogpile-redis", "flask-redis", "fl-bounded"):
+        b = _peers.build(pid, url=redis_url, ns="t-" + pid)
+        assert b.call(3) == b.call(3) == _peers.value(3)
+        b.close()
+    with pytest.raises(_peers.Unavailable, match=r"7\.4"):
+        _peers.build("redis-csc", url=redis_url)  # the test server is older than 7.4
+
+
+@pytest.mark.redis
+def test_memory_tiny() -> None:
+    section = bench_memory.collect(n=20, rounds=1)
+    assert "bytes per entry" in section.markdown
+
+
+def test_redis_hits_and_counted_commands(redis_url: str) -> None:
+    hits = bench_redis.hit_tables(redis_url, rounds=1, target=0.001)
+    assert "freshlink strict, no L1 (L2 hit)" in hits.markdown
+    counted = bench_redis.count_commands(redis_url, 2)
+    # Exact counts from MONITOR: a warm strict hit is one EVALSHA; a bounded L1 hit is none.
+    assert counted.data["commands"]["fl-strict"][0] == 1
+    assert counted.data["commands"]["fl-bounded"][0] == 0
+    assert counted.data["commands"]["raw"] == (1, 2)
+
+
+def test_monitor_counts_a_window(redis_url: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    with Monitor(redis_url) as mon:
+        w = mon.window(lambda: (r.set("a", 1), r.get("a"), r.get("b")), match="a")
+    assert dict(w.client) == {"SET": 1, "GET": 1}
+    r.close()
+
+
+@pytest.mark.redis
+def test_invalidation_tiny(redis_url: str) -> None:
+    start, ack = bench_redis.propagation(redis_url, 5)
+    assert len(start) == len(ack) == 5
+
+
+@pytest.mark.redis
+def test_stampede_tiny() -> None:
+    section = bench_stampede.collect(
+        1,
+        shapes={"2 processes x 2 threads": (2, 2), "3 threads in 1 process": (1, 3)},
+        peers=("ct-cond", "cashews-redis-lock"),
+    )
+    # One loader run across processes, and each shape's numbers under its own name.
+    assert section.data["stampede"]["2x2"]["loads"] == 1
+    assert section.data["stampede"]["1x3"]["loads"] == 1
+    assert "| cachetools.cached(TTLCache, condition=Condition()) | 2 |" in section.markdown
+    assert "cashews redis @cache(lock=True)" in section.markdown
+
+
+@pytest.mark.redis
+def test_throughput_tiny() -> None:
+    section = bench_throughput.collect(1, 0.2, 0.05, peers=("fl-bounded",), processes=1)
+    assert "freshlink bounded L1" in section.markdown
+
+
+def test_plot_is_written(tmp_path: Path) -> None:
+    fig = Figure("t", "title", "ns", [("freshlink x", 2.0, 1.0, 3.0), ("peer", 4.0, 4.0, 5.0)])
+    assert draw(fig, tmp_path).stat().st_size > 1000
+
+
+def test_entry_point_writes_results(tmp_path: Path) -> None:
+    suite.main(["--quick", "--only", "local", "--out", str(tmp_path)])
+    text = (tmp_path / "results.md").read_text()
+    assert "L1 hit, sync" in text
+    assert "freshlink against its goals" in text
+    assert (tmp_path / "l1_sync.png").exists()
