@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator, S
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from .backends import open_backend
-from .backends.base import Backend, Entry
+from .backends.base import Backend, Entry, Read
 from .backends.guard import CircuitOpenError, GuardedBackend
 from .breaker import CircuitBreaker
 from .errors import (
@@ -83,6 +83,8 @@ _POLICY_OPTIONS = frozenset(
     }
 )
 
+
+_UNREADABLE: Final = object()  # an entry that failed to decode (already logged and reported)
 
 # Bytes an L1 entry costs beyond its serialized payload (the entry object, its stamps, the
 # dict slot), measured with tracemalloc for a 3-tag entry; used by Local(max_bytes=).
@@ -551,7 +553,21 @@ class Cache:
         :mod:`freshlink.readpath`, shared with :meth:`afetch`.
         """
         nk = key if near_key is None else near_key
-        return run(self, self._path.fetch(fname, key, names, policy, nk), load)
+        first: Read | BackendError | None = None
+        if self.near is None:
+            # Strict without L1, the common L2 hit: one read and a fresh entry need none of the
+            # read path's machinery. Anything else continues there with this read in hand.
+            try:
+                first = self.backend.read(self.entry_key(key), names)
+            except BackendError as exc:
+                first = exc
+            else:
+                value = self._fresh_hit(fname, key, first, policy)
+                if value is _UNREADABLE:
+                    first = Read(None, first.gens)  # already reported: a miss from here on
+                elif value is not _MISS:
+                    return value
+        return run(self, self._path.fetch(fname, key, names, policy, nk, first), load)
 
     async def afetch(
         self,
@@ -564,7 +580,36 @@ class Cache:
     ) -> Any:
         """Async :meth:`fetch`: the same steps with the backend's async methods."""
         nk = key if near_key is None else near_key
-        return await arun(self, self._path.fetch(fname, key, names, policy, nk), load)
+        first: Read | BackendError | None = None
+        if self.near is None:
+            try:
+                first = await self.backend.aread(self.entry_key(key), names)
+            except BackendError as exc:
+                first = exc
+            else:
+                value = self._fresh_hit(fname, key, first, policy)
+                if value is _UNREADABLE:
+                    first = Read(None, first.gens)
+                elif value is not _MISS:
+                    return value
+        return await arun(self, self._path.fetch(fname, key, names, policy, nk, first), load)
+
+    def _fresh_hit(self, fname: str, key: str, read: Read, policy: Freshness) -> Any:
+        """The value of a valid, fresh entry in ``read`` (reported as an L2 hit), or _MISS."""
+        entry = read.entry
+        if entry is None:
+            return _MISS
+        if entry.ttl is not None:
+            action, left = self._judge(entry, policy)
+            if action is not Action.SERVE:
+                return _MISS
+        else:
+            left = None
+        value = self._entry_value(fname, key, entry)
+        if value is _MISS:
+            return _UNREADABLE
+        self._report(fname, key, "l2", Action.SERVE, policy, left)
+        return value
 
     def _refresh_failed(self, fname: str, key: str, exc: Exception, policy: Freshness) -> None:
         attempts = self._retry_at.get(key, (0, 0.0))[0] + 1

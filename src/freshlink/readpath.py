@@ -107,14 +107,26 @@ class ReadPath:
         self.c = cache
 
     def fetch(
-        self, fname: str, key: str, names: Sequence[str], policy: Freshness, nk: Hashable
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        policy: Freshness,
+        nk: Hashable,
+        first: Read | BackendError | None = None,
     ) -> Steps:
-        """L1, then the backend, then a single-flight fill."""
+        """L1, then the backend, then a single-flight fill.
+
+        ``first`` is the outcome of a backend read already made (the cache's direct L2-hit
+        attempt, when there is no L1): it is used instead of reading again.
+        """
         c = self.c
         resets = c.near.resets if c.near is not None else 0
         stale: Stale | None = None
-        e = c.near.get(nk, c.monotonic()) if c.near is not None else None
+        e = c.near.get(nk, c.monotonic()) if c.near is not None and first is None else None
         try:
+            if isinstance(first, BackendError):
+                raise first
             if e is None and c._verify_near:
                 e = c.near.peek(nk, c.monotonic())  # type: ignore[union-attr]
                 # Strict L1: one small read confirms the entry's generations are current.
@@ -128,7 +140,9 @@ class ReadPath:
                     )
                     return e.value
                 stale = Stale(e.value, left)
-            read: Read = yield Call("read", (c.entry_key(key), names))
+            read: Read = (
+                first if first is not None else (yield Call("read", (c.entry_key(key), names)))
+            )
         except BackendError as exc:
             # Redis down or slow: the page still renders, from the source of truth.
             c._backend_failed(fname, key, exc, "read")

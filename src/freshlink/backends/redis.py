@@ -6,6 +6,7 @@ redis-py is imported lazily by :func:`_redis` so that ``import freshlink`` never
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import secrets
 import threading
@@ -19,6 +20,12 @@ from .base import Backend, Entry, InvalidationListener, Read, new_generation
 from .channel import Listener
 
 __all__ = ["DEFAULT_CLIENT_OPTIONS", "RedisBackend"]
+
+#: SHA1 of each script, as EVALSHA names it.
+_SHA = {
+    name: hashlib.sha1(getattr(_scripts, name).encode(), usedforsecurity=False).hexdigest()
+    for name in _scripts.__all__
+}
 
 #: Client defaults for a cache: a dead or stalled Redis costs milliseconds, not the seconds
 #: redis-py's general-purpose defaults allow (5 s timeouts, several retries).
@@ -160,8 +167,6 @@ class RedisBackend(Backend):
         self._reset_hooks: list[Callable[[], None]] = []
         self._listener: Listener | None = None
         self._waiters = _Waiters()
-        self._scripts: dict[str, Any] = {}
-        self._ascripts: dict[tuple[int, str], Any] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBackend:
@@ -276,20 +281,6 @@ class RedisBackend(Backend):
             self._run_id = _parse_run_id(info)
         return self._run_id
 
-    def _script(self, name: str) -> Any:
-        s = self._scripts.get(name)
-        if s is None:
-            s = self._scripts[name] = self.client.register_script(getattr(_scripts, name))
-        return s
-
-    def _ascript(self, name: str) -> Any:
-        # Async scripts are bound to the client of the running loop's thread; key by client.
-        client = self.aclient
-        s = self._ascripts.get((id(client), name))
-        if s is None:
-            s = self._ascripts[(id(client), name)] = client.register_script(getattr(_scripts, name))
-        return s
-
     def _seed(self) -> str:
         # The scripts add a key's position (< 2**20) to this; keep the sum below 2**52.
         return str(new_generation(self._rng) - (1 << 20))
@@ -306,12 +297,17 @@ class RedisBackend(Backend):
         args: Sequence[Any],
         kind: type[BackendError] = BackendError,
     ) -> Any:
+        # EVALSHA straight through execute_command: redis-py's Script wrapper costs a few
+        # microseconds per call on the hot path. NOSCRIPT (a restarted or flushed server)
+        # loads the script and tries once more.
+        client = self.client
         try:
-            return self._script(name)(keys=keys, args=args)
+            try:
+                return client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
+            except _redis().exceptions.NoScriptError:
+                client.script_load(getattr(_scripts, name))
+                return client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
         except Exception as exc:
-            if _is_noscript_gone(exc):
-                self._scripts.clear()
-                return self._run(name, keys, args, kind)
             raise self._error(exc, kind) from exc
 
     async def _arun(
@@ -321,8 +317,13 @@ class RedisBackend(Backend):
         args: Sequence[Any],
         kind: type[BackendError] = BackendError,
     ) -> Any:
+        client = self.aclient
         try:
-            return await self._ascript(name)(keys=keys, args=args)
+            try:
+                return await client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
+            except _redis().exceptions.NoScriptError:
+                await client.script_load(getattr(_scripts, name))
+                return await client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
         except Exception as exc:
             raise self._error(exc, kind) from exc
 
@@ -663,9 +664,3 @@ def _release_message(key: str, error: str) -> str:
     # "err": the loader raised, waiters raise RemoteLoaderError; "skip": nothing was stored
     # (the value was not cacheable, or the refresh gave up), waiters read and lease again.
     return f"err\n{key}\n{error}" if error else f"skip\n{key}\n"
-
-
-def _is_noscript_gone(exc: BaseException) -> bool:
-    # redis-py's Script reloads on NOSCRIPT by itself; this only catches a SCRIPT FLUSH that
-    # races a pipeline, where the error surfaces as a ResponseError mentioning NOSCRIPT.
-    return type(exc).__name__ == "NoScriptError"
