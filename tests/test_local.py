@@ -11,7 +11,7 @@ from freshlink.local import NearCache, NearEntry
 
 
 def entry(size: int = 0, name: str = "g", gen: int = 1) -> NearEntry:
-    return NearEntry("v", ((name, gen),), math.inf, size=size)
+    return NearEntry("v", (name,), (gen,), math.inf, size=size)
 
 
 def test_bytes_bound_and_count_bound_together() -> None:

@@ -416,12 +416,12 @@ class Cache:
         fresh = math.inf if horizon is None else born + horizon
         if policy.expiring_within is not None and ttl is not None:
             fresh = min(fresh, born + ttl - policy.expiring_within)
-        stamps = tuple(zip(entry.names, entry.stamps, strict=True))
         near.put(
             near_key,
             NearEntry(
                 value,
-                stamps,
+                entry.names,
+                entry.stamps,
                 hard,
                 fresh,
                 born,

@@ -78,7 +78,6 @@ class NearEntry:
         "load_time",
         "names",
         "size",
-        "stamps",
         "ttl",
         "value",
         "values",
@@ -87,7 +86,8 @@ class NearEntry:
     def __init__(
         self,
         value: Any,
-        stamps: tuple[tuple[str, int], ...],
+        names: tuple[str, ...],
+        values: tuple[int, ...],
         expires: float,
         fresh: float | None = None,
         born: float = 0.0,
@@ -97,9 +97,10 @@ class NearEntry:
         size: int = 0,
     ) -> None:
         self.value = value
-        self.stamps = stamps
-        self.names = tuple(name for name, _ in stamps)
-        self.values = tuple(v for _, v in stamps)
+        # Names and values as two tuples: the names tuple is the one the function's key memo
+        # and the backend entry already hold, so an L1 entry does not copy it.
+        self.names = names
+        self.values = values
         self.expires = expires
         self.fresh = expires if fresh is None else min(fresh, expires)
         self.born = born
@@ -109,6 +110,11 @@ class NearEntry:
         self.size = size  # serialized size plus a fixed overhead: what max_bytes counts
         # -1 never equals an epoch, so a new entry is validated against ``known`` on first use.
         self.epoch = -1
+
+    @property
+    def stamps(self) -> tuple[tuple[str, int], ...]:
+        """(name, generation) pairs the entry was stamped with."""
+        return tuple(zip(self.names, self.values, strict=True))
 
 
 def _entry_size(entry: NearEntry) -> int:
@@ -131,7 +137,7 @@ class NearCache:
             else FIFOCache(config.maxsize)
         )
         self.known: dict[str, int] = {}
-        self.floor: dict[str, int] = {}  # highest generation ever learned per name
+        self.floor: dict[str, int] = {}  # generations forgotten after a regression, per name
         self._known_max = config.maxsize * 8
         self._lock = threading.RLock()
         self.epoch = 0
@@ -153,7 +159,7 @@ class NearCache:
         epoch = self.epoch  # read before checking, so a concurrent bump forces a re-check
         if e.epoch != epoch:
             known = self.known
-            for name, value in e.stamps:
+            for name, value in zip(e.names, e.values):  # noqa: B905 - equal by construction
                 if known.get(name) != value:
                     return None
             e.epoch = epoch
@@ -193,30 +199,29 @@ class NearCache:
 
         Generations only grow while they exist, so a smaller value than the known one can only
         be a late reply, a re-created generation or a forged message: forget the name (entries
-        stamped with it go to the backend) rather than trust either value. The highest value
-        ever seen is kept as a floor, so nothing below it is learned again until L1 is wiped:
-        announcing an old generation twice cannot make an invalidated entry valid.
+        stamped with it go to the backend) rather than trust either value. The forgotten value is
+        kept as a floor, so nothing below it is learned again until L1 is wiped: announcing an
+        old generation twice cannot make an invalidated entry valid.
         """
         with self._lock:
             known, floor = self.known, self.floor
             changed = False
             for name, value in zip(names, values, strict=True):
                 old = known.get(name)
-                if value < floor.get(name, value):
-                    if old is not None:
-                        del known[name]
-                        changed = True
-                elif old is None or value > old:
+                if floor and value < floor.get(name, value):
+                    continue  # below a generation already seen: never trusted again
+                if old is None or value > old:
                     if old is not None:
                         changed = True
                     if len(known) >= self._known_max:
-                        known.clear()
-                        floor.clear()
-                        self.resets += 1
+                        # Knowledge and the entries that rely on it go together: entries left
+                        # behind could be re-validated by whatever is learned next.
+                        self._wipe()
                         changed = True
-                    known[name] = floor[name] = value
+                    known[name] = value
                 elif value < old:
                     del known[name]
+                    floor[name] = old
                     changed = True
             if changed:
                 self.epoch += 1
@@ -239,11 +244,14 @@ class NearCache:
     def clear(self) -> None:
         """Drop every entry and every known generation."""
         with self._lock:
-            self.data.clear()
-            self.known.clear()
-            self.floor.clear()
-            self.resets += 1
+            self._wipe()
             self.epoch += 1
+
+    def _wipe(self) -> None:
+        self.data.clear()
+        self.known.clear()
+        self.floor.clear()
+        self.resets += 1
 
     def __len__(self) -> int:
         return len(self.data)
