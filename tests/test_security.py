@@ -758,10 +758,12 @@ async def test_background_refresh_queue_is_bounded(is_async: bool) -> None:
 ATTACK_RSS_GROWTH_MB = 120
 ATTACK_PLATEAU_MB = 24
 ATTACK_KEYS = 1_000_000
-ATTACK_BUDGET_S = 45.0
+# A safety stop only: a million misses take about 80 s here (the test asserts all of them ran).
+ATTACK_BUDGET_S = 240.0
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_key_cardinality_attack_keeps_memory_bounded() -> None:
     cache = Cache(backend=MemoryBackend(maxsize=10_000))  # default Local(maxsize=10_000)
 
@@ -784,7 +786,7 @@ def test_key_cardinality_attack_keeps_memory_bounded() -> None:
         done = i + 1
     samples.append((done, rss_mb()))
     print(f"{done:,} distinct keys in {time.monotonic() - t0:.1f} s; RSS MB: {samples}")
-    assert done >= 200_000, "too few keys in the time budget to say anything about memory"
+    assert done == ATTACK_KEYS, f"only {done:,} of {ATTACK_KEYS:,} keys within the safety stop"
     peak = max(mb for _, mb in samples)
     assert peak - before < ATTACK_RSS_GROWTH_MB, (before, samples)
     quarter = [mb for i, mb in samples if i >= done // 4]
