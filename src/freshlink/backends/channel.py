@@ -73,12 +73,6 @@ class Listener:
             self._thread.join(timeout=2)
         self._close()
 
-    def kill_connection(self) -> None:
-        """Drop the pub/sub connection (tests use this to simulate a network cut)."""
-        ps = self._pubsub
-        if ps is not None and ps.connection is not None:
-            ps.connection.disconnect()
-
     def _close(self) -> None:
         ps, self._pubsub = self._pubsub, None
         if ps is not None:
