@@ -145,3 +145,11 @@ def test_invalidation_reaches_a_running_cache(redis_url: str, caches: list[Cache
 def test_server_helper_is_usable_from_cli_tests() -> None:
     with RedisServer() as server:
         assert run("stats", "--url", server.url).returncode == 0
+
+
+@pytest.mark.redis
+def test_invalidate_json(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["invalidate", "--url", redis_url, "--json", "loan:7", "user:42"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["invalidated"]) == {"loan:7", "user:42"}
+    assert all(isinstance(v, int) for v in out["invalidated"].values())

@@ -111,6 +111,49 @@ def test_code_blocks_run(path: Path) -> None:
         close_leftovers(namespace)
 
 
+# [text](target.md) or [text](target.md#anchor): relative links to Markdown files only (no
+# scheme such as https:, no absolute path). Inline code is removed first, so an example of the
+# syntax inside backticks is not taken for a link.
+_MD_LINK = re.compile(
+    r"\]\((?P<target>(?![a-zA-Z][a-zA-Z0-9+.-]*:)(?!/)[^()\s#]+\.md)"  # not https:, not /x.md
+    r"(?:#[^()\s]*)?\)"  # an optional #anchor
+)
+_INLINE_CODE = re.compile(r"(`+).*?\1", re.DOTALL)
+
+
+def markdown_links(text: str) -> list[tuple[int, str]]:
+    """(line, target) of every relative ``.md`` link outside fenced blocks and inline code."""
+    fenced: set[int] = set()
+    for block in fenced_blocks(text):
+        fenced.update(range(block.line - 1, block.line + block.source.count("\n") + 1))
+    links: list[tuple[int, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if number in fenced:
+            continue
+        for m in _MD_LINK.finditer(_INLINE_CODE.sub("", line)):
+            links.append((number, m["target"]))
+    return links
+
+
+def test_link_extractor() -> None:
+    text = (
+        "See [Redis](redis.md) and [the ACL](security.md#a-minimal-redis-acl),\n"
+        "not [a site](https://example.com/x.md), `[code](code.md)` or [anchor](#here).\n"
+        "```markdown\n[in a fence](fenced.md)\n```\n[up](../README.md)\n"
+    )
+    assert markdown_links(text) == [(1, "redis.md"), (1, "security.md"), (6, "../README.md")]
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_markdown_links_resolve(path: Path) -> None:
+    broken = [
+        f"{path.name}:{line}: {target}"
+        for line, target in markdown_links(path.read_text("utf-8"))
+        if not (path.parent / target).is_file()
+    ]
+    assert not broken, "links to missing files:\n" + "\n".join(broken)
+
+
 @pytest.mark.parametrize(
     "name",
     ["README.md", "docs/quickstart.md", "docs/coherence.md", "docs/redis.md", "docs/guarantees.md"],

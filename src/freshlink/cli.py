@@ -176,6 +176,9 @@ def cmd_invalidate(args: argparse.Namespace) -> int:
         raise _Fail(EXIT_BACKEND, f"invalidation not confirmed: {exc}") from None
     finally:
         cache.close()
+    if args.json:
+        print(json.dumps({"invalidated": dict(zip(tags, values, strict=True))}, indent=2))
+        return 0
     for tag, value in zip(tags, values, strict=True):
         print(f"invalidated {tag} (generation now {value})")
     return 0
