@@ -8,6 +8,7 @@ stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -44,6 +45,19 @@ def _open(args: argparse.Namespace) -> Any:
         raise _Fail(EXIT_USAGE, str(exc)) from None
     except MissingDependencyError as exc:
         raise _Fail(EXIT_USAGE, str(exc)) from None
+
+
+@contextlib.contextmanager
+def _session(args: argparse.Namespace, failure: str = "cannot reach Redis at {url}") -> Any:
+    """A Cache on ``args.url``: a backend failure becomes exit 3, and it is always closed."""
+    _check_reachable(args.url)
+    cache = _open(args)
+    try:
+        yield cache
+    except BackendError as exc:
+        raise _Fail(EXIT_BACKEND, f"{failure.format(url=args.url)}: {exc}") from None
+    finally:
+        cache.close()
 
 
 def _redis(cache: Any) -> Any:
@@ -100,9 +114,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from .keys import check_tag
 
     tags = [_tag(t, check_tag) for t in args.tag]
-    _check_reachable(args.url)
-    cache = _open(args)
-    try:
+    with _session(args) as cache:
         backend = _redis(cache)
         client = backend.client
         info = client.info()
@@ -137,10 +149,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
             "breaker": cache.breaker.state if cache.breaker is not None else None,
             "tags": dict(zip(tags, gens, strict=True)),
         }
-    except BackendError as exc:
-        raise _Fail(EXIT_BACKEND, f"cannot reach Redis at {args.url}: {exc}") from None
-    finally:
-        cache.close()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -167,15 +175,9 @@ def cmd_invalidate(args: argparse.Namespace) -> int:
     from .keys import check_tag
 
     tags = [_tag(t, check_tag) for t in args.tags]
-    _check_reachable(args.url)
-    cache = _open(args)
-    try:
+    with _session(args, "invalidation not confirmed") as cache:
         names = [cache.tag_gen(t) for t in tags]
         values = cache.backend.invalidate(names)
-    except BackendError as exc:
-        raise _Fail(EXIT_BACKEND, f"invalidation not confirmed: {exc}") from None
-    finally:
-        cache.close()
     if args.json:
         print(json.dumps({"invalidated": dict(zip(tags, values, strict=True))}, indent=2))
         return 0
@@ -186,9 +188,7 @@ def cmd_invalidate(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Show one entry: value preview, stamped vs current generations, TTL left, validity."""
-    _check_reachable(args.url)
-    cache = _open(args)
-    try:
+    with _session(args) as cache:
         from .keys import safe_key
 
         key = safe_key(args.key)
@@ -217,10 +217,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             ],
             "value": preview,
         }
-    except BackendError as exc:
-        raise _Fail(EXIT_BACKEND, f"cannot reach Redis at {args.url}: {exc}") from None
-    finally:
-        cache.close()
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
