@@ -160,16 +160,7 @@ def _simple(
         import redis
 
         r = redis.Redis.from_url(url)
-
-        def raw(k: int) -> Any:
-            b = r.get(f"{ns}:raw:{k}")
-            if b is None:
-                v = load(k)
-                r.set(f"{ns}:raw:{k}", json.dumps(v), ex=int(ttl))
-                return v
-            return json.loads(b)
-
-        return Built(raw, invalidate=lambda k: r.delete(f"{ns}:raw:{k}"), close=r.close)
+        return _cache_aside(r, f"{ns}:raw", load, ttl)
     if pid == "raw-async":
         import redis.asyncio
 
@@ -201,16 +192,22 @@ def _simple(
                 f"needs Redis >= 7.4 ({type(exc).__name__})"
             ) from exc
 
-        def csc(k: int) -> Any:
-            b = rc.get(f"{ns}:csc:{k}")
-            if b is None:
-                v = load(k)
-                rc.set(f"{ns}:csc:{k}", json.dumps(v), ex=int(ttl))
-                return v
-            return json.loads(b)
-
-        return Built(csc, invalidate=lambda k: rc.delete(f"{ns}:csc:{k}"), close=rc.close)
+        return _cache_aside(rc, f"{ns}:csc", load, ttl)
     raise KeyError(pid)
+
+
+def _cache_aside(client: Any, prefix: str, load: Callable[[int], Any], ttl: float) -> Built:
+    """The one-round-trip cache-aside floor: GET + json.loads, SET on a miss."""
+
+    def get(k: int) -> Any:
+        b = client.get(f"{prefix}:{k}")
+        if b is None:
+            v = load(k)
+            client.set(f"{prefix}:{k}", json.dumps(v), ex=int(ttl))
+            return v
+        return json.loads(b)
+
+    return Built(get, invalidate=lambda k: client.delete(f"{prefix}:{k}"), close=client.close)
 
 
 def _freshlink(
