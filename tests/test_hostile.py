@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from freshlink import Cache, Local
 from freshlink.backends.base import Entry
+from freshlink.backends.redis import server_identity
 from freshlink.errors import (
     ConfigurationError,
     FreshlinkError,
@@ -748,7 +749,7 @@ def test_fuzz_garbage_redis_entries_are_misses(
     key = loader.key()
     ekey = cache.entry_key(key)
     names = cache.gen_names(key, loader.tags())
-    run_id = raw_redis.info("server")["run_id"]
+    run_id = server_identity(raw_redis.info())
     good = {"meta": b"1700000000.0,60.0,0.0", "payload": b'"forged"'}
     garbage = st.binary(max_size=40) | st.text(max_size=20).map(str.encode)
 

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from freshlink import Cache, InvalidationError, Local
+from freshlink.backends.redis import server_identity
 from freshlink.testing import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -359,7 +360,7 @@ def test_user_connect_hook_is_kept_and_run_id_still_learned(
     assert cache.get("k") == 1
     assert seen  # the user's hook ran
     backend = cache.backend.inner  # type: ignore[attr-defined]
-    assert backend._run_id == client.info("server")["run_id"]
+    assert backend._run_id == server_identity(client.info())
 
 
 def test_waiters_take_over_when_the_loading_process_dies(

@@ -33,6 +33,7 @@ import redis
 from freshlink import Cache, Local
 from freshlink.backends.base import Entry
 from freshlink.backends.memory import MemoryBackend
+from freshlink.backends.redis import server_identity
 from freshlink.errors import InvalidationError, TamperedPayloadError
 from freshlink.serializers import Signer, make_codec
 from freshlink.testing import RedisServer, free_port
@@ -77,7 +78,7 @@ def plant(cache: Cache, key: str, names: tuple[str, ...], payload: bytes) -> Non
     client.hset(
         ekey,
         mapping={
-            "r": client.info("server")["run_id"],
+            "r": server_identity(client.info()),
             "n": "\n".join(names),
             "s": ",".join(map(str, stamps)),
             "m": f"{time.time()!r},60.0,0.0",

@@ -30,14 +30,25 @@ class _Fail(Exception):
         self.code = code
 
 
+_REDIS_URLS = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+cluster://",
+    "rediss+cluster://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+)
+
+
 def _open(args: argparse.Namespace) -> Any:
     from .cache import Cache
 
-    if not args.url.startswith(("redis://", "rediss://", "unix://")):
+    if not args.url.startswith(_REDIS_URLS):
         raise _Fail(
             EXIT_USAGE,
-            f"--url must be a redis://, rediss:// or unix:// URL, "
-            f"got {args.url!r} (memory:// lives inside one process)",
+            f"--url must be a redis://, rediss://, unix://, redis+cluster:// or "
+            f"redis+sentinel:// URL, got {args.url!r} (memory:// lives inside one process)",
         )
     try:
         return Cache(args.url, namespace=args.namespace, local=None)
@@ -95,6 +106,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _check_reachable(url: str) -> None:
+    if "+" in url.partition("://")[0]:
+        return  # cluster and Sentinel URLs: the first command reports an unreachable backend
     try:
         import redis
     except ImportError:
@@ -126,8 +139,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
             f"{args.namespace}:l:": "leases",
         }
         scanned = 0
-        for raw in client.scan_iter(match=f"{args.namespace}:*", count=1000):
+        # On a cluster every key starts with its {hash tag}; scan_iter visits every master.
+        cluster = type(client).__module__.startswith("redis.cluster")
+        match = ("*" if cluster else "") + f"{args.namespace}:*"
+        for raw in client.scan_iter(match=match, count=1000):
             key = raw.decode()
+            if cluster and key.startswith("{"):
+                key = key.partition("}")[2]
             for p, kind in prefix.items():
                 if key.startswith(p):
                     counts[kind] += 1

@@ -11,11 +11,19 @@ from .base import Backend, Entry, Read
 __all__ = ["Backend", "Entry", "Read", "open_backend"]
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+_CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
+_SENTINEL_SCHEMES = frozenset({"redis+sentinel", "rediss+sentinel"})
 
 
 def open_backend(url: Any, *, namespace: str = "freshlink", **options: Any) -> Backend:
     """Create the backend a URL names (``memory://``, ``redis://``...) or wrap a redis client."""
     module = type(url).__module__
+    if module in ("redis.cluster", "redis.asyncio.cluster"):
+        from .cluster import RedisClusterBackend
+
+        if module.startswith("redis.asyncio"):
+            return RedisClusterBackend(aclient=url, namespace=namespace, **options)
+        return RedisClusterBackend(client=url, namespace=namespace, **options)
     if module.startswith("redis."):
         from .redis import RedisBackend
 
@@ -36,7 +44,15 @@ def open_backend(url: Any, *, namespace: str = "freshlink", **options: Any) -> B
 
         backend: Backend = RedisBackend.from_url(url, namespace=namespace, **options)
         return backend
+    if scheme in _CLUSTER_SCHEMES:
+        from .cluster import RedisClusterBackend
+
+        return RedisClusterBackend.from_url(url, namespace=namespace, **options)
+    if scheme in _SENTINEL_SCHEMES:
+        from .sentinel import SentinelBackend
+
+        return SentinelBackend.from_url(url, namespace=namespace, **options)
     raise ConfigurationError(
-        f"unknown cache URL scheme {scheme!r} in {url!r}; use memory://, redis://, rediss:// "
-        "or unix://"
+        f"unknown cache URL scheme {scheme!r} in {url!r}; use memory://, redis://, rediss://, "
+        "unix://, redis+cluster:// or redis+sentinel://"
     )

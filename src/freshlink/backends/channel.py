@@ -153,3 +153,145 @@ class Listener:
         elif msg["channel"] == self._fill:
             status, _, rest = data.decode("utf-8", "replace").partition("\n")
             self._on_fill(status, rest)
+
+
+class Fanout:
+    """One :class:`Listener` per cluster master, reported as one channel.
+
+    A cluster forwards a ``PUBLISH`` to every node, but only the connection to the node that
+    published a message orders it before that node's later ``PONG``s. So there is one
+    subscription per master, and delivery up to ``t`` is proved only when *every* master has
+    answered a ping sent at ``t`` or later. The set of masters is re-read every
+    ``topology_interval`` (and at once when a node's connection drops); when it changes, the
+    new masters are subscribed to and L1 is reset, and trust is also capped at the time of the
+    last successful topology read, so a master the process does not know of yet cannot keep
+    its messages from us for longer than that.
+    """
+
+    def __init__(
+        self,
+        masters: Callable[[], list[tuple[str, int]]],
+        make_pubsub: Callable[[str, int], Any],
+        *,
+        invalidations: str,
+        fills: str,
+        ping_interval: float,
+        on_invalidate: Callable[[Sequence[str], Sequence[int]], None],
+        on_fill: Callable[[str, str], None],
+        on_alive: Callable[[float], None],
+        on_reset: Callable[[], None],
+        topology_interval: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._masters = masters
+        self._make_pubsub = make_pubsub
+        self._channels = (invalidations, fills)
+        self._interval = ping_interval
+        self._on_invalidate = on_invalidate
+        self._on_fill = on_fill
+        self._on_alive = on_alive
+        self._on_reset = on_reset
+        self._topology_interval = topology_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._nodes: dict[tuple[str, int], Listener] = {}
+        self._proved: dict[tuple[str, int], float] = {}
+        self._confirmed = -float("inf")  # start of the last topology read that succeeded
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = threading.Event()
+        self.alive = threading.Event()
+
+    def start(self) -> None:
+        """Start the topology thread, which starts the per-master listeners (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="freshlink-cluster-channel", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop every listener and the topology thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        with self._lock:
+            listeners = list(self._nodes.values())
+            self._nodes.clear()
+        for listener in listeners:
+            listener.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = self._clock()
+            try:
+                masters = set(self._masters())
+            except Exception as exc:
+                logger.warning("freshlink: cannot read the cluster's masters (%s)", exc)
+            else:
+                self._reconcile(masters)
+                with self._lock:
+                    self._confirmed = started
+                self._report()
+            self._wake.wait(self._topology_interval)
+            self._wake.clear()
+
+    def _reconcile(self, masters: set[tuple[str, int]]) -> None:
+        with self._lock:
+            gone = [node for node in self._nodes if node not in masters]
+            new = [node for node in masters if node not in self._nodes]
+            stopped = [self._nodes.pop(node) for node in gone]
+            for node in gone:
+                self._proved.pop(node, None)
+            for node in new:
+                self._nodes[node] = self._listener(node)
+        for listener in stopped:
+            listener.stop()
+        if gone or new:
+            self._lost()
+        for node in new:
+            self._nodes[node].start()
+
+    def _listener(self, node: tuple[str, int]) -> Listener:
+        def alive(t: float) -> None:
+            with self._lock:
+                self._proved[node] = t
+            self._report()
+
+        def lost() -> None:
+            with self._lock:
+                self._proved.pop(node, None)
+            self._lost()
+            self._wake.set()  # the node may have failed over: read the masters again now
+
+        return Listener(
+            lambda: self._make_pubsub(*node),
+            invalidations=self._channels[0],
+            fills=self._channels[1],
+            ping_interval=self._interval,
+            on_invalidate=self._on_invalidate,
+            on_fill=self._on_fill,
+            on_alive=alive,
+            on_subscribed=lost,
+            on_lost=lost,
+            clock=self._clock,
+        )
+
+    def _lost(self) -> None:
+        self.alive.clear()
+        self.connected.clear()
+        self._on_reset()
+
+    def _report(self) -> None:
+        with self._lock:
+            nodes = list(self._nodes)
+            if not nodes or any(node not in self._proved for node in nodes):
+                return
+            t = min(min(self._proved[node] for node in nodes), self._confirmed)
+            listeners = list(self._nodes.values())
+        if all(listener.connected.is_set() for listener in listeners):
+            self.connected.set()
+        self.alive.set()
+        self._on_alive(t)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import random
 import secrets
 import threading
@@ -17,9 +18,9 @@ from typing import Any
 from ..errors import BackendError, ConfigurationError, InvalidationError, MissingDependencyError
 from . import _scripts
 from .base import Backend, Entry, InvalidationListener, Read, new_generation
-from .channel import Listener
+from .channel import Fanout, Listener
 
-__all__ = ["DEFAULT_CLIENT_OPTIONS", "RedisBackend"]
+__all__ = ["DEFAULT_CLIENT_OPTIONS", "RedisBackend", "server_identity"]
 
 #: SHA1 of each script, as EVALSHA names it.
 _SHA = {
@@ -36,14 +37,14 @@ DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 
-def _redis() -> Any:
+def _redis(module: str = "redis") -> Any:
+    """redis-py, or one of its modules (untyped: redis-py ships no complete stubs)."""
     try:
-        import redis
+        return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - exercised without the extra installed
         raise MissingDependencyError(
             "the Redis backend needs redis-py: pip install 'freshlink[redis]'"
         ) from exc
-    return redis
 
 
 def _retry() -> Any:
@@ -55,14 +56,22 @@ def _retry() -> Any:
     return Retry(ExponentialBackoff(cap=0.02, base=0.002), retries=1)
 
 
-def _parse_run_id(info: Any) -> str:
-    if isinstance(info, dict) and "run_id" in info:
-        return str(info["run_id"])
-    text = info.decode() if isinstance(info, bytes) else str(info)
-    for line in text.splitlines():
-        if line.startswith("run_id:"):
-            return line.split(":", 1)[1].strip()
-    raise BackendError("INFO server did not report a run_id")
+def server_identity(info: Any) -> str:
+    """The server's identity from INFO: its run id (new on every restart) and replication id
+    (new on every promotion), so a failover, or a failback to a master that lost writes while
+    it was cut off, changes it as surely as a restart does."""
+    if isinstance(info, dict):
+        fields = {k: str(v) for k, v in info.items() if k in ("run_id", "master_replid")}
+    else:
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        fields = dict(
+            line.strip().split(":", 1)
+            for line in text.splitlines()
+            if line.startswith(("run_id:", "master_replid:"))
+        )
+    if "run_id" not in fields:
+        raise BackendError("INFO did not report a run_id")
+    return fields["run_id"][:16] + ":" + fields.get("master_replid", "")[:16]
 
 
 def _entry_from(
@@ -136,9 +145,7 @@ class RedisBackend(Backend):
         if client is None and aclient is None and url is None:
             raise ConfigurationError("RedisBackend needs a url, a client or an async client")
         for given in (client, aclient):
-            if given is not None and given.connection_pool.connection_kwargs.get(
-                "decode_responses"
-            ):
+            if given is not None and given.get_encoder().decode_responses:
                 raise ConfigurationError(
                     "freshlink needs a redis client with decode_responses=False (payloads are "
                     "bytes); create a separate client for freshlink"
@@ -165,7 +172,7 @@ class RedisBackend(Backend):
         self._listeners: list[InvalidationListener] = []
         self._alive_hooks: list[Callable[[float], None]] = []
         self._reset_hooks: list[Callable[[], None]] = []
-        self._listener: Listener | None = None
+        self._listener: Listener | Fanout | None = None
         self._waiters = _Waiters()
 
     @classmethod
@@ -182,13 +189,13 @@ class RedisBackend(Backend):
         # generations are older than invalidations already acknowledged) or a failover to a
         # replica that missed writes, nothing written before is ever valid again.
         conn.on_connect()
-        conn.send_command("INFO", "server")
-        self._run_id = _parse_run_id(conn.read_response())
+        conn.send_command("INFO")
+        self._run_id = server_identity(conn.read_response())
 
     async def _aon_connect(self, conn: Any) -> None:
         await conn.on_connect()
-        await conn.send_command("INFO", "server")
-        self._run_id = _parse_run_id(await conn.read_response())
+        await conn.send_command("INFO")
+        self._run_id = server_identity(await conn.read_response())
 
     @property
     def client(self) -> Any:
@@ -224,8 +231,8 @@ class RedisBackend(Backend):
 
             async def acomposed(conn: Any) -> None:
                 await theirs(conn)
-                await conn.send_command("INFO", "server")
-                self._run_id = _parse_run_id(await conn.read_response())
+                await conn.send_command("INFO")
+                self._run_id = server_identity(await conn.read_response())
 
             acomposed._freshlink = True  # type: ignore[attr-defined]
             kwargs["redis_connect_func"] = acomposed
@@ -233,8 +240,8 @@ class RedisBackend(Backend):
 
         def composed(conn: Any) -> None:
             theirs(conn)
-            conn.send_command("INFO", "server")
-            self._run_id = _parse_run_id(conn.read_response())
+            conn.send_command("INFO")
+            self._run_id = server_identity(conn.read_response())
 
         composed._freshlink = True  # type: ignore[attr-defined]
         kwargs["redis_connect_func"] = composed
@@ -265,7 +272,7 @@ class RedisBackend(Backend):
         """The run id of the server we are connected to (fetched if not known yet)."""
         if self._run_id is None:
             try:
-                self._run_id = _parse_run_id(self.client.execute_command("INFO", "server"))
+                self._run_id = server_identity(self.client.execute_command("INFO"))
             except Exception as exc:
                 raise self._error(exc) from exc
         assert self._run_id is not None
@@ -275,10 +282,10 @@ class RedisBackend(Backend):
         """Async :meth:`run_id`."""
         if self._run_id is None:
             try:
-                info = await self.aclient.execute_command("INFO", "server")
+                info = await self.aclient.execute_command("INFO")
             except Exception as exc:
                 raise self._error(exc) from exc
-            self._run_id = _parse_run_id(info)
+            self._run_id = server_identity(info)
         return self._run_id
 
     def _seed(self) -> str:
@@ -591,7 +598,7 @@ class RedisBackend(Backend):
         self._alive_hooks.append(alive)
         self._reset_hooks.append(reset)
 
-    def ensure_listener(self) -> Listener:
+    def ensure_listener(self) -> Listener | Fanout:
         """Start the pub/sub listener thread if it is not running."""
         if self._listener is None:
             with self._lock:
@@ -611,7 +618,7 @@ class RedisBackend(Backend):
         return self._listener
 
     @property
-    def listener(self) -> Listener | None:
+    def listener(self) -> Listener | Fanout | None:
         """The running channel listener, if any."""
         return self._listener
 
@@ -654,7 +661,7 @@ class RedisBackend(Backend):
             await self._aclient.aclose()
 
 
-def _recheck_every(listener: Listener) -> float:
+def _recheck_every(listener: Listener | Fanout) -> float:
     # Seconds between safety re-reads while waiting for a fill: rare while the channel is
     # up (its notice wakes us), frequent while it is connecting and notices can be lost.
     return 0.25 if listener.connected.is_set() else 0.02
