@@ -3,7 +3,7 @@
 Layout: every key is ``{h}name``, where ``name`` is the generation or entry name the cache uses
 (``ns:e:<key>``, ``ns:k:<key>``, ``ns:t:<tag>``, ``ns:l:<key>``) and ``h`` a short hash of
 the part after the kind, so an entry, its own-key generation and its lease share one slot while
-tags spread over the cluster. A generation is a hash ``{i: node identity, v: value}``.
+tags spread over the cluster. A generation is a string ``<value>:<node identity>``.
 
 Why the node identity: a failover to a replica that missed the last increments brings a tag's
 generation *back* to an older value, and an entry stamped with that value (on another node,
@@ -37,20 +37,28 @@ local function me()
   -- run_id changes on every restart, master_replid on every promotion (failover, failback)
   if not ME then
     local s = redis.call('INFO', 'server') .. redis.call('INFO', 'replication')
-    ME = string.match(s, 'run_id:(%x+)') .. ':' .. string.match(s, 'master_replid:(%x+)')
+    -- 12 hex digits of each: 96 bits, and a short value keeps every generation key small
+    ME = string.match(s, 'run_id:(%x+)'):sub(1, 12) .. string.match(s, 'master_replid:(%x+)'):sub(1, 12)
   end
   return ME
 end
 -- The current value of generation key k: re-created from the fresh seed when it is missing,
 -- garbage, or was last written under another node identity (see the module docstring).
 local function gen(k, seed, i, gen_ttl)
-  local g = redis.pcall('HMGET', k, 'i', 'v')
-  if type(g) == 'table' and not g.err and g[1] == me() and valid(g[2]) then return g[2] end
+  local g = redis.pcall('GET', k)
+  if type(g) == 'string' then
+    local v, id = string.match(g, '^(%d+):(.*)$')
+    if id == me() and valid(v) then return v end
+  end
   local v = fresh(seed, i)
-  redis.call('DEL', k)
-  redis.call('HSET', k, 'i', me(), 'v', v)
-  redis.call('PEXPIRE', k, gen_ttl)
+  redis.call('SET', k, v .. ':' .. me(), 'PX', gen_ttl)
   return v
+end
+-- Increment a generation read by gen() (exact: values stay below 2**53), keeping its expiry.
+local function incr(k, v)
+  local n = string.format('%.0f', tonumber(v) + 1)
+  redis.call('SET', k, n .. ':' .. me(), 'KEEPTTL')
+  return n
 end
 local function gens(first, seed, gen_ttl)
   local out = {}
@@ -150,7 +158,7 @@ if ARGV[5] and ARGV[5] ~= '' then first = 2 end
 local old = gens(first, ARGV[2], ARGV[1])
 local vals, names = {}, {}
 for i = first, #KEYS do
-  vals[#vals + 1] = string.format('%.0f', redis.call('HINCRBY', KEYS[i], 'v', 1))
+  vals[#vals + 1] = incr(KEYS[i], old[i - first + 1])
   names[#names + 1] = name(KEYS[i])
   if ARGV[4] ~= '' then keep(KEYS[i], tonumber(ARGV[4])) end
 end
