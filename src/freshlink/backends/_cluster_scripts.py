@@ -38,7 +38,8 @@ local function me()
   if not ME then
     local s = redis.call('INFO', 'server') .. redis.call('INFO', 'replication')
     -- 12 hex digits of each: 96 bits, and a short value keeps every generation key small
-    ME = string.match(s, 'run_id:(%x+)'):sub(1, 12) .. string.match(s, 'master_replid:(%x+)'):sub(1, 12)
+    local run, repl = string.match(s, 'run_id:(%x+)'), string.match(s, 'master_replid:(%x+)')
+    ME = run:sub(1, 12) .. repl:sub(1, 12)
   end
   return ME
 end
