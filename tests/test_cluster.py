@@ -389,3 +389,55 @@ def test_sentinel_failover_that_loses_an_invalidation_resurrects_nothing(
         except Exception:
             time.sleep(0.05)
     assert got == 2, "the invalidated entry came back after the failover"
+
+
+#: The complete ACL freshlink needs on a cluster (docs/scaling.md shows the same rules).
+CLUSTER_ACL = (
+    "reset on >CHANGE-ME ~{*}lending:* &lending:* +evalsha +script|load +info +ping +subscribe "
+    "+get +set +del +hset +hmget +pexpire +persist +pttl +publish +command +cluster|slots "
+    "+cluster|nodes"
+)
+
+
+@pytest.mark.cluster
+def test_minimal_cluster_acl_is_enough(redis_cluster: RedisClusterSetup, cluster_url: str) -> None:
+    """Fills, hits, leases, write-through, invalidation and the bounded channel all run as a
+    user with only these rules, and no node's ACL LOG records a denial."""
+    ports = redis_cluster.ports
+    for port in ports:
+        redis_command(port, "ACL", "LOG", "RESET")
+        redis_command(port, "ACL", "SETUSER", "freshlink", *CLUSTER_ACL.split())
+    hosts = cluster_url.partition("://")[2]
+    url = f"redis+cluster://freshlink:CHANGE-ME@{hosts}"
+    reader = Cache(url, namespace="lending", local=Local(mode="bounded", max_staleness=0.1))
+    writer = Cache(url, namespace="lending")
+    try:
+        assert _inner(reader).ensure_listener().alive.wait(5)
+        loads: list[int] = []
+
+        @reader.cached(ttl=60, key="loan:{i}", tags=["user:{i}", "loans"])
+        def loan(i: int) -> int:
+            loads.append(i)
+            return len(loads)
+
+        @reader.updates(loan)
+        def renew(i: int) -> int:
+            return 100 + i
+
+        assert loan(1) == loan(1) == 1
+        writer.invalidate("loans")
+        time.sleep(0.15)
+        assert loan(1) == 2
+        renew(1)
+        time.sleep(0.15)
+        assert loan(1) == 101
+        writer.set("greeting", "hello", tags=["greetings"])
+        assert writer.get("greeting") == "hello"
+        writer.invalidate("greetings")
+        assert writer.get("greeting") is None
+        assert not any(redis_command(port, "ACL", "LOG") for port in ports)
+    finally:
+        reader.close()
+        writer.close()
+        for port in ports:
+            redis_command(port, "ACL", "DELUSER", "freshlink")

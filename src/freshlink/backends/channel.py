@@ -224,13 +224,19 @@ class Fanout:
             listener.stop()
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.is_set():
             started = self._clock()
             try:
                 masters = set(self._masters())
             except Exception as exc:
-                logger.warning("freshlink: cannot read the cluster's masters (%s)", exc)
+                # Once per outage at WARNING (this runs every topology_interval); L1 trust
+                # runs out on its own meanwhile, since _confirmed stops moving.
+                log = logger.debug if failing else logger.warning
+                log("freshlink: cannot read the cluster's masters (%s)", exc)
+                failing = True
             else:
+                failing = False
                 self._reconcile(masters)
                 with self._lock:
                     self._confirmed = started
