@@ -1,0 +1,653 @@
+"""Redis Cluster (and Sentinel) rows next to single Redis: hit cost, commands, round trips.
+
+    python -m benchmarks.bench_cluster [--quick] [--no-sentinel]
+
+Starts, in parallel and on loopback, its own redis-server, a local Redis Cluster (3 masters, 3
+replicas) and a Sentinel setup (master, replica, 3 Sentinels). Then, in one process:
+
+* L2 hit cost: every case timed once per round, rounds interleaved; a row shows the median,
+  the spread (min..max) and the median of per-round ratios against raw redis-py ``GET`` +
+  ``json.loads`` on the single server (and against raw ``RedisCluster.get`` + ``json.loads``);
+* Redis commands per warm hit and per miss, counted by ``MONITOR`` on every master (summed),
+  and the round trips the client waited for (request/response rounds on its connections);
+* server time per hit, from ``INFO commandstats`` on each master (reset before each round):
+  the scripts' own time, and how much of it the ``INFO`` calls the cluster scripts make to
+  learn their node's identity take.
+
+The cached function is the suite's: ``key="loan:{k}"``, with no tags or with the tags
+``loan:{k}`` and ``user:42``. On the cluster a tag's generation hashes to its own slot, so the
+namespace of each 2-tag case is chosen so that the tags land where the row says (the two
+other masters, or the entry's master); an entry and its own-key generation share a slot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.cluster import ClusterNode, RedisCluster, key_slot
+
+from benchmarks._harness import environment, interleaved, md_table, med_spread, num, table
+from benchmarks._monitor import Monitor, Window
+from benchmarks._peers import value
+from freshlink import Cache, Local
+from freshlink.backends.cluster import _place
+from freshlink.testing import RedisServer
+from freshlink.testing.cluster import RedisClusterSetup, RedisSentinelSetup
+
+TTL = 600.0
+TAGS = ("loan:{k}", "user:42")
+FLOOR = "raw redis-py GET + json.loads (single Redis)"
+CFLOOR = "raw RedisCluster.get + json.loads (cluster)"
+
+
+def loan(k: int) -> dict[str, Any]:
+    """The loader every freshlink case caches (the suite's value)."""
+    return value(k)
+
+
+@dataclass
+class Case:
+    """One cached function (or raw client) ready to call as ``call(k)``."""
+
+    label: str
+    call: Callable[[int], Any]
+    close: Callable[[], Any]
+    where: str  # "single", "cluster" or "sentinel"
+    cache: Cache | None = None
+    tags: int = 0
+    timed: bool = True  # in the hit-cost table
+    counted: bool = True  # in the commands and server-time tables
+    placement: str = ""
+
+
+# ---------------------------------------------------------------------------- setups
+
+
+@contextlib.contextmanager
+def servers(sentinel: bool) -> Iterator[tuple[RedisServer, RedisClusterSetup, Any]]:
+    """A single redis-server, a cluster and (optionally) a Sentinel setup, started in parallel."""
+    single = RedisServer()
+    cluster = RedisClusterSetup()
+    sent = RedisSentinelSetup() if sentinel else None
+    starts: list[Callable[[], Any]] = [single.start, cluster.start]
+    if sent is not None:
+        starts.append(sent.start)
+    try:
+        with ThreadPoolExecutor(len(starts)) as pool:
+            for fut in [pool.submit(s) for s in starts]:
+                fut.result()
+        yield single, cluster, sent
+    finally:
+        single.close()
+        cluster.close()
+        if sent is not None:
+            sent.close()
+
+
+def _cluster_client(cluster: RedisClusterSetup) -> RedisCluster:
+    return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in cluster.ports])
+
+
+def _node_of(client: RedisCluster, slot: int) -> int:
+    return int(client.nodes_manager.get_node_from_slot(slot).port)
+
+
+def _layout(client: RedisCluster, ns: str, fkey: str, tags: Sequence[str]) -> list[int]:
+    """Slots of the entry, then of its generations (own key, tags), under namespace ``ns``."""
+    probe = Cache(namespace=ns)  # names only: gen_names and entry_key are pure
+    names = [probe.entry_key(fkey), *probe.gen_names(fkey, tags)]
+    probe.close()
+    return [_place(ns + ":", n)[1] for n in names]
+
+
+def pick_namespace(client: RedisCluster, fkey: str, tags: Sequence[str], spread: bool) -> str:
+    """A namespace whose tag generations sit on the other masters (or all on the entry's)."""
+    for i in range(1000):
+        ns = f"cl{i}"
+        slots = _layout(client, ns, fkey, tags)
+        nodes = [_node_of(client, s) for s in slots]
+        tag_nodes = nodes[2:]
+        if len(set(slots[2:]) | {slots[0]}) != len(slots) - 1:
+            continue  # two generations in one slot: not the case being measured
+        if spread and len({nodes[0], *tag_nodes}) == 1 + len(tag_nodes):
+            return ns
+        if not spread and set(tag_nodes) == {nodes[0]}:
+            return ns
+    raise RuntimeError("no namespace gives the placement asked for")
+
+
+def describe(client: RedisCluster, cache: Cache, f: Any, k: int = 7) -> str:
+    """Where the entry and each generation of ``f(k)`` live: slot and master port."""
+    ns = cache.namespace
+    key, tags = f.key(k), f.tags(k)
+    slots = _layout(client, ns, key, tags)
+    parts = [f"entry+own key: slot {slots[0]} on :{_node_of(client, slots[0])}"]
+    for tag, slot in zip(tags, slots[2:], strict=True):
+        parts.append(f"tag {tag}: slot {slot} on :{_node_of(client, slot)}")
+    return "; ".join(parts)
+
+
+def _freshlink(url: str, ns: str, tags: int, local: Any = None) -> tuple[Cache, Any]:
+    cache = Cache(url, namespace=ns, local=local)
+    f = cache.cached(ttl=TTL, key="loan:{k}", tags=list(TAGS[:tags]))(loan)
+    return cache, f
+
+
+def _warm(case: Case) -> Case:
+    case.call(7)
+    case.call(7)
+    return case
+
+
+def _raw(client: Any, prefix: str) -> Callable[[int], Any]:
+    """The one-round-trip cache-aside floor: GET + json.loads, SET on a miss."""
+
+    def get(k: int) -> Any:
+        b = client.get(f"{prefix}:{k}")
+        if b is None:
+            v = loan(k)
+            client.set(f"{prefix}:{k}", json.dumps(v), ex=int(TTL))
+            return v
+        return json.loads(b)
+
+    return get
+
+
+def _raw_pipeline(client: RedisCluster, prefix: str) -> Callable[[int], Any]:
+    """Raw reference: the entry's GET and two GETs on the two other masters, one pipeline."""
+    home = _node_of(client, key_slot(f"{prefix}:7".encode()))
+    others: dict[int, str] = {}
+    for i in range(10_000):
+        name = f"{prefix}:other:{i}"
+        node = _node_of(client, key_slot(name.encode()))
+        if node != home and node not in others:
+            others[node] = name
+            if len(others) == 2:
+                break
+    extra = list(others.values())
+    for name in extra:
+        client.set(name, "1", ex=int(TTL))
+
+    def get(k: int) -> Any:
+        with client.pipeline() as p:
+            p.get(f"{prefix}:{k}")
+            for name in extra:
+                p.get(name)
+            b = p.execute()[0]
+        if b is None:
+            v = loan(k)
+            client.set(f"{prefix}:{k}", json.dumps(v), ex=int(TTL))
+            return v
+        return json.loads(b)
+
+    return get
+
+
+def build_cases(
+    single: RedisServer,
+    cluster: RedisClusterSetup,
+    sent: Any,
+    craw: RedisCluster,
+    cases: list[Case],
+) -> None:
+    """Every case, into ``cases`` (the caller closes them), warm: k=7 filled and read once."""
+    r = redis.Redis.from_url(single.url)
+    cases.append(Case(FLOOR, _raw(r, "raw"), r.close, "single"))
+    cases.append(Case(CFLOOR, _raw(craw, "craw"), lambda: None, "cluster"))
+    cases.append(
+        Case(
+            "raw RedisCluster pipeline: GET + 2 GETs on the 2 other masters (cluster)",
+            _raw_pipeline(craw, "cpipe"),
+            lambda: None,
+            "cluster",
+        )
+    )
+    for tags in (0, 2):
+        cache, f = _freshlink(single.url, f"s{tags}", tags)
+        label = f"freshlink strict, single Redis, {tags} tags"
+        cases.append(Case(label, f, cache.close, "single", cache, tags))
+    # On the cluster the entry's slot depends on the function's key only; the tags' slots on
+    # the namespace too: pick namespaces for the placements the rows name.
+    probe = Cache(namespace="probe")  # the key depends on the function, not the backend
+    fkey = probe.cached(ttl=TTL, key="loan:{k}")(loan).key(7)
+    probe.close()
+    cluster_rows = [
+        (0, "cl-0", "freshlink strict, cluster, 0 tags (1 slot, 1 master)"),
+        (
+            2,
+            pick_namespace(craw, fkey, ["loan:7", "user:42"], spread=False),
+            "freshlink strict, cluster, 2 tags on the entry's master (3 slots, 1 master)",
+        ),
+        (
+            2,
+            pick_namespace(craw, fkey, ["loan:7", "user:42"], spread=True),
+            "freshlink strict, cluster, 2 tags on the 2 other masters (3 slots, 3 masters)",
+        ),
+    ]
+    for tags, ns, label in cluster_rows:
+        cache, f = _freshlink(cluster.url, ns, tags)
+        case = Case(label, f, cache.close, "cluster", cache, tags)
+        case.placement = describe(craw, cache, f)
+        cases.append(case)
+    cache, f = _freshlink(cluster.url, "cl-l1", 2, Local(max_staleness=0.1))
+    if not cache.backend.listener.alive.wait(10):  # type: ignore[attr-defined]
+        raise RuntimeError("freshlink's invalidation channel did not come up on the cluster")
+    cases.append(
+        Case(
+            "freshlink bounded L1, cluster, 2 tags (L1 hit, in-process)",
+            f,
+            cache.close,
+            "cluster",
+            cache,
+            2,
+        )
+    )
+    if sent is not None:
+        for tags in (0, 2):
+            cache, f = _freshlink(sent.url, f"se{tags}", tags)
+            label = f"freshlink strict, Sentinel, {tags} tags"
+            cases.append(Case(label, f, cache.close, "sentinel", cache, tags, counted=False))
+    for c in cases:
+        _warm(c)
+
+
+# ---------------------------------------------------------------------------- hit cost
+
+
+def hit_table(cases: list[Case], rounds: int, target: float) -> tuple[str, dict[str, list[float]]]:
+    """L2 hit cost (µs per call), interleaved rounds, ratios per round."""
+    timed = [(c.label, lambda f=c.call: f(7)) for c in cases if c.timed]
+    samples = interleaved(timed, rounds=rounds, target=target)
+    us = {k: [x / 1000 for x in v] for k, v in samples.items()}
+    md = table(
+        us,
+        FLOOR,
+        unit="µs",
+        title="Hit cost: Redis Cluster and Sentinel vs single Redis, sync (µs per call)",
+        also=[CFLOOR],
+    )
+    return md, us
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+class RoundTrips:
+    """Request/response rounds this thread's redis-py connections waited for.
+
+    A round starts with the first command sent after a reply was read (or at the start): a
+    cluster pipeline writing to three masters and then reading their replies is one round;
+    a lookup sent (and answered) before it is one more.
+    """
+
+    def __init__(self) -> None:
+        self.rounds = 0
+        self._thread: int | None = None
+        self._reading = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[RoundTrips]:
+        from redis.connection import AbstractConnection
+
+        send, read = AbstractConnection.send_packed_command, AbstractConnection.read_response
+
+        def counted_send(conn: Any, *args: Any, **kw: Any) -> Any:
+            if threading.get_ident() == self._thread and self._reading:
+                self.rounds += 1
+                self._reading = False
+            return send(conn, *args, **kw)
+
+        def counted_read(conn: Any, *args: Any, **kw: Any) -> Any:
+            if threading.get_ident() == self._thread:
+                self._reading = True
+            return read(conn, *args, **kw)
+
+        AbstractConnection.send_packed_command = counted_send  # type: ignore[method-assign]
+        AbstractConnection.read_response = counted_read  # type: ignore[method-assign]
+        try:
+            yield self
+        finally:
+            AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
+            AbstractConnection.read_response = read  # type: ignore[method-assign]
+
+    def count(self, fn: Callable[[], Any]) -> int:
+        """Rounds ``fn`` waited for (in this thread)."""
+        self.rounds, self._reading, self._thread = 0, True, threading.get_ident()
+        try:
+            fn()
+        finally:
+            self._thread = None
+        return self.rounds
+
+
+def windows(monitors: Sequence[Monitor], fn: Callable[[], Any]) -> list[Window]:
+    """Run ``fn`` inside a MONITOR window on every server at once; one window per server."""
+    out: list[Window] = []
+
+    def nest(i: int) -> None:
+        if i == len(monitors):
+            fn()
+        else:
+            out.append(monitors[i].window(lambda: nest(i + 1)))
+
+    nest(0)
+    return out
+
+
+@dataclass
+class Counted:
+    """What ``n`` calls sent, summed over the servers watched."""
+
+    n: int
+    client: dict[str, float] = field(default_factory=dict)
+    lua: dict[str, float] = field(default_factory=dict)
+    pings: int = 0
+    nodes: int = 0  # servers that ran a data command (not a key lookup)
+    rounds: float = 0.0
+
+    @classmethod
+    def of(cls, ws: Sequence[Window], n: int, rounds: int) -> Counted:
+        c = cls(n, rounds=rounds / n)
+        for w in ws:
+            for cmd, x in w.client.items():
+                c.client[cmd] = c.client.get(cmd, 0) + x / n
+            for cmd, x in w.lua.items():
+                c.lua[cmd] = c.lua.get(cmd, 0) + x / n
+            c.pings += w.pings
+            c.nodes += any(cmd != "COMMAND" for cmd in w.client)
+        return c
+
+    @staticmethod
+    def _fmt(d: dict[str, float]) -> str:
+        if not d:
+            return "none"
+        ranked = sorted(d.items(), key=lambda x: (-x[1], x[0]))
+        return ", ".join(f"{cmd} {count:g}" for cmd, count in ranked)
+
+    def total(self) -> float:
+        return sum(self.client.values())
+
+    def by_command(self) -> str:
+        return self._fmt(self.client)
+
+    def inside(self) -> str:
+        return self._fmt(self.lua)
+
+
+def count_commands(
+    cases: list[Case], single: RedisServer, cluster: RedisClusterSetup, n: int
+) -> tuple[str, dict[str, tuple[Counted, Counted]]]:
+    """Commands (and round trips) per warm hit and per miss, by MONITOR on every master."""
+    rows = []
+    data: dict[str, tuple[Counted, Counted]] = {}
+    masters = [f"redis://127.0.0.1:{m.port}/0" for m in cluster.masters()]
+    with contextlib.ExitStack() as stack:
+        mons = {
+            "single": [stack.enter_context(Monitor(single.url))],
+            "cluster": [stack.enter_context(Monitor(u)) for u in masters],
+        }
+        rt = stack.enter_context(RoundTrips().installed())
+        for case in cases:
+            if not case.counted:
+                continue
+            ms = mons[case.where]
+            f = case.call
+            hit_rounds: list[int] = []
+            miss_rounds: list[int] = []
+
+            def hits(f: Callable[[int], Any] = f, out: list[int] = hit_rounds) -> None:
+                out.append(rt.count(lambda: [f(7) for _ in range(n)]))
+
+            def misses(f: Callable[[int], Any] = f, out: list[int] = miss_rounds) -> None:
+                out.append(rt.count(lambda: [f(10_000 + i) for i in range(n)]))
+
+            h = Counted.of(windows(ms, hits), n, hit_rounds[0])
+            m = Counted.of(windows(ms, misses), n, miss_rounds[0])
+            data[case.label] = (h, m)
+            notes = []
+            if h.lua or m.lua:
+                notes.append(
+                    f"inside scripts: {sum(h.lua.values()):g} per hit ({h.inside()}); "
+                    f"{sum(m.lua.values()):g} per miss"
+                )
+            lookups = h.client.get("COMMAND", 0)
+            if lookups:
+                notes.append(
+                    f"COMMAND = COMMAND GETKEYS: redis-py's cluster pipeline asks the default "
+                    f"node for each EVALSHA's keys, {lookups:g} blocking round trip(s) per hit "
+                    "before the pipelined round"
+                )
+            if h.pings or m.pings:
+                notes.append("channel PINGs not counted (every 20 ms, whatever the traffic)")
+            if case.placement:
+                notes.append(case.placement)
+            rows.append(
+                [
+                    case.label,
+                    f"{h.total():g}",
+                    h.by_command(),
+                    f"{h.rounds:g}" + (f" ({h.nodes} servers)" if h.nodes > 1 else ""),
+                    f"{m.total():g}",
+                    m.by_command(),
+                    f"{m.rounds:g}",
+                    "; ".join(notes),
+                ]
+            )
+    md = md_table(
+        [
+            "case",
+            "per warm hit",
+            "by command",
+            "round trips per hit",
+            "per miss",
+            "by command",
+            "round trips per miss",
+            "notes",
+        ],
+        rows,
+        title=(
+            "Commands per warm hit and per miss, cluster vs single Redis (MONITOR on every "
+            f"master, summed; {n} calls each) and round trips the client waited for"
+        ),
+    )
+    return md, data
+
+
+# ---------------------------------------------------------------------------- server time
+
+
+def _commandstats(port: int) -> dict[str, dict[str, float]]:
+    r = redis.Redis(port=port)
+    try:
+        return {k.removeprefix("cmdstat_"): v for k, v in r.info("commandstats").items()}
+    finally:
+        r.close()
+
+
+def _resetstat(port: int) -> None:
+    r = redis.Redis(port=port)
+    try:
+        r.config_resetstat()
+    finally:
+        r.close()
+
+
+@dataclass
+class ServerTime:
+    """Per-round samples of one case's server-side cost."""
+
+    scripts: list[float] = field(default_factory=list)  # EVALSHA per hit
+    per_hit: list[float] = field(default_factory=list)  # µs in EVALSHA, summed over masters
+    per_script: list[float] = field(default_factory=list)  # µs per EVALSHA
+    info_per_script: list[float] = field(default_factory=list)  # µs in INFO, per EVALSHA
+    info_calls: list[float] = field(default_factory=list)  # INFO calls per EVALSHA
+    lookups: list[float] = field(default_factory=list)  # µs in COMMAND GETKEYS per hit
+
+
+def server_time(
+    cases: list[Case], single: RedisServer, cluster: RedisClusterSetup, n: int, rounds: int
+) -> tuple[str, dict[str, ServerTime]]:
+    """Server µs per warm hit from INFO commandstats (reset before each case, every round)."""
+    ports = {"single": [single.port], "cluster": [m.port for m in cluster.masters()]}
+    chosen = [c for c in cases if c.counted and c.cache is not None and c.cache.near is None]
+    out = {c.label: ServerTime() for c in chosen}
+    for _ in range(rounds):
+        for c in chosen:
+            for p in ports[c.where]:
+                _resetstat(p)
+            for _ in range(n):
+                c.call(7)
+            calls = usec = info_calls = info_usec = lookup_usec = 0.0
+            for p in ports[c.where]:
+                st = _commandstats(p)
+                calls += st.get("evalsha", {}).get("calls", 0)
+                usec += st.get("evalsha", {}).get("usec", 0)
+                info_calls += st.get("info", {}).get("calls", 0)
+                info_usec += st.get("info", {}).get("usec", 0)
+                lookup_usec += st.get("command|getkeys", {}).get("usec", 0)
+            t = out[c.label]
+            t.scripts.append(calls / n)
+            t.per_hit.append(usec / n)
+            t.per_script.append(usec / calls if calls else float("nan"))
+            t.info_per_script.append(info_usec / calls if calls else float("nan"))
+            t.info_calls.append(info_calls / calls if calls else float("nan"))
+            t.lookups.append(lookup_usec / n)
+    rows = []
+    for label, t in out.items():
+        hit, hit_spread = med_spread(t.per_hit)
+        script, script_spread = med_spread(t.per_script)
+        info, info_spread = med_spread(t.info_per_script)
+        share = statistics.median(
+            i / s if s else float("nan") for i, s in zip(t.info_per_script, t.per_script)
+        )
+        rows.append(
+            [
+                label,
+                f"{statistics.median(t.scripts):g}",
+                f"{hit} ({hit_spread})",
+                f"{script} ({script_spread})",
+                f"{statistics.median(t.info_calls):g}",
+                f"{info} ({info_spread})",
+                f"{share:.0%}",
+                num(statistics.median(t.lookups)),
+            ]
+        )
+    md = md_table(
+        [
+            "case",
+            "scripts per hit",
+            "server µs per hit (spread)",
+            "µs per script (spread)",
+            "INFO calls per script",
+            "µs in INFO per script (spread)",
+            "INFO share",
+            "COMMAND GETKEYS µs per hit",
+        ],
+        rows,
+        title=(
+            f"Server time per warm hit (INFO commandstats on every master, {n} hits per round, "
+            f"{rounds} rounds; median (min..max))"
+        ),
+    )
+    return md, out
+
+
+# ---------------------------------------------------------------------------- the note
+
+
+def note(
+    us: dict[str, list[float]],
+    counted: dict[str, tuple[Counted, Counted]],
+    stime: dict[str, ServerTime],
+) -> str:
+    """Where the cluster's extra cost comes from, in this run's numbers."""
+
+    def med(label: str) -> float:
+        return statistics.median(us[label]) if label in us else float("nan")
+
+    s0 = "freshlink strict, single Redis, 0 tags"
+    s2 = "freshlink strict, single Redis, 2 tags"
+    c0 = "freshlink strict, cluster, 0 tags (1 slot, 1 master)"
+    c1 = "freshlink strict, cluster, 2 tags on the entry's master (3 slots, 1 master)"
+    c3 = "freshlink strict, cluster, 2 tags on the 2 other masters (3 slots, 3 masters)"
+    pipe = "raw RedisCluster pipeline: GET + 2 GETs on the 2 other masters (cluster)"
+    lines = ["**Where the cluster's extra cost comes from (this run):**", ""]
+    lines.append(
+        f"- The cluster client itself: raw `RedisCluster.get` costs {num(med(CFLOOR))} µs "
+        f"against {num(med(FLOOR))} µs for `Redis.get` (slot lookup and node routing in "
+        f"redis-py); a raw pipeline of 3 GETs on 3 masters costs {num(med(pipe))} µs."
+    )
+    if s0 in stime and c0 in stime:
+        a, b = stime[s0], stime[c0]
+        lines.append(
+            f"- One script on the server: READ takes {num(statistics.median(a.per_script))} µs "
+            f"on single Redis and {num(statistics.median(b.per_script))} µs on a cluster "
+            f"master, of which {num(statistics.median(b.info_per_script))} µs are its "
+            f"{statistics.median(b.info_calls):g} `INFO` calls (the node identity, read again "
+            "by every script)."
+        )
+    if c3 in counted and c1 in counted:
+        h3, h1 = counted[c3][0], counted[c1][0]
+        lookups = h3.client.get("COMMAND", 0)
+        lines.append(
+            f"- Tags on other slots: one more script per slot ({h3.client.get('EVALSHA', 0):g} "
+            f"EVALSHA per hit instead of 1), sent in one pipelined round "
+            f"({h1.nodes} master(s) or {h3.nodes}); freshlink strict costs {num(med(c0))} µs "
+            f"with 0 tags, {num(med(c1))} µs with 2 tags on the entry's master and "
+            f"{num(med(c3))} µs on 3 masters (single Redis: {num(med(s0))} and "
+            f"{num(med(s2))} µs)."
+        )
+        if lookups:
+            lines.append(
+                f"- redis-py {redis.__version__}'s cluster pipeline sends `COMMAND GETKEYS` to "
+                f"its default node for every EVALSHA it routes: {lookups:g} blocking round "
+                f"trip(s) per 2-tag hit before the pipelined round ({h3.rounds:g} round trips "
+                "in all). A single EVALSHA (0 tags) is routed locally."
+            )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- entry points
+
+
+def collect(quick: bool, sentinel: bool = True) -> str:
+    """Every table (servers started and stopped here), as Markdown."""
+    rounds, target = (5, 0.02) if quick else (15, 0.1)
+    n_count = 20 if quick else 100
+    n_server, server_rounds = (200, 3) if quick else (1000, 7)
+    with servers(sentinel) as (single, cluster, sent):
+        craw = _cluster_client(cluster)
+        cases: list[Case] = []
+        try:
+            build_cases(single, cluster, sent, craw, cases)
+            hits, us = hit_table(cases, rounds, target)
+            commands, counted = count_commands(cases, single, cluster, n_count)
+            stime_md, stime = server_time(cases, single, cluster, n_server, server_rounds)
+        finally:
+            for c in cases:
+                c.close()
+            craw.close()
+    return "\n\n".join([hits, note(us, counted, stime), commands, stime_md])
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="fewer, shorter rounds (CI)")
+    ap.add_argument("--no-sentinel", action="store_true", help="skip the Sentinel rows")
+    args = ap.parse_args(argv)
+    out = "\n\n".join([environment(), collect(args.quick, not args.no_sentinel)])
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
