@@ -27,6 +27,7 @@ import contextlib
 import json
 import statistics
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -142,6 +143,20 @@ def _freshlink(url: str, ns: str, tags: int, local: Any = None) -> tuple[Cache, 
     return cache, f
 
 
+def bounded(url: str, where: str) -> Case:
+    """freshlink bounded L1 (2 tags), its channel up; not warm yet."""
+    cache, f = _freshlink(url, "l1", 2, Local(max_staleness=0.1))
+    if not cache.backend.listener.alive.wait(10):  # type: ignore[attr-defined]
+        cache.close()
+        raise RuntimeError(f"freshlink's invalidation channel did not come up ({where})")
+    label = f"freshlink bounded L1, {'cluster' if where == 'cluster' else 'single Redis'}, 2 tags"
+    return Case(label + " (L1 hit, in-process)", f, cache.close, where, cache, 2)
+
+
+def _is_l1(case: Case) -> bool:
+    return case.cache is not None and case.cache.near is not None
+
+
 def _warm(case: Case) -> Case:
     case.call(7)
     case.call(7)
@@ -217,8 +232,9 @@ def build_cases(
         cases.append(Case(label, f, cache.close, "single", cache, tags))
     # On the cluster the entry's slot depends on the function's key only; the tags' slots on
     # the namespace too: pick namespaces for the placements the rows name.
-    probe = Cache(namespace="probe")  # the key depends on the function, not the backend
-    fkey = probe.cached(ttl=TTL, key="loan:{k}")(loan).key(7)
+    # (the key depends on the function and its spec, tags included, not on the backend)
+    probe, pf = _freshlink("memory://", "probe", 2)
+    fkey = pf.key(7)
     probe.close()
     cluster_rows = [
         (0, "cl-0", "freshlink strict, cluster, 0 tags (1 slot, 1 master)"),
@@ -238,19 +254,7 @@ def build_cases(
         case = Case(label, f, cache.close, "cluster", cache, tags)
         case.placement = describe(craw, cache, f)
         cases.append(case)
-    cache, f = _freshlink(cluster.url, "cl-l1", 2, Local(max_staleness=0.1))
-    if not cache.backend.listener.alive.wait(10):  # type: ignore[attr-defined]
-        raise RuntimeError("freshlink's invalidation channel did not come up on the cluster")
-    cases.append(
-        Case(
-            "freshlink bounded L1, cluster, 2 tags (L1 hit, in-process)",
-            f,
-            cache.close,
-            "cluster",
-            cache,
-            2,
-        )
-    )
+    cases.append(bounded(cluster.url, "cluster"))
     if sent is not None:
         for tags in (0, 2):
             cache, f = _freshlink(sent.url, f"se{tags}", tags)
@@ -383,35 +387,28 @@ class Counted:
         return self._fmt(self.lua)
 
 
-def count_commands(
-    cases: list[Case], single: RedisServer, cluster: RedisClusterSetup, n: int
-) -> tuple[str, dict[str, tuple[Counted, Counted]]]:
+def count_rows(
+    cases: Sequence[Case], monitors: dict[str, list[Monitor]], n: int
+) -> tuple[list[list[str]], dict[str, tuple[Counted, Counted]]]:
     """Commands (and round trips) per warm hit and per miss, by MONITOR on every master."""
     rows = []
     data: dict[str, tuple[Counted, Counted]] = {}
-    masters = [f"redis://127.0.0.1:{m.port}/0" for m in cluster.masters()]
-    with contextlib.ExitStack() as stack:
-        mons = {
-            "single": [stack.enter_context(Monitor(single.url))],
-            "cluster": [stack.enter_context(Monitor(u)) for u in masters],
-        }
-        rt = stack.enter_context(RoundTrips().installed())
+    rt = RoundTrips()
+    with rt.installed():
         for case in cases:
             if not case.counted:
                 continue
-            ms = mons[case.where]
             f = case.call
-            hit_rounds: list[int] = []
-            miss_rounds: list[int] = []
+            rounds: list[int] = []
 
-            def hits(f: Callable[[int], Any] = f, out: list[int] = hit_rounds) -> None:
-                out.append(rt.count(lambda: [f(7) for _ in range(n)]))
+            def hits(f: Callable[[int], Any] = f, rounds: list[int] = rounds) -> None:
+                rounds.append(rt.count(lambda: [f(7) for _ in range(n)]))
 
-            def misses(f: Callable[[int], Any] = f, out: list[int] = miss_rounds) -> None:
-                out.append(rt.count(lambda: [f(10_000 + i) for i in range(n)]))
+            def misses(f: Callable[[int], Any] = f, rounds: list[int] = rounds) -> None:
+                rounds.append(rt.count(lambda: [f(10_000 + i) for i in range(n)]))
 
-            h = Counted.of(windows(ms, hits), n, hit_rounds[0])
-            m = Counted.of(windows(ms, misses), n, miss_rounds[0])
+            h = Counted.of(windows(monitors[case.where], hits), n, rounds[0])
+            m = Counted.of(windows(monitors[case.where], misses), n, rounds[1])
             data[case.label] = (h, m)
             notes = []
             if h.lua or m.lua:
@@ -419,15 +416,17 @@ def count_commands(
                     f"inside scripts: {sum(h.lua.values()):g} per hit ({h.inside()}); "
                     f"{sum(m.lua.values()):g} per miss"
                 )
-            lookups = h.client.get("COMMAND", 0)
+            lookups = h.client.get("COMMAND", 0) or m.client.get("COMMAND", 0)
             if lookups:
                 notes.append(
-                    f"COMMAND = COMMAND GETKEYS: redis-py's cluster pipeline asks the default "
-                    f"node for each EVALSHA's keys, {lookups:g} blocking round trip(s) per hit "
-                    "before the pipelined round"
+                    "COMMAND = COMMAND GETKEYS: redis-py's cluster pipeline asks its default "
+                    "node for the keys of every EVALSHA it routes, one blocking round trip each"
                 )
-            if h.pings or m.pings:
-                notes.append("channel PINGs not counted (every 20 ms, whatever the traffic)")
+            if _is_l1(case):
+                notes.append(
+                    "its channel's background traffic (PINGs, CLUSTER NODES) is in the next "
+                    "table; misses include what of it fell in the window"
+                )
             if case.placement:
                 notes.append(case.placement)
             rows.append(
@@ -435,19 +434,23 @@ def count_commands(
                     case.label,
                     f"{h.total():g}",
                     h.by_command(),
-                    f"{h.rounds:g}" + (f" ({h.nodes} servers)" if h.nodes > 1 else ""),
+                    f"{h.rounds:g}" + (f" ({h.nodes} masters)" if case.where == "cluster" else ""),
                     f"{m.total():g}",
                     m.by_command(),
                     f"{m.rounds:g}",
                     "; ".join(notes),
                 ]
             )
-    md = md_table(
+    return rows, data
+
+
+def commands_table(rows: list[list[str]], n: int) -> str:
+    return md_table(
         [
             "case",
             "per warm hit",
             "by command",
-            "round trips per hit",
+            "round trips per hit (masters that ran data commands)",
             "per miss",
             "by command",
             "round trips per miss",
@@ -456,10 +459,29 @@ def count_commands(
         rows,
         title=(
             "Commands per warm hit and per miss, cluster vs single Redis (MONITOR on every "
-            f"master, summed; {n} calls each) and round trips the client waited for"
+            f"master, summed; {n} calls each), and the round trips the client waited for"
         ),
     )
-    return md, data
+
+
+def idle_traffic(cases: Sequence[Case], monitors: dict[str, list[Monitor]], seconds: float) -> str:
+    """What a bounded-L1 cache sends while nobody calls it (its channel), per second."""
+    rows = []
+    for case in cases:
+        ws = windows(monitors[case.where], lambda: time.sleep(seconds))
+        c = Counted.of(ws, 1, 0)
+        per_s = {cmd: x / seconds for cmd, x in c.client.items()}
+        if c.pings:
+            per_s["PING"] = per_s.get("PING", 0) + c.pings / seconds
+        total = sum(per_s.values())
+        ranked = sorted(per_s.items(), key=lambda x: -x[1])
+        by_cmd = ", ".join(f"{cmd} {x:.0f}" for cmd, x in ranked)
+        rows.append([case.label.replace(" (L1 hit, in-process)", ""), f"{total:.0f}", by_cmd])
+    return md_table(
+        ["case", "commands per second, idle", "by command"],
+        rows,
+        title=f"Background traffic of one bounded-L1 cache's channel, idle ({seconds:g} s window)",
+    )
 
 
 # ---------------------------------------------------------------------------- server time
@@ -527,7 +549,8 @@ def server_time(
         script, script_spread = med_spread(t.per_script)
         info, info_spread = med_spread(t.info_per_script)
         share = statistics.median(
-            i / s if s else float("nan") for i, s in zip(t.info_per_script, t.per_script)
+            i / s if s else float("nan")
+            for i, s in zip(t.info_per_script, t.per_script, strict=True)
         )
         rows.append(
             [
@@ -559,6 +582,60 @@ def server_time(
         ),
     )
     return md, out
+
+
+#: Scripts that isolate what the cluster scripts pay to learn their node's identity.
+IDENTITY_PROBES = (
+    ("empty script (`return 1`)", "return 1"),
+    (
+        "`INFO server` + `INFO replication`",
+        "redis.call('INFO', 'server') redis.call('INFO', 'replication') return 1",
+    ),
+    (
+        "the cluster scripts' `me()`: both INFOs, concatenated, two `string.match`",
+        "__COMMON__\nme()\nreturn 1",
+    ),
+)
+
+
+def identity_table(single: RedisServer, master: int, n: int, rounds: int) -> str:
+    """EVALSHA µs per call of the identity probes, on single Redis and on a cluster master."""
+    from freshlink.backends import _cluster_scripts
+
+    common = getattr(_cluster_scripts, "_COMMON", None)
+    probes = [(label, src) for label, src in IDENTITY_PROBES if common or "__COMMON__" not in src]
+    samples: dict[tuple[str, int], list[float]] = {}
+    for _ in range(rounds):
+        for label, src in probes:
+            src = src.replace("__COMMON__", common or "")
+            for port in (single.port, master):
+                r = redis.Redis(port=port)
+                try:
+                    sha = r.script_load(src)
+                    r.config_resetstat()
+                    with r.pipeline(transaction=False) as p:
+                        for _ in range(n):
+                            p.evalsha(sha, 0)
+                        p.execute()
+                    st = _commandstats(port)["evalsha"]
+                finally:
+                    r.close()
+                samples.setdefault((label, port), []).append(st["usec"] / st["calls"])
+    rows = []
+    for label, _ in probes:
+        cells = []
+        for port in (single.port, master):
+            median, spread = med_spread(samples[(label, port)])
+            cells.append(f"{median} ({spread})")
+        rows.append([label, *cells])
+    return md_table(
+        ["script", "single Redis µs per call (spread)", "cluster master µs per call (spread)"],
+        rows,
+        title=(
+            f"The node identity inside a script, measured alone (INFO commandstats, {n} "
+            f"EVALSHA per round, {rounds} rounds)"
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------- the note
@@ -622,21 +699,37 @@ def note(
 def collect(quick: bool, sentinel: bool = True) -> str:
     """Every table (servers started and stopped here), as Markdown."""
     rounds, target = (5, 0.02) if quick else (15, 0.1)
-    n_count = 20 if quick else 100
+    n_count, idle = (20, 0.5) if quick else (100, 2.0)
     n_server, server_rounds = (200, 3) if quick else (1000, 7)
-    with servers(sentinel) as (single, cluster, sent):
+    with servers(sentinel) as (single, cluster, sent), contextlib.ExitStack() as stack:
         craw = _cluster_client(cluster)
+        stack.callback(craw.close)
         cases: list[Case] = []
-        try:
-            build_cases(single, cluster, sent, craw, cases)
-            hits, us = hit_table(cases, rounds, target)
-            commands, counted = count_commands(cases, single, cluster, n_count)
-            stime_md, stime = server_time(cases, single, cluster, n_server, server_rounds)
-        finally:
-            for c in cases:
-                c.close()
-            craw.close()
-    return "\n\n".join([hits, note(us, counted, stime), commands, stime_md])
+        stack.callback(lambda: [c.close() for c in cases])
+        build_cases(single, cluster, sent, craw, cases)
+        hits, us = hit_table(cases, rounds, target)
+        # The bounded-L1 caches' channels talk to the servers all the time: counted apart,
+        # with nothing else running, after the strict rows.
+        for c in [c for c in cases if _is_l1(c)]:
+            c.close()
+            cases.remove(c)
+        stime_md, stime = server_time(cases, single, cluster, n_server, server_rounds)
+        masters = [m.port for m in cluster.masters()]
+        ident = identity_table(single, masters[0], n_server * 5, server_rounds)
+        monitors = {
+            "single": [stack.enter_context(Monitor(single.url))],
+            "cluster": [stack.enter_context(Monitor(f"redis://127.0.0.1:{p}/0")) for p in masters],
+        }
+        rows, counted = count_rows(cases, monitors, n_count)
+        l1 = [bounded(single.url, "single"), bounded(cluster.url, "cluster")]
+        cases += l1
+        for c in l1:
+            _warm(c)
+        more, more_counted = count_rows(l1[1:], monitors, n_count)
+        counted.update(more_counted)
+        commands = commands_table(rows + more, n_count)
+        background = idle_traffic(l1, monitors, idle)
+    return "\n\n".join([hits, note(us, counted, stime), commands, background, stime_md, ident])
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -46,6 +46,15 @@ class SentinelBackend(RedisBackend):
     def __init__(self, *, url: str, **kw: Any) -> None:
         super().__init__(url=url, **kw)
         self._sentinel_url = parse_sentinel_url(url)
+        self._sentinel: Any = None
+
+    def _sentinels(self) -> Any:
+        """One sync ``Sentinel`` manager, shared by the client and the channel."""
+        if self._sentinel is None:
+            self._sentinel = _redis("redis.sentinel").Sentinel(
+                self._sentinel_url["sentinels"], sentinel_kwargs=self._sentinel_kwargs()
+            )
+        return self._sentinel
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SentinelBackend:
@@ -70,10 +79,7 @@ class SentinelBackend(RedisBackend):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    sentinel = _redis("redis.sentinel").Sentinel(
-                        self._sentinel_url["sentinels"], sentinel_kwargs=self._sentinel_kwargs()
-                    )
-                    self._client = sentinel.master_for(
+                    self._client = self._sentinels().master_for(
                         self._sentinel_url["service"],
                         redis_connect_func=self._on_connect,
                         retry=_retry(),
@@ -102,9 +108,15 @@ class SentinelBackend(RedisBackend):
     def _make_pubsub(self) -> Any:
         # A client of its own, found through the sentinels on every (re)connect, with no
         # socket timeout (reads are bounded by get_message's timeout).
-        sentinel = _redis("redis.sentinel").Sentinel(
-            self._sentinel_url["sentinels"], sentinel_kwargs=self._sentinel_kwargs()
-        )
         kwargs = {**self._kwargs(), "socket_timeout": None}
-        client = sentinel.master_for(self._sentinel_url["service"], **kwargs)
+        with self._lock:
+            client = self._sentinels().master_for(self._sentinel_url["service"], **kwargs)
         return client.pubsub(ignore_subscribe_messages=False)
+
+    def close(self) -> None:
+        """Stop the channel, disconnect the client and the connections to the sentinels."""
+        super().close()
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                sentinel.close()
+            self._sentinel = None
