@@ -156,7 +156,14 @@ def test_relative_markdown_links_resolve(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["README.md", "docs/quickstart.md", "docs/coherence.md", "docs/redis.md", "docs/guarantees.md"],
+    [
+        "README.md",
+        "docs/quickstart.md",
+        "docs/coherence.md",
+        "docs/redis.md",
+        "docs/guarantees.md",
+        "docs/scaling.md",
+    ],
     ids=str,
 )
 def test_pages_have_examples(name: str) -> None:
