@@ -31,6 +31,7 @@ SCENARIOS = (
     "local",
     "memory",
     "redis",
+    "cluster",
     "stampede",
     "spike",
     "throughput",
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         **_mine(args.quick),
         "spike": _other("bench_spike", args.quick),
         "metrics": _other("bench_metrics", args.quick),
+        "cluster": _other("bench_cluster", args.quick),
     }
     done: dict[str, list[Section]] = {}
     timings: list[str] = []
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         if name == "spike" and secs:
             secs[0].data["spike_slow"] = _spike_slow(secs[0].markdown)
         done[name] = secs
-        if name not in ("spike", "metrics"):  # those print their own tables
+        if name not in ("spike", "metrics", "cluster"):  # those print their own tables
             print("\n\n".join(s.markdown for s in secs), flush=True)
         timings.append(f"{name} {time.monotonic() - started:.0f} s")
     figures = []

@@ -10,9 +10,10 @@ replicas) and a Sentinel setup (master, replica, 3 Sentinels). Then, in one proc
   ``json.loads`` on the single server (and against raw ``RedisCluster.get`` + ``json.loads``);
 * Redis commands per warm hit and per miss, counted by ``MONITOR`` on every master (summed),
   and the round trips the client waited for (request/response rounds on its connections);
+* the background traffic of a bounded-L1 cache's channel while nobody calls it;
 * server time per hit, from ``INFO commandstats`` on each master (reset before each round):
   the scripts' own time, and how much of it the ``INFO`` calls the cluster scripts make to
-  learn their node's identity take.
+  learn their node's identity take; then that identity read alone, in probe scripts.
 
 The cached function is the suite's: ``key="loan:{k}"``, with no tags or with the tags
 ``loan:{k}`` and ``user:42``. On the cluster a tag's generation hashes to its own slot, so the
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import threading
 import time
@@ -36,7 +38,15 @@ from typing import Any
 import redis
 from redis.cluster import ClusterNode, RedisCluster, key_slot
 
-from benchmarks._harness import environment, interleaved, md_table, med_spread, num, table
+from benchmarks._harness import (
+    Section,
+    environment,
+    interleaved,
+    md_table,
+    med_spread,
+    num,
+    table,
+)
 from benchmarks._monitor import Monitor, Window
 from benchmarks._peers import value
 from freshlink import Cache, Local
@@ -48,6 +58,12 @@ TTL = 600.0
 TAGS = ("loan:{k}", "user:42")
 FLOOR = "raw redis-py GET + json.loads (single Redis)"
 CFLOOR = "raw RedisCluster.get + json.loads (cluster)"
+PIPE = "raw RedisCluster pipeline: GET + 2 GETs on the 2 other masters (cluster)"
+S0 = "freshlink strict, single Redis, 0 tags"
+S2 = "freshlink strict, single Redis, 2 tags"
+C0 = "freshlink strict, cluster, 0 tags (1 slot, 1 master)"
+C1 = "freshlink strict, cluster, 2 tags on the entry's master (3 slots, 1 master)"
+C3 = "freshlink strict, cluster, 2 tags on the 2 other masters (3 slots, 3 masters)"
 
 
 def loan(k: int) -> dict[str, Any]:
@@ -65,7 +81,6 @@ class Case:
     where: str  # "single", "cluster" or "sentinel"
     cache: Cache | None = None
     tags: int = 0
-    timed: bool = True  # in the hit-cost table
     counted: bool = True  # in the commands and server-time tables
     placement: str = ""
 
@@ -102,7 +117,7 @@ def _node_of(client: RedisCluster, slot: int) -> int:
     return int(client.nodes_manager.get_node_from_slot(slot).port)
 
 
-def _layout(client: RedisCluster, ns: str, fkey: str, tags: Sequence[str]) -> list[int]:
+def _layout(ns: str, fkey: str, tags: Sequence[str]) -> list[int]:
     """Slots of the entry, then of its generations (own key, tags), under namespace ``ns``."""
     probe = Cache(namespace=ns)  # names only: gen_names and entry_key are pure
     names = [probe.entry_key(fkey), *probe.gen_names(fkey, tags)]
@@ -114,7 +129,7 @@ def pick_namespace(client: RedisCluster, fkey: str, tags: Sequence[str], spread:
     """A namespace whose tag generations sit on the other masters (or all on the entry's)."""
     for i in range(1000):
         ns = f"cl{i}"
-        slots = _layout(client, ns, fkey, tags)
+        slots = _layout(ns, fkey, tags)
         nodes = [_node_of(client, s) for s in slots]
         tag_nodes = nodes[2:]
         if len(set(slots[2:]) | {slots[0]}) != len(slots) - 1:
@@ -130,7 +145,7 @@ def describe(client: RedisCluster, cache: Cache, f: Any, k: int = 7) -> str:
     """Where the entry and each generation of ``f(k)`` live: slot and master port."""
     ns = cache.namespace
     key, tags = f.key(k), f.tags(k)
-    slots = _layout(client, ns, key, tags)
+    slots = _layout(ns, key, tags)
     parts = [f"entry+own key: slot {slots[0]} on :{_node_of(client, slots[0])}"]
     for tag, slot in zip(tags, slots[2:], strict=True):
         parts.append(f"tag {tag}: slot {slot} on :{_node_of(client, slot)}")
@@ -218,36 +233,19 @@ def build_cases(
     r = redis.Redis.from_url(single.url)
     cases.append(Case(FLOOR, _raw(r, "raw"), r.close, "single"))
     cases.append(Case(CFLOOR, _raw(craw, "craw"), lambda: None, "cluster"))
-    cases.append(
-        Case(
-            "raw RedisCluster pipeline: GET + 2 GETs on the 2 other masters (cluster)",
-            _raw_pipeline(craw, "cpipe"),
-            lambda: None,
-            "cluster",
-        )
-    )
-    for tags in (0, 2):
+    cases.append(Case(PIPE, _raw_pipeline(craw, "cpipe"), lambda: None, "cluster"))
+    for tags, label in ((0, S0), (2, S2)):
         cache, f = _freshlink(single.url, f"s{tags}", tags)
-        label = f"freshlink strict, single Redis, {tags} tags"
         cases.append(Case(label, f, cache.close, "single", cache, tags))
-    # On the cluster the entry's slot depends on the function's key only; the tags' slots on
-    # the namespace too: pick namespaces for the placements the rows name.
-    # (the key depends on the function and its spec, tags included, not on the backend)
+    # On the cluster an entry's slot depends on its key (the function, its spec and the
+    # arguments), a tag's slot on the namespace too: pick namespaces for the rows' placements.
     probe, pf = _freshlink("memory://", "probe", 2)
-    fkey = pf.key(7)
+    fkey, ftags = pf.key(7), list(pf.tags(7))
     probe.close()
     cluster_rows = [
-        (0, "cl-0", "freshlink strict, cluster, 0 tags (1 slot, 1 master)"),
-        (
-            2,
-            pick_namespace(craw, fkey, ["loan:7", "user:42"], spread=False),
-            "freshlink strict, cluster, 2 tags on the entry's master (3 slots, 1 master)",
-        ),
-        (
-            2,
-            pick_namespace(craw, fkey, ["loan:7", "user:42"], spread=True),
-            "freshlink strict, cluster, 2 tags on the 2 other masters (3 slots, 3 masters)",
-        ),
+        (0, "cl-0", C0),
+        (2, pick_namespace(craw, fkey, ftags, spread=False), C1),
+        (2, pick_namespace(craw, fkey, ftags, spread=True), C3),
     ]
     for tags, ns, label in cluster_rows:
         cache, f = _freshlink(cluster.url, ns, tags)
@@ -269,7 +267,7 @@ def build_cases(
 
 def hit_table(cases: list[Case], rounds: int, target: float) -> tuple[str, dict[str, list[float]]]:
     """L2 hit cost (µs per call), interleaved rounds, ratios per round."""
-    timed = [(c.label, lambda f=c.call: f(7)) for c in cases if c.timed]
+    timed = [(c.label, lambda f=c.call: f(7)) for c in cases]
     samples = interleaved(timed, rounds=rounds, target=target)
     us = {k: [x / 1000 for x in v] for k, v in samples.items()}
     md = table(
@@ -434,7 +432,7 @@ def count_rows(
                     case.label,
                     f"{h.total():g}",
                     h.by_command(),
-                    f"{h.rounds:g}" + (f" ({h.nodes} masters)" if case.where == "cluster" else ""),
+                    f"{h.rounds:g}" + (f" ({h.nodes})" if case.where == "cluster" else ""),
                     f"{m.total():g}",
                     m.by_command(),
                     f"{m.rounds:g}",
@@ -598,7 +596,9 @@ IDENTITY_PROBES = (
 )
 
 
-def identity_table(single: RedisServer, master: int, n: int, rounds: int) -> str:
+def identity_table(
+    single: RedisServer, master: int, n: int, rounds: int
+) -> tuple[str, dict[tuple[str, str], float]]:
     """EVALSHA µs per call of the identity probes, on single Redis and on a cluster master."""
     from freshlink.backends import _cluster_scripts
 
@@ -622,13 +622,15 @@ def identity_table(single: RedisServer, master: int, n: int, rounds: int) -> str
                     r.close()
                 samples.setdefault((label, port), []).append(st["usec"] / st["calls"])
     rows = []
-    for label, _ in probes:
+    medians: dict[tuple[str, str], float] = {}
+    for i, (label, _) in enumerate(probes):
         cells = []
-        for port in (single.port, master):
+        for where, port in (("single", single.port), ("cluster", master)):
             median, spread = med_spread(samples[(label, port)])
             cells.append(f"{median} ({spread})")
+            medians[(IDENTITY_PROBES[i][0], where)] = statistics.median(samples[(label, port)])
         rows.append([label, *cells])
-    return md_table(
+    md = md_table(
         ["script", "single Redis µs per call (spread)", "cluster master µs per call (spread)"],
         rows,
         title=(
@@ -636,6 +638,7 @@ def identity_table(single: RedisServer, master: int, n: int, rounds: int) -> str
             f"EVALSHA per round, {rounds} rounds)"
         ),
     )
+    return md, medians
 
 
 # ---------------------------------------------------------------------------- the note
@@ -645,50 +648,65 @@ def note(
     us: dict[str, list[float]],
     counted: dict[str, tuple[Counted, Counted]],
     stime: dict[str, ServerTime],
+    ident: dict[tuple[str, str], float],
 ) -> str:
     """Where the cluster's extra cost comes from, in this run's numbers."""
 
-    def med(label: str) -> float:
-        return statistics.median(us[label]) if label in us else float("nan")
+    def med(label: str) -> str:
+        return num(statistics.median(us[label])) if label in us else "n/a"
 
-    s0 = "freshlink strict, single Redis, 0 tags"
-    s2 = "freshlink strict, single Redis, 2 tags"
-    c0 = "freshlink strict, cluster, 0 tags (1 slot, 1 master)"
-    c1 = "freshlink strict, cluster, 2 tags on the entry's master (3 slots, 1 master)"
-    c3 = "freshlink strict, cluster, 2 tags on the 2 other masters (3 slots, 3 masters)"
-    pipe = "raw RedisCluster pipeline: GET + 2 GETs on the 2 other masters (cluster)"
     lines = ["**Where the cluster's extra cost comes from (this run):**", ""]
     lines.append(
-        f"- The cluster client itself: raw `RedisCluster.get` costs {num(med(CFLOOR))} µs "
-        f"against {num(med(FLOOR))} µs for `Redis.get` (slot lookup and node routing in "
-        f"redis-py); a raw pipeline of 3 GETs on 3 masters costs {num(med(pipe))} µs."
+        f"- The cluster client: raw `RedisCluster.get` costs {med(CFLOOR)} µs against "
+        f"{med(FLOOR)} µs for `Redis.get` (slot and node lookup in redis-py); a raw cluster "
+        f"pipeline of 3 GETs on 3 masters costs {med(PIPE)} µs, all of it one round trip."
     )
-    if s0 in stime and c0 in stime:
-        a, b = stime[s0], stime[c0]
-        lines.append(
-            f"- One script on the server: READ takes {num(statistics.median(a.per_script))} µs "
-            f"on single Redis and {num(statistics.median(b.per_script))} µs on a cluster "
-            f"master, of which {num(statistics.median(b.info_per_script))} µs are its "
-            f"{statistics.median(b.info_calls):g} `INFO` calls (the node identity, read again "
-            "by every script)."
+    if S0 in stime and C0 in stime:
+        single, one = stime[S0], stime[C0]
+        empty, me = (
+            ident.get((IDENTITY_PROBES[0][0], "cluster")),
+            ident.get((IDENTITY_PROBES[2][0], "cluster")),
         )
-    if c3 in counted and c1 in counted:
-        h3, h1 = counted[c3][0], counted[c1][0]
-        lookups = h3.client.get("COMMAND", 0)
+        alone = (
+            f"; measured alone, the identity read (`me()`: both INFOs, concatenation, "
+            f"`string.match`) costs {num(me)} µs per script against {num(empty)} µs for an "
+            "empty script"
+            if me is not None and empty is not None
+            else ""
+        )
+        lines.append(
+            f"- Server time: READ takes {num(statistics.median(single.per_script))} µs on "
+            f"single Redis and {num(statistics.median(one.per_script))} µs on a cluster "
+            f"master, {num(statistics.median(one.info_per_script))} µs of it inside its "
+            f"{statistics.median(one.info_calls):g} `INFO` calls{alone}. Every cluster script "
+            "reads the identity again, so a hit with tags on other slots pays it once per slot."
+        )
+    if C3 in counted and C1 in counted:
+        h3, h1 = counted[C3][0], counted[C1][0]
         lines.append(
             f"- Tags on other slots: one more script per slot ({h3.client.get('EVALSHA', 0):g} "
-            f"EVALSHA per hit instead of 1), sent in one pipelined round "
-            f"({h1.nodes} master(s) or {h3.nodes}); freshlink strict costs {num(med(c0))} µs "
-            f"with 0 tags, {num(med(c1))} µs with 2 tags on the entry's master and "
-            f"{num(med(c3))} µs on 3 masters (single Redis: {num(med(s0))} and "
-            f"{num(med(s2))} µs)."
+            f"EVALSHA per hit instead of 1), pipelined to {h1.nodes} master when the tags "
+            f"share the entry's master and to {h3.nodes} when they do not. freshlink strict: "
+            f"{med(C0)} µs with 0 tags, {med(C1)} µs with 2 tags on the entry's master, "
+            f"{med(C3)} µs on 3 masters (single Redis: {med(S0)} and {med(S2)} µs)."
         )
+        if C1 in stime and C3 in stime:
+            apart = statistics.median(stime[C3].per_script)
+            together = statistics.median(stime[C1].per_script)
+            if apart > 1.2 * together:
+                lines.append(
+                    f"- A script takes {num(apart)} µs when the 3 masters run theirs at the "
+                    f"same moment and {num(together)} µs when one master runs all 3: here "
+                    f"{os.cpu_count()} CPUs are shared by the 3 masters and the client, so the "
+                    "3-master server time is inflated by CPU contention."
+                )
+        lookups = h3.client.get("COMMAND", 0)
         if lookups:
             lines.append(
-                f"- redis-py {redis.__version__}'s cluster pipeline sends `COMMAND GETKEYS` to "
-                f"its default node for every EVALSHA it routes: {lookups:g} blocking round "
-                f"trip(s) per 2-tag hit before the pipelined round ({h3.rounds:g} round trips "
-                "in all). A single EVALSHA (0 tags) is routed locally."
+                f"- redis-py {redis.__version__}'s sync cluster pipeline sends `COMMAND GETKEYS` "
+                f"to its default node for every EVALSHA it routes, one blocking round trip "
+                f"each: {lookups:g} per 2-tag hit before the pipelined round, {h3.rounds:g} "
+                "round trips in all. A lone EVALSHA (0 tags) is routed without it."
             )
     return "\n".join(lines)
 
@@ -696,8 +714,8 @@ def note(
 # ---------------------------------------------------------------------------- entry points
 
 
-def collect(quick: bool, sentinel: bool = True) -> str:
-    """Every table (servers started and stopped here), as Markdown."""
+def collect(quick: bool, sentinel: bool = True) -> Section:
+    """Every table (servers started and stopped here); data: what MONITOR counted."""
     rounds, target = (5, 0.02) if quick else (15, 0.1)
     n_count, idle = (20, 0.5) if quick else (100, 2.0)
     n_server, server_rounds = (200, 3) if quick else (1000, 7)
@@ -708,14 +726,14 @@ def collect(quick: bool, sentinel: bool = True) -> str:
         stack.callback(lambda: [c.close() for c in cases])
         build_cases(single, cluster, sent, craw, cases)
         hits, us = hit_table(cases, rounds, target)
-        # The bounded-L1 caches' channels talk to the servers all the time: counted apart,
-        # with nothing else running, after the strict rows.
+        # A bounded-L1 cache's channel talks to the servers all the time: closed now, and a
+        # new one counted after the strict rows, so that their counts are exact.
         for c in [c for c in cases if _is_l1(c)]:
             c.close()
             cases.remove(c)
         stime_md, stime = server_time(cases, single, cluster, n_server, server_rounds)
         masters = [m.port for m in cluster.masters()]
-        ident = identity_table(single, masters[0], n_server * 5, server_rounds)
+        ident_md, ident = identity_table(single, masters[0], n_server * 5, server_rounds)
         monitors = {
             "single": [stack.enter_context(Monitor(single.url))],
             "cluster": [stack.enter_context(Monitor(f"redis://127.0.0.1:{p}/0")) for p in masters],
@@ -729,7 +747,10 @@ def collect(quick: bool, sentinel: bool = True) -> str:
         counted.update(more_counted)
         commands = commands_table(rows + more, n_count)
         background = idle_traffic(l1, monitors, idle)
-    return "\n\n".join([hits, note(us, counted, stime), commands, background, stime_md, ident])
+    md = "\n\n".join(
+        [hits, note(us, counted, stime, ident), commands, background, stime_md, ident_md]
+    )
+    return Section(md, data={"cluster_commands": counted, "cluster_hit_us": us})
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -737,7 +758,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--quick", action="store_true", help="fewer, shorter rounds (CI)")
     ap.add_argument("--no-sentinel", action="store_true", help="skip the Sentinel rows")
     args = ap.parse_args(argv)
-    out = "\n\n".join([environment(), collect(args.quick, not args.no_sentinel)])
+    out = "\n\n".join([environment(), collect(args.quick, not args.no_sentinel).markdown])
     print(out)
     return out
 

@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:
 from benchmarks import __main__ as suite  # noqa: E402
 from benchmarks import (  # noqa: E402
     _peers,
+    bench_cluster,
     bench_local,
     bench_memory,
     bench_redis,
@@ -80,6 +81,32 @@ def test_monitor_counts_a_window(redis_url: str) -> None:
         w = mon.window(lambda: (r.set("a", 1), r.get("a"), r.get("b")), match="a")
     assert dict(w.client) == {"SET": 1, "GET": 1}
     r.close()
+
+
+@pytest.mark.cluster
+def test_cluster_quick() -> None:
+    # Its own servers (single, cluster, Sentinel), the --quick sizes: what CI's report runs.
+    section = bench_cluster.collect(quick=True)
+    counted = section.data["cluster_commands"]
+    # Exact counts from MONITOR on every master: a strict hit is one EVALSHA per slot
+    # involved, sent to as many masters as the row says; a bounded L1 hit sends nothing.
+    for label, scripts, masters in (
+        (bench_cluster.S0, 1, None),
+        (bench_cluster.S2, 1, None),
+        (bench_cluster.C0, 1, 1),
+        (bench_cluster.C1, 3, 1),
+        (bench_cluster.C3, 3, 3),
+    ):
+        hit, _miss = counted[label]
+        assert hit.client["EVALSHA"] == scripts, label
+        if masters is not None:
+            assert hit.nodes == masters, label
+    assert counted[bench_cluster.S0][0].rounds == counted[bench_cluster.C0][0].rounds == 1
+    l1 = next(v for k, v in counted.items() if k.startswith("freshlink bounded L1, cluster"))
+    assert l1[0].total() == 0
+    assert l1[0].rounds == 0
+    assert "freshlink strict, Sentinel, 2 tags" in section.markdown
+    assert "Where the cluster's extra cost comes from" in section.markdown
 
 
 @pytest.mark.redis
