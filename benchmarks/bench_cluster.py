@@ -590,7 +590,7 @@ IDENTITY_PROBES = (
         "redis.call('INFO', 'server') redis.call('INFO', 'replication') return 1",
     ),
     (
-        "the cluster scripts' `me()`: both INFOs, concatenated, two `string.match`",
+        "the cluster scripts' `me()`: both INFOs and a plain `string.find` in each",
         "__COMMON__\nme()\nreturn 1",
     ),
 )
@@ -668,8 +668,8 @@ def note(
             ident.get((IDENTITY_PROBES[2][0], "cluster")),
         )
         alone = (
-            f"; measured alone, the identity read (`me()`: both INFOs, concatenation, "
-            f"`string.match`) costs {num(me)} µs per script against {num(empty)} µs for an "
+            f"; measured alone, the identity read (`me()`: both INFOs and a plain find in "
+            f"each) costs {num(me)} µs per script against {num(empty)} µs for an "
             "empty script"
             if me is not None and empty is not None
             else ""

@@ -33,13 +33,17 @@ local function valid(v)
   return type(v) == 'string' and #v <= 16 and string.match(v, '^%d+$') ~= nil
 end
 local ME
+-- 12 hex digits of the value following `field` in an INFO text (plain find: cheaper than a
+-- pattern over the whole text).
+local function info12(text, field)
+  local at = string.find(text, field, 1, true)
+  return string.sub(text, at + #field, at + #field + 11)
+end
 local function me()
   -- run_id changes on every restart, master_replid on every promotion (failover, failback)
   if not ME then
-    local s = redis.call('INFO', 'server') .. redis.call('INFO', 'replication')
-    -- 12 hex digits of each: 96 bits, and a short value keeps every generation key small
-    local run, repl = string.match(s, 'run_id:(%x+)'), string.match(s, 'master_replid:(%x+)')
-    ME = run:sub(1, 12) .. repl:sub(1, 12)
+    ME = info12(redis.call('INFO', 'server'), '\\nrun_id:')
+      .. info12(redis.call('INFO', 'replication'), '\\nmaster_replid:')
   end
   return ME
 end

@@ -219,7 +219,13 @@ class RedisClusterBackend(RedisBackend):
                     return [client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)]
                 with client.pipeline(transaction=False) as p:
                     for name, keys, args in calls:
-                        p.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
+                        # Name the node: redis-py's sync cluster pipeline would otherwise ask
+                        # the server for EVALSHA's keys (COMMAND GETKEYS), one blocking round
+                        # trip per script. A MOVED reply is still followed (re-routed by key).
+                        node = client.get_node_from_key(keys[0])
+                        p.execute_command(
+                            "EVALSHA", _SHA[name], len(keys), *keys, *args, target_nodes=node
+                        )
                     return list(p.execute())
             except noscript:
                 # A new or failed-over master has not seen the scripts (they are not
