@@ -441,3 +441,25 @@ def test_minimal_cluster_acl_is_enough(redis_cluster: RedisClusterSetup, cluster
         writer.close()
         for port in ports:
             redis_command(port, "ACL", "DELUSER", "freshlink")
+
+
+@pytest.mark.cluster
+def test_backend_write_through_with_no_generation_in_the_entry_slot(
+    make_cluster_cache: Callable[..., Cache],
+) -> None:
+    """The backend contract allows an entry stamped with tags alone: every step then runs on
+    the tags' slots and the entry's slot only stores (and publishes nothing empty)."""
+    from freshlink.backends.base import Entry
+
+    cache = make_cluster_cache(local=Local(mode="bounded", max_staleness=0.1))
+    backend = _inner(cache)
+    assert backend.ensure_listener().alive.wait(5)
+    key, names = cache.entry_key("solo"), (cache.tag_gen("a"), cache.tag_gen("b"))
+    expected = backend.current(names)
+    entry = Entry(b"1", names, tuple(g + 1 for g in expected), time.time(), 60.0)
+    assert backend.write_through(key, entry, expected, 60.0)
+    assert backend.read(key, names).entry == entry
+    backend.invalidate(names[1:])
+    assert backend.read(key, names).entry is None
+    time.sleep(0.1)
+    assert backend.listener.alive.is_set(), "the channel must survive every message"

@@ -167,7 +167,9 @@ for i = first, #KEYS do
   names[#names + 1] = name(KEYS[i])
   if ARGV[4] ~= '' then keep(KEYS[i], tonumber(ARGV[4])) end
 end
-redis.call('PUBLISH', ARGV[3], table.concat(names, '\\n') .. '\\n\\n' .. table.concat(vals, ','))
+if #vals > 0 then
+  redis.call('PUBLISH', ARGV[3], table.concat(names, '\\n') .. '\\n\\n' .. table.concat(vals, ','))
+end
 if first == 1 then return vals end
 local ok = 0
 if ARGV[8] == '1' and table.concat(old, ',') == ARGV[7] then
