@@ -41,15 +41,21 @@ def caches() -> Iterator[list[Cache]]:
         c.close()
 
 
-@pytest.fixture
-def make_redis_cache(redis_url: str, caches: list[Cache]) -> Callable[..., Cache]:
+def cache_factory(url: str, caches: list[Cache]) -> Callable[..., Cache]:
+    """Make caches on ``url`` (namespace "t" unless given), closed after the test."""
+
     def make(**kw: Any) -> Cache:
         kw.setdefault("namespace", "t")
-        c = Cache(redis_url, **kw)
+        c = Cache(url, **kw)
         caches.append(c)
         return c
 
     return make
+
+
+@pytest.fixture
+def make_redis_cache(redis_url: str, caches: list[Cache]) -> Callable[..., Cache]:
+    return cache_factory(redis_url, caches)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
+from conftest import cache_factory
 from freshlink import Cache, Local
 from freshlink.backends.cluster import RedisClusterBackend, parse_cluster_url
 from freshlink.backends.sentinel import SentinelBackend, parse_sentinel_url
@@ -31,24 +32,12 @@ from freshlink.testing.workloads import CoherenceRun, run_coherence
 
 @pytest.fixture
 def make_cluster_cache(cluster_url: str, caches: list[Cache]) -> Callable[..., Cache]:
-    def make(**kw: Any) -> Cache:
-        kw.setdefault("namespace", "t")
-        c = Cache(cluster_url, **kw)
-        caches.append(c)
-        return c
-
-    return make
+    return cache_factory(cluster_url, caches)
 
 
 @pytest.fixture
 def make_sentinel_cache(sentinel_url: str, caches: list[Cache]) -> Callable[..., Cache]:
-    def make(**kw: Any) -> Cache:
-        kw.setdefault("namespace", "t")
-        c = Cache(sentinel_url, **kw)
-        caches.append(c)
-        return c
-
-    return make
+    return cache_factory(sentinel_url, caches)
 
 
 def _inner(cache: Cache) -> Any:

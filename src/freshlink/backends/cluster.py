@@ -490,24 +490,19 @@ class RedisClusterBackend(RedisBackend):
 
     # ------------------------------------------------------------------ channel
 
-    def ensure_listener(self) -> Any:
-        """Start the per-master pub/sub listeners if they are not running."""
-        if self._listener is None:
-            with self._lock:
-                if self._listener is None:
-                    self._listener = fanout = Fanout(
-                        self._masters,
-                        self._make_node_pubsub,
-                        invalidations=self.inv_channel,
-                        fills=self.fill_channel,
-                        ping_interval=self._ping_interval,
-                        on_invalidate=self._dispatch_invalidation,
-                        on_fill=self._waiters.notify,
-                        on_alive=self._dispatch_alive,
-                        on_reset=self._dispatch_reset,
-                    )
-                    fanout.start()
-        return self._listener
+    def _new_listener(self) -> Fanout:
+        """One subscription per master (see :class:`~freshlink.backends.channel.Fanout`)."""
+        return Fanout(
+            self._masters,
+            self._make_node_pubsub,
+            invalidations=self.inv_channel,
+            fills=self.fill_channel,
+            ping_interval=self._ping_interval,
+            on_invalidate=self._dispatch_invalidation,
+            on_fill=self._waiters.notify,
+            on_alive=self._dispatch_alive,
+            on_reset=self._dispatch_reset,
+        )
 
     def _masters(self) -> list[tuple[str, int]]:
         """The masters that own slots now, asking the nodes the client knows in turn."""

@@ -603,19 +603,24 @@ class RedisBackend(Backend):
         if self._listener is None:
             with self._lock:
                 if self._listener is None:
-                    self._listener = Listener(
-                        self._make_pubsub,
-                        invalidations=self.inv_channel,
-                        fills=self.fill_channel,
-                        ping_interval=self._ping_interval,
-                        on_invalidate=self._dispatch_invalidation,
-                        on_fill=self._waiters.notify,
-                        on_alive=self._dispatch_alive,
-                        on_subscribed=self._dispatch_reset,
-                        on_lost=self._dispatch_reset,
-                    )
-                    self._listener.start()
+                    listener = self._new_listener()
+                    listener.start()
+                    self._listener = listener
         return self._listener
+
+    def _new_listener(self) -> Listener | Fanout:
+        """The channel listener of this backend (one connection to the one server)."""
+        return Listener(
+            self._make_pubsub,
+            invalidations=self.inv_channel,
+            fills=self.fill_channel,
+            ping_interval=self._ping_interval,
+            on_invalidate=self._dispatch_invalidation,
+            on_fill=self._waiters.notify,
+            on_alive=self._dispatch_alive,
+            on_subscribed=self._dispatch_reset,
+            on_lost=self._dispatch_reset,
+        )
 
     @property
     def listener(self) -> Listener | Fanout | None:

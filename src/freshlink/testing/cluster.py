@@ -12,7 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from .server import RedisServer, free_port
 
@@ -146,7 +146,38 @@ def _revive(server: RedisServer) -> bool:
     return False
 
 
-class RedisClusterSetup:
+class _Setup:
+    """What both local setups share: reset to health, and use as a context manager."""
+
+    nodes: Any
+
+    def start(self, timeout: float = 30.0) -> Self:
+        """Start every process and wait until the setup is healthy."""
+        raise NotImplementedError
+
+    def repair(self, timeout: float = 20.0) -> bool:
+        """Restart dead (or resume paused) processes; True if healthy after."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop every process and remove its directory."""
+        raise NotImplementedError
+
+    def reset(self, timeout: float = 30.0) -> None:
+        """Make the setup healthy: repair it, or throw it away and create a fresh one."""
+        if self.nodes and self.repair(15.0):
+            return
+        self.close()
+        self.start(timeout)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RedisClusterSetup(_Setup):
     """A local Redis Cluster: ``masters`` masters with ``replicas_per_master`` replicas each."""
 
     def __init__(
@@ -354,24 +385,11 @@ class RedisClusterSetup:
             return False
         return True
 
-    def reset(self, timeout: float = 30.0) -> None:
-        """Make the cluster healthy: repair it, or throw it away and create a fresh one."""
-        if self.nodes and self.repair(15.0):
-            return
-        self.close()
-        self.start(timeout)
-
     def close(self) -> None:
         """Stop every node and remove its directory."""
         for n in self.nodes:
             n.close()
         self.nodes = []
-
-    def __enter__(self) -> RedisClusterSetup:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _cluster_info(port: int) -> dict[str, str]:
@@ -415,7 +433,7 @@ class SentinelServer(RedisServer):
         return [self.exe, str(self.conf), "--sentinel"]
 
 
-class RedisSentinelSetup:
+class RedisSentinelSetup(_Setup):
     """One master, ``replicas`` replicas and ``sentinels`` Sentinels monitoring them."""
 
     def __init__(
@@ -667,22 +685,9 @@ class RedisSentinelSetup:
             return False
         return True
 
-    def reset(self, timeout: float = 30.0) -> None:
-        """Make the setup healthy: repair it, or throw it away and create a fresh one."""
-        if self.sentinels and self.repair(15.0):
-            return
-        self.close()
-        self.start(timeout)
-
     def close(self) -> None:
         """Stop every process and remove its directory."""
         for n in self.nodes:
             n.close()
         self.data_nodes = []
         self.sentinels = []
-
-    def __enter__(self) -> RedisSentinelSetup:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
