@@ -257,27 +257,22 @@ def test_cluster_no_stale_reads(cluster_url: str, mode: str) -> None:
     _coherent(run_coherence(cluster_url, mode, duration=1.5))
 
 
-@pytest.mark.cluster
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["strict", "bounded"])
-def test_cluster_no_stale_reads_during_failover(
-    redis_cluster: RedisClusterSetup, cluster_url: str, mode: str
+@pytest.mark.parametrize(
+    "setup",
+    [
+        pytest.param("cluster", marks=pytest.mark.cluster),
+        pytest.param("sentinel", marks=pytest.mark.sentinel),
+    ],
+)
+def test_no_stale_reads_during_failover(
+    request: pytest.FixtureRequest, setup: str, mode: str
 ) -> None:
-    run = run_coherence(
-        cluster_url, mode, duration=3.0, disrupt=_once_at(0.5, redis_cluster.failover)
-    )
-    _coherent(run)
-
-
-@pytest.mark.sentinel
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["strict", "bounded"])
-def test_sentinel_no_stale_reads_during_failover(
-    redis_sentinel: RedisSentinelSetup, sentinel_url: str, mode: str
-) -> None:
-    run = run_coherence(
-        sentinel_url, mode, duration=3.0, disrupt=_once_at(0.5, redis_sentinel.failover)
-    )
+    """CLUSTER FAILOVER on a replica, or SENTINEL FAILOVER, half a second into the run."""
+    url = request.getfixturevalue(f"{setup}_url")
+    local = request.getfixturevalue(f"redis_{setup}")
+    run = run_coherence(url, mode, duration=3.0, disrupt=_once_at(0.5, local.failover))
     _coherent(run)
 
 
