@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from conftest import cache_factory
 from freshlink import Cache, Local
 from freshlink.backends.cluster import RedisClusterBackend, parse_cluster_url
 from freshlink.backends.sentinel import SentinelBackend, parse_sentinel_url
-from freshlink.errors import ConfigurationError
+from freshlink.errors import ConfigurationError, InvalidationError
 from freshlink.testing.cluster import (
     RedisClusterSetup,
     RedisSentinelSetup,
@@ -269,10 +270,16 @@ def test_cluster_no_stale_reads(cluster_url: str, mode: str) -> None:
 def test_no_stale_reads_during_failover(
     request: pytest.FixtureRequest, setup: str, mode: str
 ) -> None:
-    """CLUSTER FAILOVER on a replica, or SENTINEL FAILOVER, half a second into the run."""
+    """CLUSTER FAILOVER on a replica, or SENTINEL FAILOVER, half a second into the run.
+
+    Sentinel is left to demote the old master in its own time (10 s or more): until then it
+    is still a writable master that processes with open connections can reach."""
     url = request.getfixturevalue(f"{setup}_url")
     local = request.getfixturevalue(f"redis_{setup}")
-    run = run_coherence(url, mode, duration=3.0, disrupt=_once_at(0.5, local.failover))
+    failover = (
+        local.failover if setup == "cluster" else partial(local.failover, demote_old_master=False)
+    )
+    run = run_coherence(url, mode, duration=4.0, disrupt=_once_at(0.5, failover))
     _coherent(run)
 
 
@@ -341,6 +348,9 @@ def test_sentinel_failover_that_loses_an_invalidation_resurrects_nothing(
     replica that missed the acknowledged invalidation; the new master's identity differs."""
     cache = make_sentinel_cache()
     assert isinstance(_inner(cache), SentinelBackend)
+    # The node identity alone: with replica confirmation (WAIT) on, the invalidation below
+    # would not be acknowledged at all (see the next test).
+    _inner(cache).wait_replicas = 0
     calls: list[int] = []
 
     @cache.cached(ttl=60, key="loan:1", tags=["user:1"])
@@ -447,3 +457,54 @@ def test_backend_write_through_with_no_generation_in_the_entry_slot(
     assert backend.read(key, names).entry is None
     time.sleep(0.1)
     assert backend.listener.alive.is_set(), "the channel must survive every message"
+
+
+@pytest.mark.sentinel
+@pytest.mark.slow
+def test_sentinel_old_master_left_writable_loses_no_acknowledged_invalidation(
+    redis_sentinel: RedisSentinelSetup, make_sentinel_cache: Callable[..., Cache]
+) -> None:
+    """Right after SENTINEL FAILOVER the old master still takes writes. A writer whose
+    connections point at it must not get an acknowledgement that the new master never sees;
+    a bounded reader's channel must move to the new master."""
+    data = {"v": 1}
+
+    def reader(**kw: Any) -> tuple[Cache, Callable[[], int]]:
+        cache = make_sentinel_cache(**kw)
+
+        @cache.cached(ttl=600, key="loan", tags=["loan"])
+        def loan() -> int:
+            return data["v"]
+
+        return cache, loan
+
+    writer = make_sentinel_cache()
+    writer.invalidate("warm-up")  # the writer's pool now holds a connection to the old master
+    bounded, bounded_loan = reader(local=Local(mode="bounded", max_staleness=0.1))
+    listener = _inner(bounded).ensure_listener()
+    assert listener.alive.wait(5)
+    assert bounded_loan() == 1
+    old = redis_sentinel.master_port()
+    redis_command(redis_sentinel.sentinels[0].port, "SENTINEL", "FAILOVER", "mymaster")
+    deadline = time.monotonic() + 15
+    while (new := redis_sentinel.master_port()) == old or role(new)[0] != "master":
+        assert time.monotonic() < deadline, "Sentinel did not fail over"
+        time.sleep(0.02)
+    assert role(old)[0] == "master", "the old master should still be writable here"
+    data["v"] = 2
+    try:
+        writer.invalidate("loan")
+        acknowledged = True
+    except InvalidationError:
+        acknowledged = False  # not confirmed by a replica: the app knows to retry
+    if acknowledged:
+        _, fresh_loan = reader()
+        assert fresh_loan() == 2, "a read after an acknowledged invalidation saw the old value"
+    deadline = time.monotonic() + 5
+    while bounded_loan() != 2 and acknowledged:
+        assert time.monotonic() < deadline, "the bounded reader kept the old value"
+        time.sleep(0.05)
+    assert _inner(bounded).listener.alive.wait(5)
+    # The channel follows the master the sentinels name: an invalidation made there (through
+    # a new connection) reaches the bounded reader within its bound.
+    assert _inner(bounded)._master == ("127.0.0.1", new)

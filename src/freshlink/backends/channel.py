@@ -73,6 +73,10 @@ class Listener:
             self._thread.join(timeout=2)
         self._close()
 
+    def reconnect(self) -> None:
+        """Drop the connection now (the thread reconnects, and reports it lost meanwhile)."""
+        self._close()
+
     def _close(self) -> None:
         ps, self._pubsub = self._pubsub, None
         if ps is not None:
@@ -222,6 +226,13 @@ class Fanout:
             self._nodes.clear()
         for listener in listeners:
             listener.stop()
+
+    def reconnect(self) -> None:
+        """Drop every master's connection now (each reconnects, reporting it lost meanwhile)."""
+        with self._lock:
+            listeners = list(self._nodes.values())
+        for listener in listeners:
+            listener.reconnect()
 
     def _run(self) -> None:
         failing = False

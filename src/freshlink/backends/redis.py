@@ -141,6 +141,8 @@ class RedisBackend(Backend):
         ping_interval: float = 0.02,
         rng: Callable[[], float] = random.random,
         client_options: dict[str, Any] | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
     ) -> None:
         if client is None and aclient is None and url is None:
             raise ConfigurationError("RedisBackend needs a url, a client or an async client")
@@ -150,6 +152,13 @@ class RedisBackend(Backend):
                     "freshlink needs a redis client with decode_responses=False (payloads are "
                     "bytes); create a separate client for freshlink"
                 )
+        if not isinstance(wait_replicas, int) or wait_replicas < 0:
+            raise ConfigurationError(f"wait_replicas must be an int >= 0, got {wait_replicas!r}")
+        if not wait_timeout > 0:
+            raise ConfigurationError(f"wait_timeout must be > 0 seconds, got {wait_timeout!r}")
+        #: Replicas that must have an invalidation (``WAIT``) before it is acknowledged.
+        self.wait_replicas = wait_replicas
+        self._wait_ms = max(int(wait_timeout * 1000), 1)
         self.url = url
         self._options = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
         self._client = client
@@ -306,14 +315,27 @@ class RedisBackend(Backend):
     ) -> Any:
         # EVALSHA straight through execute_command: redis-py's Script wrapper costs a few
         # microseconds per call on the hot path. NOSCRIPT (a restarted or flushed server)
-        # loads the script and tries once more.
+        # loads the script and tries once more. An invalidation (kind InvalidationError) on a
+        # backend with wait_replicas is followed by WAIT on the same connection (a pipeline).
         client = self.client
+        confirm = kind is InvalidationError and self.wait_replicas > 0
         try:
-            try:
-                return client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
-            except _redis().exceptions.NoScriptError:
-                client.script_load(getattr(_scripts, name))
-                return client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
+            for attempt in (0, 1):
+                try:
+                    if not confirm:
+                        return client.execute_command(
+                            "EVALSHA", _SHA[name], len(keys), *keys, *args
+                        )
+                    with client.pipeline(transaction=False) as p:
+                        p.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
+                        p.execute_command("WAIT", self.wait_replicas, self._wait_ms)
+                        reply, acked = p.execute()
+                    self._confirmed_by(acked)
+                    return reply
+                except _redis().exceptions.NoScriptError:
+                    if attempt:
+                        raise
+                    client.script_load(getattr(_scripts, name))
         except Exception as exc:
             raise self._error(exc, kind) from exc
 
@@ -324,15 +346,38 @@ class RedisBackend(Backend):
         args: Sequence[Any],
         kind: type[BackendError] = BackendError,
     ) -> Any:
+        await self._aprepare()
         client = self.aclient
+        confirm = kind is InvalidationError and self.wait_replicas > 0
         try:
-            try:
-                return await client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
-            except _redis().exceptions.NoScriptError:
-                await client.script_load(getattr(_scripts, name))
-                return await client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
+            for attempt in (0, 1):
+                try:
+                    if not confirm:
+                        return await client.execute_command(
+                            "EVALSHA", _SHA[name], len(keys), *keys, *args
+                        )
+                    async with client.pipeline(transaction=False) as p:
+                        p.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
+                        p.execute_command("WAIT", self.wait_replicas, self._wait_ms)
+                        reply, acked = await p.execute()
+                    self._confirmed_by(acked)
+                    return reply
+                except _redis().exceptions.NoScriptError:
+                    if attempt:
+                        raise
+                    await client.script_load(getattr(_scripts, name))
         except Exception as exc:
             raise self._error(exc, kind) from exc
+
+    def _confirmed_by(self, acked: Any) -> None:
+        if int(acked) < self.wait_replicas:
+            raise InvalidationError(
+                f"redis: the invalidation reached {acked} of {self.wait_replicas} replica(s) "
+                f"within {self._wait_ms} ms, so a failover could lose it: not confirmed"
+            )
+
+    async def _aprepare(self) -> None:
+        """Hook run before each async command (the Sentinel backend drops stale connections)."""
 
     # ------------------------------------------------------------------ Backend API
 

@@ -12,6 +12,10 @@ Everything else is the single-server backend. What makes it safe across a failov
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
+import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -20,6 +24,8 @@ from .cluster import parse_cluster_url
 from .redis import RedisBackend, _redis, _retry
 
 __all__ = ["SentinelBackend", "parse_sentinel_url"]
+
+logger = logging.getLogger("freshlink")
 
 
 def parse_sentinel_url(url: str) -> dict[str, Any]:
@@ -43,10 +49,83 @@ def parse_sentinel_url(url: str) -> dict[str, Any]:
 class SentinelBackend(RedisBackend):
     """The Redis backend on the master a set of Sentinels points to."""
 
-    def __init__(self, *, url: str, **kw: Any) -> None:
-        super().__init__(url=url, **kw)
+    def __init__(
+        self, *, url: str, wait_replicas: int = 1, check_interval: float = 0.05, **kw: Any
+    ) -> None:
+        super().__init__(url=url, wait_replicas=wait_replicas, **kw)
         self._sentinel_url = parse_sentinel_url(url)
         self._sentinel: Any = None
+        self._check_interval = check_interval
+        self._master: tuple[str, int] | None = None
+        self._confirmed = -math.inf  # start of the last answer from the sentinels
+        self._async_stale = False
+        self._stop = threading.Event()
+        self._watch: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ the master watch
+    #
+    # After SENTINEL FAILOVER the old master stays a writable master until Sentinel gets round
+    # to reconfiguring it (10 s or more), and connections already open to it keep working.
+    # So every process asks the sentinels which server is the master every check_interval:
+    # when the answer changes it drops its connections (new ones go to the new master), makes
+    # the channel resubscribe and empties its L1; and L1 trust never extends past the last
+    # answer. Invalidations are also confirmed by a replica (WAIT): one that reached only an
+    # old master left without replicas is reported, never acknowledged.
+
+    def _ensure_watch(self) -> None:
+        if self._watch is None:
+            with self._lock:
+                if self._watch is None:
+                    self._watch = threading.Thread(
+                        target=self._watch_loop, name="freshlink-sentinel-watch", daemon=True
+                    )
+                    self._watch.start()
+
+    def _watch_loop(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                master = self._sentinels().discover_master(self._sentinel_url["service"])
+            except Exception as exc:
+                (logger.debug if failing else logger.warning)(
+                    "freshlink: no answer from the sentinels (%s)", exc
+                )
+                failing = True
+            else:
+                failing = False
+                master = (str(master[0]), int(master[1]))
+                if self._master is not None and master != self._master:
+                    self._moved(master)
+                self._master = master
+                self._confirmed = started
+            self._stop.wait(self._check_interval)
+
+    def _moved(self, master: tuple[str, int]) -> None:
+        logger.warning(
+            "freshlink: the sentinels name a new master %s:%s; reconnecting, L1 flushed",
+            *master,
+            extra={"freshlink_event": "master_moved"},
+        )
+        if self._client is not None:
+            self._client.connection_pool.disconnect()
+        self._async_stale = True
+        if self._listener is not None:
+            self._listener.reconnect()
+        self._dispatch_reset()
+
+    async def _aprepare(self) -> None:
+        if self._async_stale and self._aclient is not None:
+            self._async_stale = False
+            await self._aclient.connection_pool.disconnect()
+
+    def _dispatch_alive(self, t: float) -> None:
+        super()._dispatch_alive(min(t, self._confirmed))
+
+    def ensure_listener(self) -> Any:
+        """Start the channel (and the master watch)."""
+        self._ensure_watch()
+        return super().ensure_listener()
 
     def _sentinels(self) -> Any:
         """One sync ``Sentinel`` manager, shared by the client and the channel."""
@@ -76,6 +155,7 @@ class SentinelBackend(RedisBackend):
     @property
     def client(self) -> Any:
         """The sync client on the current master (created on first use)."""
+        self._ensure_watch()
         if self._client is None:
             with self._lock:
                 if self._client is None:
@@ -114,7 +194,10 @@ class SentinelBackend(RedisBackend):
         return client.pubsub(ignore_subscribe_messages=False)
 
     def close(self) -> None:
-        """Stop the channel, disconnect the client and the connections to the sentinels."""
+        """Stop the channel and the watch, disconnect the client and from the sentinels."""
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.join(timeout=2)
         super().close()
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
