@@ -17,8 +17,10 @@ simply stops extending that, and a lost connection flushes L1 at once.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -191,16 +193,19 @@ class Fanout:
         self._make_pubsub = make_pubsub
         self._channels = (invalidations, fills)
         self._interval = ping_interval
-        self._on_invalidate = on_invalidate
+        self._deliver = on_invalidate
         self._on_fill = on_fill
         self._on_alive = on_alive
         self._on_reset = on_reset
         self._topology_interval = topology_interval
+        # Every message arrives once per master (the cluster forwards PUBLISH to every node):
+        # a late copy of an older message would look to L1 like a generation going down.
+        self._seen: OrderedDict[tuple[tuple[str, ...], tuple[int, ...]], None] = OrderedDict()
         self._clock = clock
         self._lock = threading.Lock()
         self._nodes: dict[tuple[str, int], Listener] = {}
         self._proved: dict[tuple[str, int], float] = {}
-        self._confirmed = -float("inf")  # start of the last topology read that succeeded
+        self._confirmed = -math.inf  # start of the last topology read that succeeded
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -248,28 +253,36 @@ class Fanout:
                 failing = True
             else:
                 failing = False
-                self._reconcile(masters)
-                with self._lock:
-                    self._confirmed = started
-                self._report()
+                try:
+                    self._reconcile(masters)
+                except Exception:  # never let the thread die: trust would freeze
+                    logger.exception("freshlink: updating the cluster's subscriptions failed")
+                    self._lost()
+                else:
+                    with self._lock:
+                        self._confirmed = started
+                    self._report()
             self._wake.wait(self._topology_interval)
             self._wake.clear()
 
     def _reconcile(self, masters: set[tuple[str, int]]) -> None:
         with self._lock:
+            if self._stop.is_set():
+                return  # stop() ran while the masters were being read
             gone = [node for node in self._nodes if node not in masters]
-            new = [node for node in masters if node not in self._nodes]
             stopped = [self._nodes.pop(node) for node in gone]
             for node in gone:
                 self._proved.pop(node, None)
-            for node in new:
-                self._nodes[node] = self._listener(node)
+            started = []
+            for node in [n for n in masters if n not in self._nodes]:
+                listener = self._nodes[node] = self._listener(node)
+                started.append(listener)
         for listener in stopped:
             listener.stop()
-        if gone or new:
+        if stopped or started:
             self._lost()
-        for node in new:
-            self._nodes[node].start()
+        for listener in started:
+            listener.start()
 
     def _listener(self, node: tuple[str, int]) -> Listener:
         def alive(t: float) -> None:
@@ -296,6 +309,17 @@ class Fanout:
             clock=self._clock,
         )
 
+    def _on_invalidate(self, names: Sequence[str], values: Sequence[int]) -> None:
+        """Deliver each distinct message once, however many masters forward it."""
+        key = (tuple(names), tuple(values))
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen[key] = None
+            if len(self._seen) > 4096:
+                self._seen.popitem(last=False)
+        self._deliver(names, values)
+
     def _lost(self) -> None:
         self.alive.clear()
         self.connected.clear()
@@ -306,6 +330,8 @@ class Fanout:
             nodes = list(self._nodes)
             if not nodes or any(node not in self._proved for node in nodes):
                 return
+            if self._confirmed == -math.inf:
+                return  # no topology read has succeeded yet
             t = min(min(self._proved[node] for node in nodes), self._confirmed)
             listeners = list(self._nodes.values())
         if all(listener.connected.is_set() for listener in listeners):

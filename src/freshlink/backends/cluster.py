@@ -546,7 +546,14 @@ def _masters_in(table: Any, asked_host: str) -> list[tuple[str, int]]:
     masters = []
     for addr, flags, has_slots in rows:
         marks = set(flags.split(","))
-        if "master" in marks and has_slots and not marks & {"fail", "fail?", "noaddr", "handshake"}:
+        # A master that owns slots is kept even when flagged as failing: "fail?" is one node's
+        # opinion, and a master cut off from the bus may still serve clients and publish. Its
+        # subscription then just stops proving delivery until a failover moves its slots.
+        # A master without slots (one importing slots while the cluster grows) is kept too,
+        # unless it has failed.
+        if "master" not in marks or marks & {"noaddr", "handshake"}:
+            continue
+        if has_slots or "fail" not in marks:
             host, _, port = addr.rpartition(":")
             masters.append((host or asked_host, int(port)))
     return sorted(masters)
