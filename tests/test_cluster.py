@@ -508,3 +508,66 @@ def test_sentinel_old_master_left_writable_loses_no_acknowledged_invalidation(
     # The channel follows the master the sentinels name: an invalidation made there (through
     # a new connection) reaches the bounded reader within its bound.
     assert _inner(bounded)._master == ("127.0.0.1", new)
+
+
+@pytest.mark.cluster
+def test_write_through_interleavings_never_leave_an_older_value_valid(
+    make_cluster_cache: Callable[..., Cache],
+) -> None:
+    """Every interleaving of two write-throughs, and of a write-through with an invalidation,
+    whose generations span three slots. Each writer reads the generations (E), writes its data
+    (D), then runs the write-through's two rounds (R1: the tags' slots, R2: the entry's slot).
+    After every step no value older than an acknowledged write may be valid."""
+    from itertools import permutations
+
+    from freshlink.backends.base import Entry
+    from freshlink.backends.cluster import _place
+
+    cache = make_cluster_cache()
+    backend = _inner(cache)
+    steps = {"wt": ["E", "D", "R1", "R2"], "inv": ["D", "I"]}
+    cases = 0
+    for other in ("wt", "inv"):
+        plan = {0: steps["wt"], 1: steps[other]}
+        for order in sorted(set(permutations([0] * 4 + [1] * len(plan[1])))):
+            cases += 1
+            ns = f"il{cases}"
+            key = ns + ":e:k"
+            names = [ns + ":k:k"]
+            used = {_place(backend._prefix, key)[1]}
+            i = 0
+            while len(names) < 3:  # two tags, each on a slot of its own
+                tag = f"{ns}:t:tag{i}"
+                i += 1
+                if _place(backend._prefix, tag)[1] not in used:
+                    used.add(_place(backend._prefix, tag)[1])
+                    names.append(tag)
+            state: dict[int, dict[str, Any]] = {0: {}, 1: {}}
+            at = {0: 0, 1: 0}
+            version = 0
+            acked: list[int] = []
+            for who in order:
+                step = plan[who][at[who]]
+                at[who] += 1
+                st = state[who]
+                if step == "E":
+                    st["expected"] = backend.current(names)
+                elif step == "D":
+                    version += 1
+                    st["data"] = version
+                elif step == "R1":
+                    stamps = tuple(g + 1 for g in st["expected"])
+                    entry = Entry(str(st["data"]).encode(), tuple(names), stamps, time.time(), 60)
+                    st["ops"] = backend._write_through(key, entry, st["expected"], 60.0)
+                    st["calls"] = backend._round(next(st["ops"]))
+                elif step == "R2":
+                    with pytest.raises(StopIteration):
+                        st["ops"].send(backend._round(st["ops"].send(st["calls"])))
+                    acked.append(st["data"])
+                else:  # "I": a plain invalidation of one tag
+                    backend.invalidate(names[1:2])
+                    acked.append(st["data"])
+                found = backend.read(key, names).entry
+                if found is not None and acked:
+                    assert int(found.payload) >= max(acked), (other, order, found, acked)
+    assert cases == 70 + 15
