@@ -100,9 +100,9 @@ class TestSentinelBounded(BackendConformance):
 
 def test_cluster_url_parsing() -> None:
     parsed = parse_cluster_url(
-        "rediss+cluster://u:p%40ss@10.0.0.1:7000,10.0.0.2?socket_timeout=0.5"
+        "rediss+cluster://u:p%40ss@10.0.0.1:7000,10.0.0.2,[::1]:7001?socket_timeout=0.5"
     )
-    assert parsed["nodes"] == [("10.0.0.1", 7000), ("10.0.0.2", 6379)]
+    assert parsed["nodes"] == [("10.0.0.1", 7000), ("10.0.0.2", 6379), ("::1", 7001)]
     assert parsed["options"] == {
         "ssl": True,
         "username": "u",
@@ -116,13 +116,22 @@ def test_sentinel_url_parsing() -> None:
     assert parsed["sentinels"] == [("127.0.0.1", 26379), ("127.0.0.1", 26380)]
     assert parsed["service"] == "mymaster"
     assert parsed["options"]["db"] == 2
+    assert parse_sentinel_url("redis+sentinel://h:1/m?socket_timeout=2")["options"] == {
+        "ssl": False,
+        "socket_timeout": 2.0,
+    }
 
 
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis+cluster://", "names no cluster node"),
-        ("redis+cluster://h:notaport", "bad cluster node"),
+        ("redis+cluster://", "an empty node address"),
+        ("redis+cluster://h:1,", "an empty node address"),
+        ("redis+cluster://:7000", "bad node"),
+        ("redis+cluster://h:notaport", "bad node"),
+        ("redis+cluster://h:70000", "bad node"),
+        ("redis+cluster://h:1?db=3", "only database 0"),
+        ("redis+cluster://h:1?socket_timeout=-1", "must be >= 0"),
         ("redis+cluster://h:1?color=blue", "unknown option 'color'"),
         ("redis+cluster://h:1?socket_timeout=soon", "is not float"),
         ("redis+sentinel://h:26379", "names no Sentinel service"),

@@ -57,27 +57,37 @@ def _place(prefix: str, name: str) -> tuple[str, int]:
     return key, key_slot(key.encode())
 
 
-def parse_cluster_url(url: str) -> dict[str, Any]:
-    """Startup nodes and options from ``redis+cluster://[user:pass@]host:port[,host:port]``."""
+def parse_cluster_url(url: str, *, db: bool = False) -> dict[str, Any]:
+    """Startup nodes and options from ``redis+cluster://[user:pass@]host:port[,host:port]``.
+
+    ``db`` allows a ``db`` query option (Sentinel; a cluster has only database 0).
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    hosts = parts.netloc.rpartition("@")[2]
-    if not hosts:
-        raise ConfigurationError(f"{url!r} names no cluster node (host:port[,host:port...])")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
     nodes: list[tuple[str, int]] = []
     for item in hosts.split(","):
-        host, _, port = item.strip().rpartition(":")
+        host, colon, port = item.strip().rpartition(":")
+        if not host and not port:
+            raise ConfigurationError(f"an empty node address in {url!r} (host:port[,host:port])")
+        if not colon:  # "host" alone: the default port
+            host, port = port, "6379"
+        host = host.removeprefix("[").removesuffix("]")  # [::1]:7000
         try:
-            nodes.append((host or item, int(port) if host else 6379))
+            number = int(port)
         except ValueError:
-            raise ConfigurationError(f"bad cluster node {item!r} in {url!r}") from None
+            number = -1
+        if not host or not 0 < number < 65536:
+            raise ConfigurationError(f"bad node {item!r} in {url!r} (host:port[,host:port])")
+        nodes.append((host, number))
     options: dict[str, Any] = {"ssl": scheme.startswith("rediss")}
-    userinfo = parts.netloc.rpartition("@")[0]
     if userinfo:
         user, _, password = userinfo.partition(":")
         options["username"] = unquote(user) or None
         options["password"] = unquote(password) or None
     for key, values in parse_qs(parts.query).items():
+        if key == "db" and not db:
+            raise ConfigurationError(f"a Redis Cluster has only database 0; remove db from {url!r}")
         options[key] = _option(url, key, values[-1])
     return {"nodes": nodes, "options": options}
 
@@ -107,11 +117,14 @@ def _option(url: str, key: str, value: str) -> Any:
             f"unknown option {key!r} in {url!r}; known: {', '.join(sorted(_OPTIONS))}"
         )
     try:
-        return kind(value)
+        parsed = kind(value)
     except ValueError:
         raise ConfigurationError(
             f"option {key}={value!r} in {url!r} is not {kind.__name__}"
         ) from None
+    if kind is not str and not parsed >= 0:
+        raise ConfigurationError(f"option {key}={value!r} in {url!r} must be >= 0")
+    return parsed
 
 
 class RedisClusterBackend(RedisBackend):

@@ -30,7 +30,7 @@ logger = logging.getLogger("freshlink")
 
 def parse_sentinel_url(url: str) -> dict[str, Any]:
     """Sentinels, service name, db and options from ``redis+sentinel://h:p[,h:p]/name[/db]``."""
-    parsed = parse_cluster_url(url)
+    parsed = parse_cluster_url(url, db=True)
     parts = urlsplit(url)
     path = [p for p in parts.path.split("/") if p]
     if not path:
