@@ -141,7 +141,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         scanned = 0
         # On a cluster every key starts with its {hash tag}; scan_iter visits every master.
         cluster = type(client).__module__.startswith("redis.cluster")
-        match = ("*" if cluster else "") + f"{args.namespace}:*"
+        match = ("{*}" if cluster else "") + f"{args.namespace}:*"
         for raw in client.scan_iter(match=match, count=1000):
             key = raw.decode()
             if cluster and key.startswith("{"):

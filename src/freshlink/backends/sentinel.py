@@ -5,9 +5,12 @@ Everything else is the single-server backend. What makes it safe across a failov
 * every connection learns the server's identity (run id and replication id), and entries carry
   the identity they were written under, so nothing written before a promotion is valid after
   it; a read that spans a reconnect is repeated with the new identity;
-* Sentinel closes the clients of the demoted master (normal and pub/sub), and redis-py's
-  Sentinel pool asks the sentinels for the new master on every new connection, so the channel
-  resubscribes on the new master and L1 is flushed in between.
+* a master watch asks the sentinels which server is the master every ``check_interval``; when
+  the answer changes, connections are dropped (new ones go to the new master), the channel
+  resubscribes there and L1 is emptied, and L1 trust never extends past the last answer;
+* an invalidation is acknowledged only once a replica has it (``WAIT``, ``wait_replicas``): an
+  old master that Sentinel has not yet demoted has lost its replica, so an invalidation sent
+  to it is reported (``InvalidationError``) instead of silently lost.
 """
 
 from __future__ import annotations
