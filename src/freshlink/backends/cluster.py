@@ -298,11 +298,7 @@ class RedisClusterBackend(RedisBackend):
     def _current(self, names: Sequence[str]) -> Ops:
         groups = self._by_slot(names)
         replies = yield self._gens_calls(names, groups)
-        values: list[int] = [0] * len(names)
-        for idx, reply in zip(groups.values(), replies, strict=True):
-            for i, v in zip(idx, reply, strict=True):
-                values[i] = int(v)
-        return tuple(values)
+        return _gather(len(names), list(groups.values()), replies)
 
     def _read(self, key: str, names: Sequence[str]) -> Ops:
         here, others = self._split(key, names)
@@ -316,13 +312,7 @@ class RedisClusterBackend(RedisBackend):
         ]
         replies = yield calls
         first = replies[0]
-        values: list[int] = [0] * len(names)
-        for i, v in zip(here, first[4:], strict=True):
-            values[i] = int(v)
-        for idx, reply in zip(others.values(), replies[1:], strict=True):
-            for i, v in zip(idx, reply, strict=True):
-                values[i] = int(v)
-        gens = tuple(values)
+        gens = _gather(len(names), [here, *others.values()], [first[4:], *replies[1:]])
         stored_names, stamps, meta, payload = first[:4]
         if stored_names is None:
             return Read(None, gens)
@@ -416,11 +406,7 @@ class RedisClusterBackend(RedisBackend):
     def _invalidate(self, names: Sequence[str]) -> Ops:
         groups = self._by_slot(names)
         replies = yield [self._bump_call(names, idx, "") for idx in groups.values()]
-        values: list[int] = [0] * len(names)
-        for idx, reply in zip(groups.values(), replies, strict=True):
-            for i, v in zip(idx, reply, strict=True):
-                values[i] = int(v)
-        return tuple(values)
+        return _gather(len(names), list(groups.values()), replies)
 
     def invalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
         """See :meth:`Backend.invalidate` (a script per slot; not atomic across slots)."""
@@ -543,6 +529,15 @@ class RedisClusterBackend(RedisBackend):
             connection_class=pool.connection_class, host=host, port=port, **kwargs
         )
         return redis.Redis(connection_pool=pubsub_pool).pubsub(ignore_subscribe_messages=False)
+
+
+def _gather(n: int, positions: list[list[int]], replies: Sequence[Any]) -> tuple[int, ...]:
+    """Put per-slot replies back in the order of the ``n`` names they were grouped from."""
+    values = [0] * n
+    for idx, reply in zip(positions, replies, strict=True):
+        for i, v in zip(idx, reply, strict=True):
+            values[i] = int(v)
+    return tuple(values)
 
 
 def _masters_in(table: Any, asked_host: str) -> list[tuple[str, int]]:
