@@ -7,6 +7,7 @@ invalidated entry back; and the multi-process coherence test during manual failo
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from functools import partial
@@ -303,6 +304,9 @@ def test_cluster_failover_that_loses_an_invalidation_resurrects_nothing(
     cache = make_cluster_cache()
     backend = _inner(cache)
     assert isinstance(backend, RedisClusterBackend)
+    # The node identity alone: with replica confirmation (WAIT) on, the invalidation below
+    # would not be acknowledged at all (see the next test).
+    backend.wait_replicas = 0
     client = backend.client
     entry_node = client.get_node_from_key(backend._key(cache.entry_key("loan:1"))).port
     tag = next(
@@ -346,6 +350,43 @@ def test_cluster_failover_that_loses_an_invalidation_resurrects_nothing(
             assert time.monotonic() < deadline
             time.sleep(0.05)
     assert loan() == 2, "the invalidated entry came back after the failover"
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+async def test_cluster_invalidation_a_replica_did_not_get_is_not_acknowledged(
+    redis_cluster: RedisClusterSetup, make_cluster_cache: Callable[..., Cache], sync: bool
+) -> None:
+    """Each master that ran an increment must have it on a replica (WAIT) before the
+    invalidation is acknowledged: a master cut off from its replica cannot acknowledge one."""
+    cache = make_cluster_cache()
+    backend = _inner(cache)
+    tag = "user:9"
+    master = backend.client.get_node_from_key(backend._key(cache.tag_gen(tag))).port
+    (replica,) = redis_cluster.replicas_of(master)
+
+    async def invalidate() -> None:
+        if sync:
+            cache.invalidate(tag)
+        else:
+            await cache.ainvalidate(tag)
+
+    await invalidate()  # replicated: acknowledged
+    replica.pause()
+    redis_command(master, "CLIENT", "KILL", "TYPE", "replica")
+    try:
+        with pytest.raises(InvalidationError, match="0 of 1 replica"):
+            await invalidate()
+    finally:
+        replica.resume()
+    deadline = time.monotonic() + 10
+    while True:  # the replica reconnects: acknowledged again
+        try:
+            await invalidate()
+            break
+        except InvalidationError:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
 
 
 @pytest.mark.sentinel
@@ -397,7 +438,7 @@ def test_sentinel_failover_that_loses_an_invalidation_resurrects_nothing(
 #: The complete ACL freshlink needs on a cluster (docs/scaling.md shows the same rules).
 CLUSTER_ACL = (
     "reset on >CHANGE-ME ~{*}lending:* &lending:* +evalsha +script|load +info +ping +subscribe "
-    "+get +set +del +hset +hmget +pexpire +persist +pttl +publish +command +cluster|slots "
+    "+get +set +del +hset +hmget +pexpire +persist +pttl +publish +wait +command +cluster|slots "
     "+cluster|nodes"
 )
 

@@ -97,6 +97,7 @@ _OPTIONS: dict[str, type] = {
     "socket_timeout": float,
     "socket_connect_timeout": float,
     "db": int,
+    "wait_replicas": int,
     "ssl_cert_reqs": str,
     "ssl_ca_certs": str,
     "ssl_certfile": str,
@@ -131,11 +132,19 @@ class RedisClusterBackend(RedisBackend):
     """Entries and generations in a Redis Cluster, with the single-server guarantees."""
 
     def __init__(
-        self, client: Any = None, aclient: Any = None, *, url: str | None = None, **kw: Any
+        self,
+        client: Any = None,
+        aclient: Any = None,
+        *,
+        url: str | None = None,
+        wait_replicas: int = 1,
+        **kw: Any,
     ) -> None:
-        super().__init__(client, aclient, url=url, **kw)
-        self._prefix = self.namespace + ":"
         self._nodes_url = parse_cluster_url(url) if url is not None else None
+        if self._nodes_url is not None:  # ?wait_replicas=0 for masters without replicas
+            wait_replicas = self._nodes_url["options"].pop("wait_replicas", wait_replicas)
+        super().__init__(client, aclient, url=url, wait_replicas=wait_replicas, **kw)
+        self._prefix = self.namespace + ":"
 
     def _hook(self, client: Any, hook: Callable[..., Any]) -> None:
         # No connect hook: cluster scripts read their node's identity themselves.
@@ -222,14 +231,22 @@ class RedisClusterBackend(RedisBackend):
     def _load_scripts(self, client: Any) -> Any:
         return [client.script_load(getattr(scripts, name)) for name in scripts.__all__]
 
+    def _confirming(self, calls: list[Call]) -> bool:
+        # Increments are confirmed by a replica of each master that ran one (WAIT on the same
+        # connection, in the same round), as behind Sentinel: a master cut off from the
+        # cluster, or about to lose a failover, cannot acknowledge a lost invalidation.
+        return self.wait_replicas > 0 and any(name == "BUMP" for name, _, _ in calls)
+
     def _round(self, calls: list[Call]) -> list[Any]:
         client = self.client
         noscript = _redis().exceptions.NoScriptError
+        confirm = self._confirming(calls)
         for attempt in (0, 1):
             try:
-                if len(calls) == 1:
+                if len(calls) == 1 and not confirm:
                     name, keys, args = calls[0]
                     return [client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)]
+                waits: dict[str, Any] = {}
                 with client.pipeline(transaction=False) as p:
                     for name, keys, args in calls:
                         # Name the node: redis-py's sync cluster pipeline would otherwise ask
@@ -239,7 +256,14 @@ class RedisClusterBackend(RedisBackend):
                         p.execute_command(
                             "EVALSHA", _SHA[name], len(keys), *keys, *args, target_nodes=node
                         )
-                    return list(p.execute())
+                        if confirm and name == "BUMP":
+                            waits[node.name] = node
+                    for node in waits.values():
+                        p.execute_command(
+                            "WAIT", self.wait_replicas, self._wait_ms, target_nodes=node
+                        )
+                    replies = list(p.execute())
+                return self._confirmed_all(replies, len(waits))
             except noscript:
                 # A new or failed-over master has not seen the scripts (they are not
                 # replicated): load them on every master and try once more.
@@ -251,22 +275,39 @@ class RedisClusterBackend(RedisBackend):
     async def _around(self, calls: list[Call]) -> list[Any]:
         client = self.aclient
         noscript = _redis().exceptions.NoScriptError
+        confirm = self._confirming(calls)
         for attempt in (0, 1):
             try:
-                if len(calls) == 1:
+                if len(calls) == 1 and not confirm:
                     name, keys, args = calls[0]
                     sha = _SHA[name]
                     return [await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)]
+                waits: dict[str, Any] = {}
+                if confirm:
+                    await client.initialize()  # the slot table, read on first use (no-op after)
                 p = client.pipeline(transaction=False)
                 for name, keys, args in calls:
                     p.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
-                return list(await p.execute())
+                    if confirm and name == "BUMP":
+                        node = client.get_node_from_key(keys[0])
+                        waits[node.name] = node
+                for node in waits.values():
+                    p.execute_command("WAIT", self.wait_replicas, self._wait_ms, target_nodes=node)
+                return self._confirmed_all(list(await p.execute()), len(waits))
             except noscript:
                 if attempt:
                     raise
                 for name in scripts.__all__:
                     await client.script_load(getattr(scripts, name))
         raise AssertionError("unreachable")
+
+    def _confirmed_all(self, replies: list[Any], waits: int) -> list[Any]:
+        """The scripts' replies, once every WAIT at the end says a replica has the writes."""
+        if waits:
+            for acked in replies[-waits:]:
+                self._confirmed_by(acked)
+            return replies[:-waits]
+        return replies
 
     def _drive(self, ops: Ops, kind: type[BackendError] = BackendError) -> Any:
         try:

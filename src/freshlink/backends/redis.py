@@ -373,7 +373,8 @@ class RedisBackend(Backend):
         if int(acked) < self.wait_replicas:
             raise InvalidationError(
                 f"redis: the invalidation reached {acked} of {self.wait_replicas} replica(s) "
-                f"within {self._wait_ms} ms, so a failover could lose it: not confirmed"
+                f"within {self._wait_ms} ms, so a failover could lose it: not confirmed "
+                "(if your masters have no replicas, set wait_replicas=0)"
             )
 
     async def _aprepare(self) -> None:

@@ -55,8 +55,10 @@ class SentinelBackend(RedisBackend):
     def __init__(
         self, *, url: str, wait_replicas: int = 1, check_interval: float = 0.05, **kw: Any
     ) -> None:
+        sentinel_url = parse_sentinel_url(url)
+        wait_replicas = sentinel_url["options"].pop("wait_replicas", wait_replicas)
         super().__init__(url=url, wait_replicas=wait_replicas, **kw)
-        self._sentinel_url = parse_sentinel_url(url)
+        self._sentinel_url = sentinel_url
         self._sentinel: Any = None
         self._check_interval = check_interval
         self._master: tuple[str, int] | None = None
