@@ -55,6 +55,8 @@ class SentinelBackend(RedisBackend):
     def __init__(
         self, *, url: str, wait_replicas: int = 1, check_interval: float = 0.05, **kw: Any
     ) -> None:
+        if not check_interval > 0:
+            raise ConfigurationError(f"check_interval must be > 0 seconds, got {check_interval!r}")
         sentinel_url = parse_sentinel_url(url)
         wait_replicas = sentinel_url["options"].pop("wait_replicas", wait_replicas)
         super().__init__(url=url, wait_replicas=wait_replicas, **kw)
