@@ -621,3 +621,47 @@ def test_write_through_interleavings_never_leave_an_older_value_valid(
                 if found is not None and acked:
                     assert int(found.payload) >= max(acked), (other, order, found, acked)
     assert cases == 70 + 15
+
+
+@pytest.mark.sentinel
+async def test_sentinel_managed_clients_passed_in(redis_sentinel: RedisSentinelSetup) -> None:
+    """A client from Sentinel.master_for (sync or asyncio) gets the Sentinel backend: its
+    master watch, replica confirmation and channel."""
+    from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+    from redis.sentinel import Sentinel
+
+    redis_sentinel.reset()
+    addresses = redis_sentinel.sentinel_addresses
+    client = Sentinel(addresses).master_for("mymaster", socket_timeout=0.5)
+    aclient = AsyncSentinel(addresses).master_for("mymaster", socket_timeout=0.5)
+    caches = [
+        Cache(client, namespace="given", local=Local(mode="bounded", max_staleness=0.1)),
+        Cache(aclient, namespace="given"),
+    ]
+    try:
+        for cache in caches:
+            assert isinstance(_inner(cache), SentinelBackend)
+            assert _inner(cache).wait_replicas == 1
+        bounded, strict = caches
+        assert _inner(bounded).ensure_listener().alive.wait(5)
+        data = {"v": 1}
+
+        @bounded.cached(ttl=60, tags=["t"])
+        def read() -> int:
+            return data["v"]
+
+        @strict.cached(ttl=60, tags=["t"])
+        async def aread() -> int:
+            return data["v"]
+
+        assert read() == await aread() == 1
+        data["v"] = 2
+        await strict.ainvalidate("t")
+        assert await aread() == 2
+        await asyncio.sleep(0.15)
+        assert read() == 2
+    finally:
+        caches[0].close()
+        await caches[1].aclose()
+        client.close()
+        await aclient.aclose()

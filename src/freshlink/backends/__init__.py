@@ -26,6 +26,12 @@ def open_backend(url: Any, *, namespace: str = "freshlink", **options: Any) -> B
         return RedisClusterBackend(client=url, namespace=namespace, **options)
     if module.startswith("redis."):
         from .redis import RedisBackend
+        from .sentinel import SentinelBackend, is_sentinel_managed
+
+        if is_sentinel_managed(url):
+            if module.startswith("redis.asyncio"):
+                return SentinelBackend(aclient=url, namespace=namespace, **options)
+            return SentinelBackend(client=url, namespace=namespace, **options)
 
         if module.startswith("redis.asyncio"):
             return RedisBackend(aclient=url, namespace=namespace, **options)

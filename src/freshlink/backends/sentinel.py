@@ -49,17 +49,55 @@ def parse_sentinel_url(url: str) -> dict[str, Any]:
     return {"sentinels": parsed["nodes"], "service": unquote(path[0]), "options": options}
 
 
+def is_sentinel_managed(client: Any) -> bool:
+    """True for a redis-py client made by ``Sentinel.master_for`` (sync or asyncio)."""
+    pool = getattr(client, "connection_pool", None)
+    return hasattr(pool, "sentinel_manager") and hasattr(pool, "service_name")
+
+
+def _from_client(client: Any) -> dict[str, Any]:
+    """The sentinels, service and connection options of a Sentinel-managed client."""
+    if not is_sentinel_managed(client):
+        raise ConfigurationError(
+            f"expected a client made by Sentinel.master_for, got {type(client).__name__}"
+        )
+    pool = client.connection_pool
+    sentinels = [
+        (s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
+        for s in pool.sentinel_manager.sentinels
+    ]
+    options = {k: v for k, v in pool.connection_kwargs.items() if k in _FROM_CLIENT}
+    return {"sentinels": sentinels, "service": pool.service_name, "options": options}
+
+
+#: Settings the channel's own client takes from a Sentinel-managed client passed in.
+_FROM_CLIENT = frozenset({"username", "password", "db", "ssl", "ssl_ca_certs", "ssl_cert_reqs"})
+
+
 class SentinelBackend(RedisBackend):
     """The Redis backend on the master a set of Sentinels points to."""
 
     def __init__(
-        self, *, url: str, wait_replicas: int = 1, check_interval: float = 0.05, **kw: Any
+        self,
+        client: Any = None,
+        aclient: Any = None,
+        *,
+        url: str | None = None,
+        wait_replicas: int = 1,
+        check_interval: float = 0.05,
+        **kw: Any,
     ) -> None:
         if not check_interval > 0:
             raise ConfigurationError(f"check_interval must be > 0 seconds, got {check_interval!r}")
-        sentinel_url = parse_sentinel_url(url)
+        given = client if client is not None else aclient
+        if url is not None:
+            sentinel_url = parse_sentinel_url(url)
+        elif given is not None:
+            sentinel_url = _from_client(given)
+        else:
+            raise ConfigurationError("SentinelBackend needs a URL or a Sentinel-managed client")
         wait_replicas = sentinel_url["options"].pop("wait_replicas", wait_replicas)
-        super().__init__(url=url, wait_replicas=wait_replicas, **kw)
+        super().__init__(client, aclient, url=url, wait_replicas=wait_replicas, **kw)
         self._sentinel_url = sentinel_url
         self._sentinel: Any = None
         self._check_interval = check_interval
@@ -163,7 +201,7 @@ class SentinelBackend(RedisBackend):
     def client(self) -> Any:
         """The sync client on the current master (created on first use)."""
         self._ensure_watch()
-        if self._client is None:
+        if self._client is None:  # from the URL, or alongside an asyncio client passed in
             with self._lock:
                 if self._client is None:
                     self._client = self._sentinels().master_for(
