@@ -665,3 +665,17 @@ async def test_sentinel_managed_clients_passed_in(redis_sentinel: RedisSentinelS
         await caches[1].aclose()
         client.close()
         await aclient.aclose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+        "rediss+cluster://10.0.0.1:7000",
+        "redis+sentinel://10.0.0.1:26379/mymaster",
+    ],
+)
+def test_framework_settings_take_cluster_and_sentinel_urls(url: str) -> None:
+    from freshlink.contrib import settings_problems
+
+    assert settings_problems({"URL": url}) == []

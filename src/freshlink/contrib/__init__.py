@@ -56,7 +56,16 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-URL_SCHEMES = ("memory", "redis", "rediss", "unix")
+URL_SCHEMES = (
+    "memory",
+    "redis",
+    "rediss",
+    "unix",
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+)
 
 # Option name (lower case) -> how its value is read. Numbers may be given as strings so that
 # values taken from environment variables work unchanged.
@@ -209,7 +218,7 @@ def settings_problems(
     settings, problems = _parse(raw, label, known)
     if problems:
         return problems
-    if urlsplit(settings.url).scheme.lower() in ("redis", "rediss", "unix"):
+    if urlsplit(settings.url).scheme.lower() != "memory":
         try:
             importlib.import_module("redis")
         except ImportError:
@@ -253,7 +262,12 @@ def _parse(
         if not isinstance(url, str):
             r.bad("url", "a str such as 'redis://localhost:6379/0'", "url")
         elif urlsplit(url).scheme.lower() not in URL_SCHEMES:
-            r.bad("url", "a memory://, redis://, rediss:// or unix:// URL", "url")
+            r.bad(
+                "url",
+                "a memory://, redis://, rediss://, unix://, redis+cluster:// or "
+                "redis+sentinel:// URL",
+                "url",
+            )
         else:
             s.url = url
     for key in sorted(_FLOATS & lowered.keys()):

@@ -21,7 +21,10 @@ from .conf import DJANGO_KEYS, label, raw_settings
 __all__ = ["check_settings"]
 
 _HINTS = {
-    "url": "Use 'memory://' (one process) or a Redis URL such as 'redis://localhost:6379/0'.",
+    "url": (
+        "Use 'memory://' (one process) or a Redis URL such as 'redis://localhost:6379/0' "
+        "('redis+cluster://...' and 'redis+sentinel://.../name' too)."
+    ),
     "value": "See the option table in freshlink's Django guide.",
     "unknown": "Check the spelling; option names are upper case, e.g. FRESHLINK['DEFAULT_TTL'].",
 }
