@@ -100,6 +100,7 @@ class SentinelBackend(RedisBackend):
         super().__init__(client, aclient, url=url, wait_replicas=wait_replicas, **kw)
         self._sentinel_url = sentinel_url
         self._sentinel: Any = None
+        self._asentinel: Any = None  # the asyncio manager, when this backend made one
         self._check_interval = check_interval
         self._master: tuple[str, int] | None = None
         self._confirmed = -math.inf  # start of the last answer from the sentinels
@@ -219,7 +220,7 @@ class SentinelBackend(RedisBackend):
             from redis.asyncio.retry import Retry as AsyncRetry
             from redis.backoff import ExponentialBackoff
 
-            sentinel = _redis("redis.asyncio.sentinel").Sentinel(
+            sentinel = self._asentinel = _redis("redis.asyncio.sentinel").Sentinel(
                 self._sentinel_url["sentinels"], sentinel_kwargs=self._sentinel_kwargs()
             )
             self._aclient = sentinel.master_for(
@@ -237,6 +238,16 @@ class SentinelBackend(RedisBackend):
         with self._lock:
             client = self._sentinels().master_for(self._sentinel_url["service"], **kwargs)
         return client.pubsub(ignore_subscribe_messages=False)
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`; also closes the asyncio client and sentinels made here."""
+        await super().aclose()
+        if self._asentinel is not None:
+            if self.url is None and self._aclient is not None:
+                await self._aclient.aclose()  # made here for a sync client passed in
+            for sentinel in self._asentinel.sentinels:
+                await sentinel.aclose()
+            self._asentinel = None
 
     def close(self) -> None:
         """Stop the channel and the watch, disconnect the client and from the sentinels."""
