@@ -231,39 +231,42 @@ class RedisClusterBackend(RedisBackend):
     def _load_scripts(self, client: Any) -> Any:
         return [client.script_load(getattr(scripts, name)) for name in scripts.__all__]
 
-    def _confirming(self, calls: list[Call]) -> bool:
-        # Increments are confirmed by a replica of each master that ran one (WAIT on the same
-        # connection, in the same round), as behind Sentinel: a master cut off from the
-        # cluster, or about to lose a failover, cannot acknowledge a lost invalidation.
-        return self.wait_replicas > 0 and any(name == "BUMP" for name, _, _ in calls)
+    def _plan(self, client: Any, calls: list[Call]) -> tuple[list[tuple[Any, ...]], int]:
+        """The pipelined commands of a round, each with its node, then a WAIT per master
+        that ran an increment when invalidations are confirmed; and how many WAITs."""
+        commands: list[tuple[Any, ...]] = []
+        waits: dict[str, Any] = {}
+        single = self._single(calls)
+        for name, keys, args in calls:
+            # Name the node: redis-py's sync cluster pipeline would otherwise ask the server
+            # for EVALSHA's keys (COMMAND GETKEYS), one blocking round trip per script. A MOVED
+            # reply is still followed (re-routed by key). A lone script (a warm hit with no
+            # tags elsewhere) is sent as it is, without the lookup.
+            node: Any = None if single else client.get_node_from_key(keys[0])
+            commands.append((node, "EVALSHA", _SHA[name], len(keys), *keys, *args))
+            if self.wait_replicas > 0 and name == "BUMP":
+                # Confirmed by a replica of each master that ran an increment (WAIT on the
+                # same connection, in the same round), as behind Sentinel.
+                waits[node.name] = node
+        commands += [(node, "WAIT", self.wait_replicas, self._wait_ms) for node in waits.values()]
+        return commands, len(waits)
+
+    def _single(self, calls: list[Call]) -> bool:
+        """One script and nothing to confirm: sent without a pipeline."""
+        return len(calls) == 1 and not (self.wait_replicas > 0 and calls[0][0] == "BUMP")
 
     def _round(self, calls: list[Call]) -> list[Any]:
         client = self.client
         noscript = _redis().exceptions.NoScriptError
-        confirm = self._confirming(calls)
         for attempt in (0, 1):
             try:
-                if len(calls) == 1 and not confirm:
-                    name, keys, args = calls[0]
-                    return [client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)]
-                waits: dict[str, Any] = {}
+                commands, waits = self._plan(client, calls)
+                if self._single(calls):
+                    return [client.execute_command(*commands[0][1:])]
                 with client.pipeline(transaction=False) as p:
-                    for name, keys, args in calls:
-                        # Name the node: redis-py's sync cluster pipeline would otherwise ask
-                        # the server for EVALSHA's keys (COMMAND GETKEYS), one blocking round
-                        # trip per script. A MOVED reply is still followed (re-routed by key).
-                        node = client.get_node_from_key(keys[0])
-                        p.execute_command(
-                            "EVALSHA", _SHA[name], len(keys), *keys, *args, target_nodes=node
-                        )
-                        if confirm and name == "BUMP":
-                            waits[node.name] = node
-                    for node in waits.values():
-                        p.execute_command(
-                            "WAIT", self.wait_replicas, self._wait_ms, target_nodes=node
-                        )
-                    replies = list(p.execute())
-                return self._confirmed_all(replies, len(waits))
+                    for node, *command in commands:
+                        p.execute_command(*command, target_nodes=node)
+                    return self._confirmed_all(list(p.execute()), waits)
             except noscript:
                 # A new or failed-over master has not seen the scripts (they are not
                 # replicated): load them on every master and try once more.
@@ -275,25 +278,17 @@ class RedisClusterBackend(RedisBackend):
     async def _around(self, calls: list[Call]) -> list[Any]:
         client = self.aclient
         noscript = _redis().exceptions.NoScriptError
-        confirm = self._confirming(calls)
         for attempt in (0, 1):
             try:
-                if len(calls) == 1 and not confirm:
-                    name, keys, args = calls[0]
-                    sha = _SHA[name]
-                    return [await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)]
-                waits: dict[str, Any] = {}
-                if confirm:
-                    await client.initialize()  # the slot table, read on first use (no-op after)
+                if not self._single(calls):
+                    await client.initialize()  # the slot table, for the node lookups
+                commands, waits = self._plan(client, calls)
+                if self._single(calls):
+                    return [await client.execute_command(*commands[0][1:])]
                 p = client.pipeline(transaction=False)
-                for name, keys, args in calls:
-                    p.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
-                    if confirm and name == "BUMP":
-                        node = client.get_node_from_key(keys[0])
-                        waits[node.name] = node
-                for node in waits.values():
-                    p.execute_command("WAIT", self.wait_replicas, self._wait_ms, target_nodes=node)
-                return self._confirmed_all(list(await p.execute()), len(waits))
+                for node, *command in commands:
+                    p.execute_command(*command, target_nodes=node)
+                return self._confirmed_all(list(await p.execute()), waits)
             except noscript:
                 if attempt:
                     raise

@@ -159,6 +159,8 @@ class RedisBackend(Backend):
         #: Replicas that must have an invalidation (``WAIT``) before it is acknowledged.
         self.wait_replicas = wait_replicas
         self._wait_ms = max(int(wait_timeout * 1000), 1)
+        # Set (by the Sentinel master watch) when async connections point at an old master.
+        self._async_stale = False
         self.url = url
         self._options = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
         self._client = client
@@ -315,17 +317,47 @@ class RedisBackend(Backend):
     ) -> Any:
         # EVALSHA straight through execute_command: redis-py's Script wrapper costs a few
         # microseconds per call on the hot path. NOSCRIPT (a restarted or flushed server)
-        # loads the script and tries once more. An invalidation (kind InvalidationError) on a
-        # backend with wait_replicas is followed by WAIT on the same connection (a pipeline).
+        # loads the script and tries once more.
+        if kind is InvalidationError and self.wait_replicas > 0:
+            return self._run_confirmed(name, keys, args)
         client = self.client
-        confirm = kind is InvalidationError and self.wait_replicas > 0
+        try:
+            try:
+                return client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
+            except _redis().exceptions.NoScriptError:
+                client.script_load(getattr(_scripts, name))
+                return client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
+        except Exception as exc:
+            raise self._error(exc, kind) from exc
+
+    async def _arun(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        kind: type[BackendError] = BackendError,
+    ) -> Any:
+        if self._async_stale:
+            await self._aprepare()
+        if kind is InvalidationError and self.wait_replicas > 0:
+            return await self._arun_confirmed(name, keys, args)
+        client = self.aclient
+        try:
+            try:
+                return await client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
+            except _redis().exceptions.NoScriptError:
+                await client.script_load(getattr(_scripts, name))
+                return await client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
+        except Exception as exc:
+            raise self._error(exc, kind) from exc
+
+    def _run_confirmed(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        # An invalidation followed by WAIT on the same connection (a pipeline): acknowledged
+        # only once a replica has it.
+        client = self.client
         try:
             for attempt in (0, 1):
                 try:
-                    if not confirm:
-                        return client.execute_command(
-                            "EVALSHA", _SHA[name], len(keys), *keys, *args
-                        )
                     with client.pipeline(transaction=False) as p:
                         p.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
                         p.execute_command("WAIT", self.wait_replicas, self._wait_ms)
@@ -337,25 +369,13 @@ class RedisBackend(Backend):
                         raise
                     client.script_load(getattr(_scripts, name))
         except Exception as exc:
-            raise self._error(exc, kind) from exc
+            raise self._error(exc, InvalidationError) from exc
 
-    async def _arun(
-        self,
-        name: str,
-        keys: Sequence[str],
-        args: Sequence[Any],
-        kind: type[BackendError] = BackendError,
-    ) -> Any:
-        await self._aprepare()
+    async def _arun_confirmed(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         client = self.aclient
-        confirm = kind is InvalidationError and self.wait_replicas > 0
         try:
             for attempt in (0, 1):
                 try:
-                    if not confirm:
-                        return await client.execute_command(
-                            "EVALSHA", _SHA[name], len(keys), *keys, *args
-                        )
                     async with client.pipeline(transaction=False) as p:
                         p.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
                         p.execute_command("WAIT", self.wait_replicas, self._wait_ms)
@@ -367,7 +387,7 @@ class RedisBackend(Backend):
                         raise
                     await client.script_load(getattr(_scripts, name))
         except Exception as exc:
-            raise self._error(exc, kind) from exc
+            raise self._error(exc, InvalidationError) from exc
 
     def _confirmed_by(self, acked: Any) -> None:
         if int(acked) < self.wait_replicas:
@@ -378,7 +398,7 @@ class RedisBackend(Backend):
             )
 
     async def _aprepare(self) -> None:
-        """Hook run before each async command (the Sentinel backend drops stale connections)."""
+        """Run before an async command while ``_async_stale`` (Sentinel: drop connections)."""
 
     # ------------------------------------------------------------------ Backend API
 

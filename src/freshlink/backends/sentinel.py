@@ -104,7 +104,6 @@ class SentinelBackend(RedisBackend):
         self._check_interval = check_interval
         self._master: tuple[str, int] | None = None
         self._confirmed = -math.inf  # start of the last answer from the sentinels
-        self._async_stale = False
         self._stop = threading.Event()
         self._watch: threading.Thread | None = None
 
@@ -161,8 +160,8 @@ class SentinelBackend(RedisBackend):
         self._dispatch_reset()
 
     async def _aprepare(self) -> None:
-        if self._async_stale and self._aclient is not None:
-            self._async_stale = False
+        self._async_stale = False
+        if self._aclient is not None:
             await self._aclient.connection_pool.disconnect()
 
     def _dispatch_alive(self, t: float) -> None:
