@@ -399,11 +399,11 @@ class Cache:
     # ------------------------------------------------------------------ read path (shared)
 
     def _near_put(
-        self, near_key: Hashable, value: Any, entry: Entry, policy: Freshness, resets: int
+        self, near_key: Hashable, value: Any, entry: Entry, policy: Freshness, mark: int
     ) -> None:
         """Remember a decoded value in L1 (if the reply is not older than an L1 wipe)."""
         near = self.near
-        if near is None or not near.learn_since(entry.names, entry.stamps, resets):
+        if near is None or not near.learn_since(entry.names, entry.stamps, mark):
             return
         now = self.monotonic()
         born = now - max(self.clock() - entry.created, 0.0)
@@ -655,7 +655,7 @@ class Cache:
         # atomic increment produces if nothing else invalidated them meanwhile.
         stamps = tuple(g + 1 for g in expected)
         entry, copy, retain = self._stored(fname, key, names, stamps, value, policy, 0.0)
-        return entry, copy, retain, self.near.resets if self.near is not None else 0
+        return entry, copy, retain, self.near.mark() if self.near is not None else 0
 
     def store_expected(
         self,
@@ -674,7 +674,7 @@ class Cache:
             self.invalidate_names(names)
             return value
         try:
-            entry, copy, retain, resets = self._write_through_entry(
+            entry, copy, retain, mark = self._write_through_entry(
                 fname, key, names, expected, value, policy
             )
         except FreshlinkError:
@@ -682,7 +682,7 @@ class Cache:
             raise
         with self._confirming(names):
             stored = self.backend.write_through(self.entry_key(key), entry, expected, retain)
-        self._after_write_through(key, copy, entry, policy, resets, stored)
+        self._after_write_through(key, copy, entry, policy, mark, stored)
         return copy
 
     async def astore_expected(
@@ -699,7 +699,7 @@ class Cache:
             await self.ainvalidate_names(names)
             return value
         try:
-            entry, copy, retain, resets = self._write_through_entry(
+            entry, copy, retain, mark = self._write_through_entry(
                 fname, key, names, expected, value, policy
             )
         except FreshlinkError:
@@ -707,15 +707,15 @@ class Cache:
             raise
         with self._confirming(names):
             stored = await self.backend.awrite_through(self.entry_key(key), entry, expected, retain)
-        self._after_write_through(key, copy, entry, policy, resets, stored)
+        self._after_write_through(key, copy, entry, policy, mark, stored)
         return copy
 
     def _after_write_through(
-        self, key: str, copy: Any, entry: Entry, policy: Freshness, resets: int, stored: bool
+        self, key: str, copy: Any, entry: Entry, policy: Freshness, mark: int, stored: bool
     ) -> None:
-        self._after_invalidate(entry.names, entry.stamps if stored else None)
+        self._after_invalidate(entry.names, entry.stamps if stored else None, mark)
         if stored:
-            self._near_put(key, copy, entry, policy, resets)
+            self._near_put(key, copy, entry, policy, mark)
         self._emit_invalidation(())
 
     # ------------------------------------------------------------------ invalidation
@@ -745,15 +745,21 @@ class Cache:
                 raise
             raise InvalidationError(f"invalidation not confirmed: {exc}") from exc
 
-    def _after_invalidate(self, names: Sequence[str], values: Sequence[int] | None) -> None:
+    def _after_invalidate(
+        self, names: Sequence[str], values: Sequence[int] | None, mark: int
+    ) -> None:
         # A synchronous backend already told our L1 through its listener. For a shared backend
-        # the writer learns its own result at once, so it reads its own writes.
+        # the writer learns its own result at once, so it reads its own writes; ``mark`` was
+        # taken before the increment was sent (see NearCache.learn_own).
         near = self.near
         if near is not None and not self.backend.synchronous:
             if values is None:
-                near.forget(names)
+                # A write-through that met another write: our new generations are unknown, and
+                # a message published before ours could still arrive and look current. Start
+                # afresh: whatever is filled after this was read after our increment.
+                near.clear()
             else:
-                near.learn(names, values)
+                near.learn_own(names, values, mark)
 
     def _check_tags(self, tags: Sequence[object]) -> tuple[str, ...]:
         if len(tags) == 1 and not isinstance(tags[0], str) and isinstance(tags[0], Iterable):
@@ -777,16 +783,18 @@ class Cache:
 
     def invalidate_names(self, names: Sequence[str], tags: Sequence[str] = ()) -> None:
         """Invalidate raw generation names (tags or entry keys)."""
+        mark = self.near.mark() if self.near is not None else 0
         with self._confirming(names):
             values = self.backend.invalidate(names)
-        self._after_invalidate(names, values)
+        self._after_invalidate(names, values, mark)
         self._emit_invalidation(tags)
 
     async def ainvalidate_names(self, names: Sequence[str], tags: Sequence[str] = ()) -> None:
         """Async :meth:`invalidate_names`."""
+        mark = self.near.mark() if self.near is not None else 0
         with self._confirming(names):
             values = await self.backend.ainvalidate(names)
-        self._after_invalidate(names, values)
+        self._after_invalidate(names, values, mark)
         self._emit_invalidation(tags)
 
     def _emit_invalidation(self, tags: Sequence[str]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,6 +27,9 @@ from .errors import ConfigurationError
 __all__ = ["Local", "NearCache", "NearEntry"]
 
 Mode = Literal["bounded", "strict"]
+
+# How many recent messages learn_own can look back through (see NearCache._heard_since).
+_RECENT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +126,23 @@ def _entry_size(entry: NearEntry) -> int:
 
 
 class NearCache:
-    """The L1 store plus the generations this process knows to be current."""
+    """The L1 store plus the generations this process knows to be current.
+
+    What this process knows of a generation comes from three sources, trusted differently,
+    because under ``maxmemory`` eviction (or a restart) a generation can be re-created from a
+    random value, so a larger value is not always a newer one:
+
+    * an invalidation message (:meth:`heard`): the channel delivers them in publication order,
+      so a message is never older than what came before it on the channel;
+    * a backend reply (:meth:`learn_since`): learned only if no message about that name was
+      heard since the read was sent (else the reply may predate the message and is dropped);
+    * this process's own invalidation (:meth:`learn_own`): its result holds until its own
+      message comes back, so a message published *before* it cannot make this process read
+      a value older than its own write.
+
+    Any value that is lower than the known one (a re-created generation, a late copy) makes the
+    name unknown: entries stamped with it go to the backend until the next message.
+    """
 
     def __init__(self, config: Local, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
@@ -137,12 +157,24 @@ class NearCache:
             else FIFOCache(config.maxsize)
         )
         self.known: dict[str, int] = {}
-        self.floor: dict[str, int] = {}  # generations forgotten after a regression, per name
+        # Per name, a generation seen on the channel and then contradicted: nothing below it is
+        # learned from a message again until a backend reply confirms the name (see _apply).
+        self.floor: dict[str, int] = {}
+        # Sequence number of the last message heard about each name (see learn_since).
+        self.heard_at: dict[str, int] = {}
+        # This process's own invalidations whose message has not come back yet, per name.
+        self.pending: dict[str, list[int]] = {}
+        # The last messages heard, (seq, name, value): lets learn_own tell whether its own
+        # message already came back while its reply was on the way.
+        self._recent: deque[tuple[int, str, int]] = deque(maxlen=_RECENT)
         self._known_max = config.maxsize * 8
         self._lock = threading.RLock()
         self.epoch = 0
-        # Bumped whenever ``known`` is wiped. A backend reply read before a wipe may be older
-        # than an invalidation message the wipe erased, so it must not be learned (learn_since).
+        # ``seq`` counts messages and wipes; :meth:`mark` reads it before a backend request,
+        # and a reply is learned only if nothing about its names was heard after its mark.
+        self.seq = 0
+        self._wiped_at = 0
+        # Bumped whenever ``known`` is wiped (tests and tools watch it).
         self.resets = 0
         # Monotonic time until which L1 may be trusted. A synchronous backend trusts it for
         # ever; a channel-backed one moves it forward on each proof of liveness.
@@ -194,48 +226,132 @@ class NearCache:
                     data.popitem()
             data[key] = entry
 
-    def learn(self, names: Sequence[str], values: Sequence[int]) -> None:
-        """Record generations seen in a backend reply or an invalidation message.
+    def mark(self) -> int:
+        """Take before sending a backend request whose reply will be learned."""
+        return self.seq
 
-        Generations only grow while they exist, so a smaller value than the known one can only
-        be a late reply, a re-created generation or a forged message: forget the name (entries
-        stamped with it go to the backend) rather than trust either value. The forgotten value is
-        kept as a floor, so nothing below it is learned again until L1 is wiped: announcing an
-        old generation twice cannot make an invalidated entry valid.
-        """
+    def heard(self, names: Sequence[str], values: Sequence[int]) -> None:
+        """Record an invalidation message (the channel's listener calls this, in order)."""
         with self._lock:
-            known, floor = self.known, self.floor
+            self.seq += 1
+            seq, known, pending = self.seq, self.known, self.pending
             changed = False
             for name, value in zip(names, values, strict=True):
-                old = known.get(name)
-                if floor and value < floor.get(name, value):
-                    continue  # below a generation already seen: never trusted again
-                if old is None or value > old:
-                    if old is not None:
-                        changed = True
-                    if len(known) >= self._known_max:
-                        # Knowledge and the entries that rely on it go together: entries left
-                        # behind could be re-validated by whatever is learned next.
-                        self._wipe()
-                        changed = True
+                self.heard_at[name] = seq
+                self._recent.append((seq, name, value))
+                waiting = pending.get(name)
+                if waiting is None:
+                    changed |= self._apply(name, value, reply=False)
+                    continue
+                # Our own invalidation is still on its way: a message before it is older than
+                # our write, so it may only make the name unknown; our own one settles it.
+                if value in waiting:
+                    waiting.remove(value)
+                if waiting:
+                    changed |= known.pop(name, None) is not None
+                else:
+                    del pending[name]
+                    self.floor.pop(name, None)
+                    changed |= known.get(name) is not None and known[name] != value
                     known[name] = value
-                elif value < old:
-                    del known[name]
-                    floor[name] = old
-                    changed = True
             if changed:
                 self.epoch += 1
 
-    def learn_since(self, names: Sequence[str], values: Sequence[int], resets: int) -> bool:
-        """Learn a reply read while ``resets`` was current; False if ``known`` was wiped since."""
+    #: A synchronous backend's listener and tests call the message path by this name too.
+    learn = heard
+
+    def learn_since(self, names: Sequence[str], values: Sequence[int], mark: int) -> bool:
+        """Learn a backend reply to a request sent at ``mark``; False if L1 was wiped since.
+
+        A name with a message heard after ``mark`` (or an own invalidation in flight) is not
+        learned: the reply may have been read before that message's increment.
+        """
         with self._lock:
-            if self.resets != resets:
+            if mark < self._wiped_at:
                 return False
-            self.learn(names, values)
-            return self.resets == resets
+            heard_at, pending = self.heard_at, self.pending
+            changed = False
+            for name, value in zip(names, values, strict=True):
+                if name in pending or heard_at.get(name, -1) > mark:
+                    continue
+                changed |= self._apply(name, value, reply=True)
+            if changed:
+                self.epoch += 1
+            return True
+
+    def learn_own(self, names: Sequence[str], values: Sequence[int], mark: int) -> None:
+        """Learn this process's own invalidation result (sent at ``mark``): read your writes."""
+        with self._lock:
+            if mark < self._wiped_at:
+                return  # wiped meanwhile: nothing stamped before our write is left
+            known, pending = self.known, self.pending
+            for name, value in zip(names, values, strict=True):
+                heard = self._heard_since(name, value, mark)
+                if heard is None:
+                    # Too many messages to tell whether ours came back: start afresh.
+                    self._wipe()
+                    break
+                if heard:
+                    continue  # ours came back already and the channel's rules applied
+                waiting = pending.setdefault(name, [])
+                waiting.append(value)
+                if len(waiting) == 1:
+                    self.floor.pop(name, None)
+                    known[name] = value
+                else:
+                    known.pop(name, None)  # two own writes in flight: wait for both
+            if len(pending) > self._known_max:
+                self._wipe()
+            self.epoch += 1
+
+    def _heard_since(self, name: str, value: int, mark: int) -> bool | None:
+        """Whether (name, value) was heard after ``mark``; None if the record is too short."""
+        if self.heard_at.get(name, -1) <= mark:
+            return False
+        recent = self._recent
+        for seq, n, v in reversed(recent):
+            if seq <= mark:
+                return False
+            if n == name and v == value:
+                return True
+        return None if recent and recent[0][0] > mark + 1 else False
+
+    def _apply(self, name: str, value: int, reply: bool) -> bool:
+        """Apply one value learned in order; True if entries validated before may be invalid."""
+        known, floor = self.known, self.floor
+        old = known.get(name)
+        if reply:
+            # A reply is the server's own word (a message can be forged by any client that may
+            # PUBLISH): it lifts the floor, so a re-created generation is usable again.
+            floor.pop(name, None)
+        elif floor and value < floor.get(name, value):
+            # Below a generation already seen on the channel: an old value announced again.
+            # It can still make the name unknown, never make it known.
+            return known.pop(name, None) is not None
+        if old is None:
+            if len(known) >= self._known_max:
+                # Knowledge and the entries that rely on it go together: entries left
+                # behind could be re-validated by whatever is learned next.
+                self._wipe()
+                known[name] = value
+                return True
+            known[name] = value
+            return False
+        if value > old:
+            known[name] = value
+            return True
+        if value < old:
+            # Generations only grow while they exist: a smaller one was re-created (eviction,
+            # restart), is a late copy or is forged. Trust neither: the name is unknown until
+            # the next message or reply, and nothing below ``old`` is learned from the channel
+            # until a reply confirms it, so announcing an old value twice cannot revive it.
+            del known[name]
+            floor[name] = old
+            return True
+        return False
 
     def forget(self, names: Sequence[str]) -> None:
-        """Mark generations unknown (after this process invalidated them)."""
+        """Mark generations unknown."""
         with self._lock:
             for name in names:
                 self.known.pop(name, None)
@@ -251,6 +367,11 @@ class NearCache:
         self.data.clear()
         self.known.clear()
         self.floor.clear()
+        self.heard_at.clear()
+        self.pending.clear()
+        self._recent.clear()
+        self.seq += 1
+        self._wiped_at = self.seq
         self.resets += 1
 
     def __len__(self) -> int:

@@ -121,7 +121,7 @@ class ReadPath:
         attempt, when there is no L1): it is used instead of reading again.
         """
         c = self.c
-        resets = c.near.resets if c.near is not None else 0
+        mark = c.near.mark() if c.near is not None else 0
         stale: Stale | None = None
         e = c.near.get(nk, c.monotonic()) if c.near is not None and first is None else None
         try:
@@ -158,7 +158,7 @@ class ReadPath:
                 entry = read.entry
                 action, left = c._judge(entry, policy)
                 if action is not Action.LOAD:
-                    c._near_put(nk, value, entry, policy, resets)
+                    c._near_put(nk, value, entry, policy, mark)
                     yield from self._serve(
                         fname,
                         key,
@@ -178,7 +178,7 @@ class ReadPath:
         gens = read.gens
         return (
             yield Flight(
-                (key, gens), lambda: self.fill(fname, key, names, gens, policy, nk, resets, stale)
+                (key, gens), lambda: self.fill(fname, key, names, gens, policy, nk, mark, stale)
             )
         )
 
@@ -209,9 +209,9 @@ class ReadPath:
     ) -> Steps:
         self.c._report(fname, key, tier, action, policy, left)
         if action is not Action.SERVE and not self.c._backing_off(key):
-            resets = self.c.near.resets if self.c.near is not None else 0
+            mark = self.c.near.mark() if self.c.near is not None else 0
             yield Spawn(
-                key, lambda: self.refresh(fname, key, names, stamps, policy, nk, resets), created
+                key, lambda: self.refresh(fname, key, names, stamps, policy, nk, mark), created
             )
 
     def fill(
@@ -222,7 +222,7 @@ class ReadPath:
         stamps: tuple[int, ...],
         policy: Freshness,
         nk: Hashable,
-        resets: int,
+        mark: int,
         stale: Stale | None,
     ) -> Steps:
         """Load, stamp with the generations read before loading, store if still current."""
@@ -233,7 +233,7 @@ class ReadPath:
         if c.backend.supports_leases:
             try:
                 token, stamps, served = yield from self.lease(
-                    fname, key, names, stamps, nk, policy, resets
+                    fname, key, names, stamps, nk, policy, mark
                 )
             except BackendError as exc:
                 c._backend_failed(fname, key, exc, "lease")
@@ -272,7 +272,7 @@ class ReadPath:
         # caller still gets the value, which is allowed: its read began before the write.
         try:
             if (yield Call("write", (ekey, entry, retain, token))):
-                c._near_put(nk, copy, entry, policy, resets)
+                c._near_put(nk, copy, entry, policy, mark)
         except BackendError as exc:
             c._backend_failed(fname, key, exc, "write")
         # The caller gets the loader's own object, L1 keeps a decoded copy: mutating the
@@ -287,7 +287,7 @@ class ReadPath:
         stamps: tuple[int, ...],
         nk: Hashable,
         policy: Freshness,
-        resets: int,
+        mark: int,
     ) -> Steps:
         """Cross-process single-flight: (token, stamps, MISS) or ("", stamps, served value).
 
@@ -301,19 +301,19 @@ class ReadPath:
                 return token, stamps, MISS
             outcome, found = yield WaitFill(ekey, left, names)
             if found is not None:
-                value = self._taken_over(fname, key, found, nk, policy, resets)
+                value = self._taken_over(fname, key, found, nk, policy, mark)
                 if value is not MISS:
                     return "", stamps, value
             if outcome is not None and outcome[0] == "err":
                 raise RemoteLoaderError(f"{fname}: the process loading {key} failed: {outcome[1]}")
             read = yield Call("read", (ekey, names))
-            value = self._taken_over(fname, key, read, nk, policy, resets)
+            value = self._taken_over(fname, key, read, nk, policy, mark)
             if value is not MISS:
                 return "", stamps, value
             stamps = read.gens  # invalidated meanwhile: the next load stamps the newer gens
 
     def _taken_over(
-        self, fname: str, key: str, read: Read, nk: Hashable, policy: Freshness, resets: int
+        self, fname: str, key: str, read: Read, nk: Hashable, policy: Freshness, mark: int
     ) -> Any:
         """The value another process just stored, if ``read`` found it valid."""
         c = self.c
@@ -322,7 +322,7 @@ class ReadPath:
         value = c._entry_value(fname, key, read.entry)
         if value is MISS:
             return MISS
-        c._near_put(nk, value, read.entry, policy, resets)
+        c._near_put(nk, value, read.entry, policy, mark)
         if c.stats is not None:
             c.stats.hit(fname, "l2")
         if c.events.hit:
@@ -344,7 +344,7 @@ class ReadPath:
         stamps: Sequence[int],
         policy: Freshness,
         nk: Hashable,
-        resets: int,
+        mark: int,
     ) -> Steps:
         """A background refresh, stamped with the stamps of the entry that was served.
 
@@ -388,7 +388,7 @@ class ReadPath:
             c._refresh_failed(fname, key, exc, policy)
             return False
         if stored:
-            c._near_put(nk, copy, entry, policy, resets)
+            c._near_put(nk, copy, entry, policy, mark)
             if c.events.refresh:
                 c.events.emit(Event("refresh", fname, key, duration=took))
         return True

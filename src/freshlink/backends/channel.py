@@ -312,13 +312,16 @@ class Fanout:
     def _on_invalidate(self, names: Sequence[str], values: Sequence[int]) -> None:
         """Deliver each distinct message once, however many masters forward it."""
         key = (tuple(names), tuple(values))
+        # Check and deliver under one lock: the listeners are threads, and a message let go
+        # between the check and the delivery could be overtaken by a later one that another
+        # master forwarded, which L1 would take for the newer state.
         with self._lock:
             if key in self._seen:
                 return
             self._seen[key] = None
             if len(self._seen) > 4096:
                 self._seen.popitem(last=False)
-        self._deliver(names, values)
+            self._deliver(names, values)
 
     def _lost(self) -> None:
         self.alive.clear()
