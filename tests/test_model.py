@@ -420,6 +420,61 @@ class CoherenceModel(RuleBasedStateMachine):
             client.close()
         self.warm = {}
 
+    def _redis(self) -> redis.Redis:
+        assert self.server is not None
+        return redis.Redis.from_url(self.server.url)
+
+    @precondition(lambda self: self.setup.backend == "redis")
+    @rule(pick=st.integers(0, 10_000))
+    def any_one_key_is_evicted(self, pick: int) -> None:
+        # maxmemory with an allkeys-* policy: an entry, a generation or a lease may go at any
+        # moment, between any two steps.
+        client = self._redis()
+        try:
+            keys = sorted(client.keys(self.namespace + ":*"))
+            if keys:
+                client.delete(keys[pick % len(keys)])
+        finally:
+            client.close()
+        self.warm = {}
+
+    @precondition(lambda self: self.setup.backend == "redis")
+    @rule(
+        item=items,
+        tag=st.sampled_from(["item", "all"]),
+        delta=st.integers(10**6, 10**12) | st.integers(-(10**12), -(10**6)),
+    )
+    def a_generation_is_evicted_and_recreated(self, item: int, tag: str, delta: int) -> None:
+        # Eviction followed by a re-creation from a random value: higher or lower than before.
+        name = f"{self.namespace}:t:" + (f"item:{item}" if tag == "item" else "all")
+        client = self._redis()
+        try:
+            old = client.get(name)
+            if old is not None and old.isdigit():
+                client.set(name, max(int(old) + delta, 1), px=60_000)
+        finally:
+            client.close()
+        self.warm = {}
+
+    @precondition(lambda self: self.setup.backend == "redis")
+    @rule(item=items, value=values, via=vias, delta=st.integers(-(10**12), 10**12))
+    def write_then_its_generation_is_recreated_before_the_message_lands(
+        self, item: int, value: int, via: str, delta: int
+    ) -> None:
+        # The increment and its message leave Redis together, but a process hears the message
+        # a little later: the generation may be evicted and re-created in between.
+        self.call(self.apis[via].write, item, value)
+        name = f"{self.namespace}:t:item:{item}"
+        client = self._redis()
+        try:
+            old = client.get(name)
+            if old is not None and old.isdigit():
+                client.set(name, max(int(old) + delta, 1), px=60_000)
+        finally:
+            client.close()
+        self.warm = {}
+        self._wrote(via)
+
     @precondition(lambda self: self.setup.bounded)
     @rule()
     def invalidation_channel_drops(self) -> None:

@@ -7,6 +7,7 @@ is freshlink itself.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import random
 import threading
@@ -48,13 +49,20 @@ def _reader(
     truth: Any,
     start_at: float,
     duration: float,
+    settle: float,
     seed: int,
     out: Any,
+    is_async: bool = False,
 ) -> None:
+    if is_async:
+        asyncio.run(
+            _areader(url, mode, max_staleness, items, truth, start_at, duration, settle, seed, out)
+        )
+        return
     rng = random.Random(seed)
     cache = _make_cache(url, mode, max_staleness)
 
-    @cache.cached(ttl=30, key="item:{i}", tags=["item:{i}"])
+    @cache.cached(ttl=300, key="item:{i}", tags=["item:{i}"])
     def get(i: int) -> int:
         v = int(truth[i])
         # Return late, after a concurrent write may have been acknowledged: this is the
@@ -69,7 +77,49 @@ def _reader(
         i = rng.randrange(items)
         v = get(i)
         records.append((str(i), v, t0, time.monotonic()))
+    # The writers have stopped: once the bound has passed, every item must read its last value.
+    time.sleep(max(end + settle - time.monotonic(), 0))
+    for i in range(items):
+        t0 = time.monotonic()
+        records.append((str(i), get(i), t0, time.monotonic()))
     cache.close()
+    out.put(("reads", records))
+
+
+async def _areader(
+    url: str,
+    mode: str,
+    max_staleness: float,
+    items: int,
+    truth: Any,
+    start_at: float,
+    duration: float,
+    settle: float,
+    seed: int,
+    out: Any,
+) -> None:
+    """The same reader on the async path (one task, as one request at a time per worker)."""
+    rng = random.Random(seed)
+    cache = _make_cache(url, mode, max_staleness)
+
+    @cache.cached(ttl=300, key="item:{i}", tags=["item:{i}"])
+    async def get(i: int) -> int:
+        v = int(truth[i])
+        await asyncio.sleep(rng.random() * 0.003)
+        return v
+
+    records = []
+    await asyncio.sleep(max(start_at - time.monotonic(), 0))
+    end = start_at + duration
+    while (t0 := time.monotonic()) < end:
+        i = rng.randrange(items)
+        v = await get(i)
+        records.append((str(i), v, t0, time.monotonic()))
+    await asyncio.sleep(max(end + settle - time.monotonic(), 0))
+    for i in range(items):
+        t0 = time.monotonic()
+        records.append((str(i), await get(i), t0, time.monotonic()))
+    await cache.aclose()
     out.put(("reads", records))
 
 
@@ -124,6 +174,17 @@ class CoherenceRun:
         """Writes whose invalidation was acknowledged."""
         return sum(w.acked is not None for w in self.writes)
 
+    @property
+    def stale_after_writers_stopped(self) -> list[str]:
+        """Items that some reader still read stale once the writers had stopped and settled."""
+        last = max((w.acked for w in self.writes if w.acked is not None), default=None)
+        if last is None:
+            return []
+        return sorted(
+            {v.read.item for v in self.violations if v.read.started > last + self.bound},
+            key=int,
+        )
+
 
 def run_coherence(
     url: str,
@@ -135,11 +196,15 @@ def run_coherence(
     duration: float = 2.0,
     max_staleness: float = 0.05,
     disrupt: Callable[[float], None] | None = None,
+    is_async: bool = False,
+    settle: float | None = None,
 ) -> CoherenceRun:
     """Run reader and writer processes against ``url`` and collect their history.
 
     ``disrupt(elapsed)`` is called about every 10 ms in this process during the run, to kill
-    connections or restart Redis on a schedule.
+    connections, restart Redis or fill its memory on a schedule. Readers run the async read
+    path with ``is_async``. After ``duration`` the writers stop, and ``settle`` seconds later
+    (default: the bound plus 0.2 s) every reader reads every item once more.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
@@ -147,11 +212,13 @@ def run_coherence(
     truth = ctx.Array("q", items)
     lock = ctx.Lock()
     out = ctx.Queue()
+    wait = (max_staleness + 0.2) if settle is None else settle
     start_at = time.monotonic() + 3.0  # time for the spawned interpreters to import
     procs = [
         ctx.Process(
             target=_reader,
-            args=(url, mode, max_staleness, items, truth, start_at, duration, 1000 + n, out),
+            args=(url, mode, max_staleness, items, truth, start_at, duration, wait, 1000 + n, out),
+            kwargs={"is_async": is_async},
         )
         for n in range(readers)
     ] + [
