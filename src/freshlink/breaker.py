@@ -50,6 +50,11 @@ class CircuitBreaker:
         self.opened_at = 0.0
         self._probing = False
 
+    def after_fork(self) -> None:
+        """In a forked child: a lock held by a parent's thread at the fork is never released."""
+        self._lock = threading.Lock()
+        self._probing = False
+
     def allow(self) -> bool:
         """May a call go to the backend now? (In half-open state only one probe at a time.)"""
         if self.state == "closed":

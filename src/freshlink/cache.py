@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
@@ -208,6 +210,10 @@ class Cache:
         # key -> (failed attempts, monotonic time of the next try): stale-if-error backoff.
         self._retry_at: dict[str, tuple[int, float]] = {}
         self._path = ReadPath(self)
+        # Set in a forked child whose L1 needs the channel: the first read there starts it.
+        self._reopen = False
+        self._closed = False
+        _reset_in_forked_children(self)
         #: The decorated functions' specs (their hot-path counters feed :attr:`stats`).
         self.specs: list[FunctionSpec] = []
         self.stats: CacheStats | None = None
@@ -552,6 +558,8 @@ class Cache:
         ``names`` are the entry's generation names (:meth:`gen_names`); the steps are in
         :mod:`freshlink.readpath`, shared with :meth:`afetch`.
         """
+        if self._reopen:
+            self._reopen_channel()
         nk = key if near_key is None else near_key
         first: Read | BackendError | None = None
         if self.near is None:
@@ -579,6 +587,8 @@ class Cache:
         near_key: Hashable | None = None,
     ) -> Any:
         """Async :meth:`fetch`: the same steps with the backend's async methods."""
+        if self._reopen:
+            self._reopen_channel()
         nk = key if near_key is None else near_key
         first: Read | BackendError | None = None
         if self.near is None:
@@ -873,13 +883,42 @@ class Cache:
         if self.near is not None:
             self.near.clear()
 
+    def _after_fork(self) -> None:
+        # In a forked child (gunicorn --preload, Celery prefork, multiprocessing): threads did
+        # not survive the fork, and locks they held stay held. Start afresh; the backend drops
+        # the parent's channel and connections and flushes a bounded L1 through its reset hook.
+        self._flight = Flight()
+        self._aflight = AsyncFlight()
+        self.refresher = Refresher(self.refresher.workers, self.refresher.max_pending)
+        self.arefresher = AsyncRefresher(self.arefresher.max_pending)
+        if self.breaker is not None:
+            self.breaker.after_fork()
+        if self.near is not None:
+            self.near.after_fork()
+        if self._closed:
+            return
+        self.backend.after_fork()
+        self._reopen = (
+            self.local is not None and self.local.mode == "bounded" and not self.backend.synchronous
+        )
+
+    def _reopen_channel(self) -> None:
+        self._reopen = False
+        try:
+            self.backend.ensure_listener()  # type: ignore[attr-defined]
+        except Exception:  # retried by the next read; L1 stays untrusted meanwhile
+            self._reopen = True
+            logger.warning("freshlink: could not reopen the invalidation channel", exc_info=True)
+
     def close(self) -> None:
         """Release the backend's connections and threads (background refreshes are dropped)."""
+        self._closed = True
         self.refresher.close()
         self.backend.close()
 
     async def aclose(self) -> None:
         """Async :meth:`close` (running async refreshes are awaited first)."""
+        self._closed = True
         await self.arefresher.drain()
         self.refresher.close()
         await self.backend.aclose()
@@ -889,3 +928,15 @@ class Cache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _reset_in_forked_children(cache: Cache) -> None:
+    """Have ``cache`` start afresh in every forked child (it is not kept alive for it)."""
+    ref = weakref.ref(cache)
+
+    def after_in_child() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._after_fork()
+
+    os.register_at_fork(after_in_child=after_in_child)

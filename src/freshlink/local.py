@@ -180,6 +180,10 @@ class NearCache:
         # ever; a channel-backed one moves it forward on each proof of liveness.
         self.trusted_until = math.inf
 
+    def after_fork(self) -> None:
+        """In a forked child: a lock held by a parent's thread at the fork is never released."""
+        self._lock = threading.RLock()
+
     def get(self, key: Hashable, now: float) -> NearEntry | None:
         """The entry under ``key`` if it is valid now, else None (the slow-path check)."""
         try:

@@ -21,7 +21,7 @@ class Refresher:
     """Runs refresh jobs on a few daemon threads."""
 
     def __init__(self, workers: int = 2, max_pending: int = 1000) -> None:
-        self._workers = workers
+        self.workers = workers
         self.max_pending = max_pending
         self._lock = threading.Lock()
         self._pending: set[Hashable] = set()
@@ -43,7 +43,7 @@ class Refresher:
                 return False
             self._pending.add(key)
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="freshlink")
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="freshlink")
 
         def run() -> None:
             done = False

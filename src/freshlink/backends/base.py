@@ -134,6 +134,9 @@ class Backend(abc.ABC):
     def subscribe(self, listener: InvalidationListener) -> None:
         """Register ``listener`` for invalidations made by any process sharing this backend."""
 
+    def after_fork(self) -> None:  # noqa: B027 - optional hook
+        """In a forked child: drop the parent's threads and connections (reopened on use)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and threads."""
 

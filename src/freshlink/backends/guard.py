@@ -206,6 +206,10 @@ class GuardedBackend(Backend):
         """:meth:`Backend.on_channel`."""
         self.inner.on_channel(alive=alive, reset=reset)
 
+    def after_fork(self) -> None:
+        """:meth:`Backend.after_fork`."""
+        self.inner.after_fork()
+
     def close(self) -> None:
         """:meth:`Backend.close`."""
         self.inner.close()

@@ -165,6 +165,10 @@ class RedisBackend(Backend):
         self._options = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
         self._client = client
         self._aclient = aclient
+        # An asyncio client made here (from the URL or the sync client) is remade in a forked
+        # child; one passed in is the caller's, so only its pool's parent connections are
+        # forgotten there.
+        self._own_aclient = aclient is None
         if client is not None:
             self._hook(client, self._on_connect)
         if aclient is not None:
@@ -716,6 +720,27 @@ class RedisBackend(Backend):
     def _dispatch_reset(self) -> None:
         for hook in self._reset_hooks:
             hook()
+
+    def after_fork(self) -> None:
+        """In a forked child (gunicorn ``--preload``, Celery prefork, multiprocessing).
+
+        The channel thread did not survive the fork, and a connection must never be shared
+        with the parent (replies would go to whichever process reads first). redis-py's sync
+        pools notice the new pid by themselves; asyncio pools do not, so theirs are dropped
+        without closing (closing would shut the parent's sockets). The channel is started
+        again by :meth:`ensure_listener` on first use; until its first proof L1 is not trusted.
+        """
+        self._lock = threading.Lock()
+        self._waiters = _Waiters()
+        self._listener = None
+        if self._aclient is not None:
+            if self._own_aclient:
+                self._aclient = None
+            else:
+                pool = getattr(self._aclient, "connection_pool", None)
+                if pool is not None:
+                    pool.reset()
+        self._dispatch_reset()
 
     def close(self) -> None:
         """Stop the channel and disconnect the clients we created."""

@@ -248,6 +248,13 @@ class SentinelBackend(RedisBackend):
                 await sentinel.aclose()
             self._asentinel = None
 
+    def after_fork(self) -> None:
+        """See :meth:`RedisBackend.after_fork`; the master watch is restarted with the channel."""
+        self._stop = threading.Event()
+        self._watch = None
+        self._asentinel = None  # its connections belong to the parent's event loop
+        super().after_fork()
+
     def close(self) -> None:
         """Stop the channel and the watch, disconnect the client and from the sentinels."""
         self._stop.set()
