@@ -641,7 +641,7 @@ async def test_sentinel_managed_clients_passed_in(redis_sentinel: RedisSentinelS
     try:
         for cache in caches:
             assert isinstance(_inner(cache), SentinelBackend)
-            assert _inner(cache).wait_replicas == 1
+            assert _inner(cache).wait_replicas == "auto"
         bounded, strict = caches
         assert _inner(bounded).ensure_listener().alive.wait(5)
         data = {"v": 1}

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
+import math
+import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -31,6 +34,12 @@ from .channel import Fanout
 from .redis import DEFAULT_CLIENT_OPTIONS, RedisBackend, _entry_from, _meta, _redis, _retain_ms
 
 __all__ = ["RedisClusterBackend", "parse_cluster_url"]
+
+logger = logging.getLogger("freshlink")
+
+#: Seconds a topology read tells which masters have replicas, when the channel's topology
+#: thread (which reads it every topology_interval) is not running.
+_REPLICAS_EVERY = 1.0
 
 _SHA = {
     name: hashlib.sha1(getattr(scripts, name).encode(), usedforsecurity=False).hexdigest()
@@ -92,12 +101,20 @@ def parse_cluster_url(url: str, *, db: bool = False) -> dict[str, Any]:
     return {"nodes": nodes, "options": options}
 
 
+class _Replicas(int):
+    """``wait_replicas=``: a count or ``auto`` (kept as the string)."""
+
+    def __new__(cls, value: str) -> Any:
+        return "auto" if value == "auto" else int(value)
+
+
 #: Query options a cluster or Sentinel URL may carry, with their types.
 _OPTIONS: dict[str, type] = {
     "socket_timeout": float,
     "socket_connect_timeout": float,
     "db": int,
-    "wait_replicas": int,
+    "wait_replicas": _Replicas,
+    "wait_timeout": float,
     "ssl_cert_reqs": str,
     "ssl_ca_certs": str,
     "ssl_certfile": str,
@@ -121,9 +138,10 @@ def _option(url: str, key: str, value: str) -> Any:
         parsed = kind(value)
     except ValueError:
         raise ConfigurationError(
-            f"option {key}={value!r} in {url!r} is not {kind.__name__}"
+            f"option {key}={value!r} in {url!r} is not "
+            + ("an int or 'auto'" if kind is _Replicas else kind.__name__)
         ) from None
-    if kind is not str and not parsed >= 0:
+    if isinstance(parsed, int | float) and not parsed >= 0:
         raise ConfigurationError(f"option {key}={value!r} in {url!r} must be >= 0")
     return parsed
 
@@ -137,14 +155,22 @@ class RedisClusterBackend(RedisBackend):
         aclient: Any = None,
         *,
         url: str | None = None,
-        wait_replicas: int = 1,
+        wait_replicas: int | str = "auto",
         **kw: Any,
     ) -> None:
         self._nodes_url = parse_cluster_url(url) if url is not None else None
-        if self._nodes_url is not None:  # ?wait_replicas=0 for masters without replicas
-            wait_replicas = self._nodes_url["options"].pop("wait_replicas", wait_replicas)
+        if self._nodes_url is not None:  # ?wait_replicas=N|auto, ?wait_timeout=S
+            options = self._nodes_url["options"]
+            wait_replicas = options.pop("wait_replicas", wait_replicas)
+            if "wait_timeout" in options:
+                kw["wait_timeout"] = options.pop("wait_timeout")
         super().__init__(client, aclient, url=url, wait_replicas=wait_replicas, **kw)
         self._prefix = self.namespace + ":"
+        # Per master address, its replicas that could be promoted (from CLUSTER NODES, read
+        # by the channel's topology thread or at most every _REPLICAS_EVERY seconds here).
+        self._replicas: dict[tuple[str, int], int] = {}
+        self._replicas_at = -math.inf
+        self._without_replicas: set[tuple[str, int]] = set()
 
     def _hook(self, client: Any, hook: Callable[..., Any]) -> None:
         # No connect hook: cluster scripts read their node's identity themselves.
@@ -231,11 +257,11 @@ class RedisClusterBackend(RedisBackend):
     def _load_scripts(self, client: Any) -> Any:
         return [client.script_load(getattr(scripts, name)) for name in scripts.__all__]
 
-    def _plan(self, client: Any, calls: list[Call]) -> tuple[list[tuple[Any, ...]], int]:
+    def _plan(self, client: Any, calls: list[Call]) -> tuple[list[tuple[Any, ...]], list[int]]:
         """The pipelined commands of a round, each with its node, then a WAIT per master
-        that ran an increment when invalidations are confirmed; and how many WAITs."""
+        that ran an increment when invalidations are confirmed; and the replicas each waits for."""
         commands: list[tuple[Any, ...]] = []
-        waits: dict[str, Any] = {}
+        waits: dict[str, tuple[Any, int]] = {}
         single = self._single(calls)
         for name, keys, args in calls:
             # Name the node: redis-py's sync cluster pipeline would otherwise ask the server
@@ -244,19 +270,65 @@ class RedisClusterBackend(RedisBackend):
             # tags elsewhere) is sent as it is, without the lookup.
             node: Any = None if single else client.get_node_from_key(keys[0])
             commands.append((node, "EVALSHA", _SHA[name], len(keys), *keys, *args))
-            if self.wait_replicas > 0 and name == "BUMP":
+            if name == "BUMP" and self.wait_replicas != 0:
                 # Confirmed by a replica of each master that ran an increment (WAIT on the
                 # same connection, in the same round), as behind Sentinel.
-                waits[node.name] = node
-        commands += [(node, "WAIT", self.wait_replicas, self._wait_ms) for node in waits.values()]
-        return commands, len(waits)
+                need = self._wait_for(node)
+                if need > 0:
+                    waits[node.name] = (node, need)
+        commands += [(node, "WAIT", need, self._wait_ms) for node, need in waits.values()]
+        return commands, [need for _node, need in waits.values()]
 
     def _single(self, calls: list[Call]) -> bool:
         """One script and nothing to confirm: sent without a pipeline."""
-        return len(calls) == 1 and not (self.wait_replicas > 0 and calls[0][0] == "BUMP")
+        return len(calls) == 1 and not (self.wait_replicas != 0 and calls[0][0] == "BUMP")
+
+    def _replicas_of(self, node: Any) -> int:
+        """Replicas of a master per the last topology read (unknown: assume one)."""
+        return self._replicas.get((node.host, int(node.port)), 1)
+
+    def _replicas_stale(self, calls: list[Call]) -> bool:
+        return (
+            self.wait_replicas == "auto"
+            and any(name == "BUMP" for name, _k, _a in calls)
+            and time.monotonic() - self._replicas_at > _REPLICAS_EVERY
+        )
+
+    def _learn_replicas(self, table: Any, asked_host: str, started: float) -> None:
+        """Record each master's replicas from a CLUSTER NODES reply; log masters without."""
+        self._replicas = _replicas_in(table, asked_host)
+        self._replicas_at = started
+        alone = {node for node, n in self._replicas.items() if n == 0}
+        for node in sorted(alone - self._without_replicas):
+            logger.warning(
+                "freshlink: cluster master %s:%s has no replica: its invalidations are "
+                "acknowledged without WAIT (no replica could be promoted having missed them)",
+                *node,
+                extra={"freshlink_event": "master_without_replica"},
+            )
+        self._without_replicas = alone
+
+    def _read_replicas(self, client: Any) -> None:
+        started = time.monotonic()
+        try:
+            self._topology(client, started)
+        except BackendError:
+            self._replicas_at = started  # unknown masters are assumed to have a replica
+
+    async def _aread_replicas(self, client: Any) -> None:
+        started = time.monotonic()
+        try:
+            node = client.get_random_node()
+            table = await client.execute_command("CLUSTER NODES", target_nodes=node)
+        except Exception:
+            self._replicas_at = started
+        else:
+            self._learn_replicas(table, node.host, started)
 
     def _round(self, calls: list[Call]) -> list[Any]:
         client = self.client
+        if self._replicas_stale(calls):
+            self._read_replicas(client)
         noscript = _redis().exceptions.NoScriptError
         for attempt in (0, 1):
             try:
@@ -282,6 +354,8 @@ class RedisClusterBackend(RedisBackend):
             try:
                 if not self._single(calls):
                     await client.initialize()  # the slot table, for the node lookups
+                    if self._replicas_stale(calls):
+                        await self._aread_replicas(client)
                 commands, waits = self._plan(client, calls)
                 if self._single(calls):
                     return [await client.execute_command(*commands[0][1:])]
@@ -296,12 +370,12 @@ class RedisClusterBackend(RedisBackend):
                     await client.script_load(getattr(scripts, name))
         raise AssertionError("unreachable")
 
-    def _confirmed_all(self, replies: list[Any], waits: int) -> list[Any]:
+    def _confirmed_all(self, replies: list[Any], needs: list[int]) -> list[Any]:
         """The scripts' replies, once every WAIT at the end says a replica has the writes."""
-        if waits:
-            for acked in replies[-waits:]:
-                self._confirmed_by(acked)
-            return replies[:-waits]
+        if needs:
+            for acked, need in zip(replies[-len(needs) :], needs, strict=True):
+                self._confirmed_by(acked, need)
+            return replies[: -len(needs)]
         return replies
 
     def _drive(self, ops: Ops, kind: type[BackendError] = BackendError) -> Any:
@@ -541,7 +615,10 @@ class RedisClusterBackend(RedisBackend):
 
     def _masters(self) -> list[tuple[str, int]]:
         """The masters that own slots now, asking the nodes the client knows in turn."""
-        client = self.client
+        return self._topology(self.client, time.monotonic())
+
+    def _topology(self, client: Any, started: float) -> list[tuple[str, int]]:
+        """Read CLUSTER NODES: learn each master's replicas, return the masters with slots."""
         last: Exception | None = None
         for node in client.get_nodes():
             try:
@@ -549,6 +626,7 @@ class RedisClusterBackend(RedisBackend):
             except Exception as exc:  # that node is down: ask the next
                 last = exc
                 continue
+            self._learn_replicas(table, node.host, started)
             return _masters_in(table, node.host)
         raise BackendError(f"redis cluster: no node answered CLUSTER NODES ({last})")
 
@@ -576,20 +654,38 @@ def _gather(n: int, positions: list[list[int]], replies: Sequence[Any]) -> tuple
     return tuple(values)
 
 
-def _masters_in(table: Any, asked_host: str) -> list[tuple[str, int]]:
-    """Masters with slots and no failure flag, from CLUSTER NODES (raw or parsed by redis-py)."""
+def _rows(table: Any) -> list[tuple[str, str, set[str], str, bool]]:
+    """(id, address, flags, master id, has slots) per node of a CLUSTER NODES reply (raw or
+    parsed by redis-py)."""
     if isinstance(table, bytes | str):
         text = table.decode() if isinstance(table, bytes) else table
         rows = []
         for line in text.splitlines():
             f = line.split()
             if len(f) >= 8:
-                rows.append((f[1].split("@")[0], f[2], len(f) > 8))
-    else:
-        rows = [(addr, info["flags"], bool(info.get("slots"))) for addr, info in table.items()]
+                rows.append((f[0], f[1].split("@")[0], set(f[2].split(",")), f[3], len(f) > 8))
+        return rows
+    return [
+        (
+            str(info.get("node_id", "")),
+            addr,
+            set(info["flags"].split(",")),
+            str(info.get("master_id", "-")),
+            bool(info.get("slots")),
+        )
+        for addr, info in table.items()
+    ]
+
+
+def _address(addr: str, asked_host: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host or asked_host, int(port)
+
+
+def _masters_in(table: Any, asked_host: str) -> list[tuple[str, int]]:
+    """Masters with slots and no failure flag, from CLUSTER NODES (raw or parsed by redis-py)."""
     masters = []
-    for addr, flags, has_slots in rows:
-        marks = set(flags.split(","))
+    for _id, addr, marks, _master, has_slots in _rows(table):
         # A master that owns slots is kept even when flagged as failing: "fail?" is one node's
         # opinion, and a master cut off from the bus may still serve clients and publish. Its
         # subscription then just stops proving delivery until a failover moves its slots.
@@ -598,6 +694,20 @@ def _masters_in(table: Any, asked_host: str) -> list[tuple[str, int]]:
         if "master" not in marks or marks & {"noaddr", "handshake"}:
             continue
         if has_slots or "fail" not in marks:
-            host, _, port = addr.rpartition(":")
-            masters.append((host or asked_host, int(port)))
+            masters.append(_address(addr, asked_host))
     return sorted(masters)
+
+
+def _replicas_in(table: Any, asked_host: str) -> dict[tuple[str, int], int]:
+    """Per master address, its replicas that could be promoted (not failed), from CLUSTER NODES."""
+    rows = _rows(table)
+    by_id = {
+        node_id: _address(addr, asked_host)
+        for node_id, addr, marks, _master, _slots in rows
+        if "master" in marks and not marks & {"noaddr", "handshake"}
+    }
+    counts = dict.fromkeys(by_id.values(), 0)
+    for _id, _addr, marks, master, _slots in rows:
+        if "slave" in marks and not marks & {"fail", "noaddr", "handshake"} and master in by_id:
+            counts[by_id[master]] += 1
+    return counts

@@ -141,8 +141,8 @@ class RedisBackend(Backend):
         ping_interval: float = 0.02,
         rng: Callable[[], float] = random.random,
         client_options: dict[str, Any] | None = None,
-        wait_replicas: int = 0,
-        wait_timeout: float = 0.1,
+        wait_replicas: int | str = 0,
+        wait_timeout: float = 0.5,
     ) -> None:
         if client is None and aclient is None and url is None:
             raise ConfigurationError("RedisBackend needs a url, a client or an async client")
@@ -152,11 +152,19 @@ class RedisBackend(Backend):
                     "freshlink needs a redis client with decode_responses=False (payloads are "
                     "bytes); create a separate client for freshlink"
                 )
-        if not isinstance(wait_replicas, int) or wait_replicas < 0:
-            raise ConfigurationError(f"wait_replicas must be an int >= 0, got {wait_replicas!r}")
+        if wait_replicas != "auto" and (
+            not isinstance(wait_replicas, int)
+            or isinstance(wait_replicas, bool)
+            or wait_replicas < 0
+        ):
+            raise ConfigurationError(
+                f"wait_replicas must be an int >= 0 or 'auto', got {wait_replicas!r}"
+            )
         if not wait_timeout > 0:
             raise ConfigurationError(f"wait_timeout must be > 0 seconds, got {wait_timeout!r}")
-        #: Replicas that must have an invalidation (``WAIT``) before it is acknowledged.
+        #: Replicas that must have an invalidation (``WAIT``) before it is acknowledged, or
+        #: ``"auto"``: one on each master that has a replica it could fail over to, none on a
+        #: master without (nothing could be promoted there having missed the write).
         self.wait_replicas = wait_replicas
         self._wait_ms = max(int(wait_timeout * 1000), 1)
         # Set (by the Sentinel master watch) when async connections point at an old master.
@@ -322,8 +330,8 @@ class RedisBackend(Backend):
         # EVALSHA straight through execute_command: redis-py's Script wrapper costs a few
         # microseconds per call on the hot path. NOSCRIPT (a restarted or flushed server)
         # loads the script and tries once more.
-        if kind is InvalidationError and self.wait_replicas > 0:
-            return self._run_confirmed(name, keys, args)
+        if kind is InvalidationError and (need := self._wait_for()) > 0:
+            return self._run_confirmed(name, keys, args, need)
         client = self.client
         try:
             try:
@@ -343,8 +351,8 @@ class RedisBackend(Backend):
     ) -> Any:
         if self._async_stale:
             await self._aprepare()
-        if kind is InvalidationError and self.wait_replicas > 0:
-            return await self._arun_confirmed(name, keys, args)
+        if kind is InvalidationError and (need := self._wait_for()) > 0:
+            return await self._arun_confirmed(name, keys, args, need)
         client = self.aclient
         try:
             try:
@@ -355,7 +363,17 @@ class RedisBackend(Backend):
         except Exception as exc:
             raise self._error(exc, kind) from exc
 
-    def _run_confirmed(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def _wait_for(self, node: Any = None) -> int:
+        """Replicas an invalidation on ``node`` (None: the one server) must reach first."""
+        if self.wait_replicas == "auto":
+            return min(1, self._replicas_of(node))
+        return int(self.wait_replicas)
+
+    def _replicas_of(self, node: Any) -> int:
+        """Replicas of ``node`` that could be promoted (subclasses that know the topology)."""
+        return 1
+
+    def _run_confirmed(self, name: str, keys: Sequence[str], args: Sequence[Any], need: int) -> Any:
         # An invalidation followed by WAIT on the same connection (a pipeline): acknowledged
         # only once a replica has it.
         client = self.client
@@ -364,9 +382,9 @@ class RedisBackend(Backend):
                 try:
                     with client.pipeline(transaction=False) as p:
                         p.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
-                        p.execute_command("WAIT", self.wait_replicas, self._wait_ms)
+                        p.execute_command("WAIT", need, self._wait_ms)
                         reply, acked = p.execute()
-                    self._confirmed_by(acked)
+                    self._confirmed_by(acked, need)
                     return reply
                 except _redis().exceptions.NoScriptError:
                     if attempt:
@@ -375,16 +393,18 @@ class RedisBackend(Backend):
         except Exception as exc:
             raise self._error(exc, InvalidationError) from exc
 
-    async def _arun_confirmed(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _arun_confirmed(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], need: int
+    ) -> Any:
         client = self.aclient
         try:
             for attempt in (0, 1):
                 try:
                     async with client.pipeline(transaction=False) as p:
                         p.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
-                        p.execute_command("WAIT", self.wait_replicas, self._wait_ms)
+                        p.execute_command("WAIT", need, self._wait_ms)
                         reply, acked = await p.execute()
-                    self._confirmed_by(acked)
+                    self._confirmed_by(acked, need)
                     return reply
                 except _redis().exceptions.NoScriptError:
                     if attempt:
@@ -393,12 +413,12 @@ class RedisBackend(Backend):
         except Exception as exc:
             raise self._error(exc, InvalidationError) from exc
 
-    def _confirmed_by(self, acked: Any) -> None:
-        if int(acked) < self.wait_replicas:
+    def _confirmed_by(self, acked: Any, need: int) -> None:
+        if int(acked) < need:
             raise InvalidationError(
-                f"redis: the invalidation reached {acked} of {self.wait_replicas} replica(s) "
-                f"within {self._wait_ms} ms, so a failover could lose it: not confirmed "
-                "(if your masters have no replicas, set wait_replicas=0)"
+                f"redis: the invalidation reached {acked} of {need} replica(s) within "
+                f"{self._wait_ms} ms, so a failover could lose it: not confirmed (a replica "
+                "lagging under load: raise wait_timeout; no replicas: wait_replicas='auto')"
             )
 
     async def _aprepare(self) -> None:

@@ -83,7 +83,7 @@ class SentinelBackend(RedisBackend):
         aclient: Any = None,
         *,
         url: str | None = None,
-        wait_replicas: int = 1,
+        wait_replicas: int | str = "auto",
         check_interval: float = 0.05,
         **kw: Any,
     ) -> None:
@@ -97,6 +97,8 @@ class SentinelBackend(RedisBackend):
         else:
             raise ConfigurationError("SentinelBackend needs a URL or a Sentinel-managed client")
         wait_replicas = sentinel_url["options"].pop("wait_replicas", wait_replicas)
+        if "wait_timeout" in sentinel_url["options"]:
+            kw["wait_timeout"] = sentinel_url["options"].pop("wait_timeout")
         super().__init__(client, aclient, url=url, wait_replicas=wait_replicas, **kw)
         self._sentinel_url = sentinel_url
         self._sentinel: Any = None
@@ -106,6 +108,10 @@ class SentinelBackend(RedisBackend):
         self._confirmed = -math.inf  # start of the last answer from the sentinels
         self._stop = threading.Event()
         self._watch: threading.Thread | None = None
+        # Replicas of the current master that Sentinel could promote (None: not asked yet),
+        # and when they were last counted.
+        self._healthy: int | None = None
+        self._counted = -math.inf
 
     # ------------------------------------------------------------------ the master watch
     #
@@ -140,11 +146,35 @@ class SentinelBackend(RedisBackend):
             else:
                 failing = False
                 master = (str(master[0]), int(master[1]))
-                if self._master is not None and master != self._master:
+                moved = self._master is not None and master != self._master
+                # Counted before the move is acted on, recorded after: until the connections
+                # to the old master are dropped, invalidations still wait for its replica.
+                healthy = self._count_replicas(started, moved)
+                if moved:
                     self._moved(master)
                 self._master = master
+                if healthy is not None:
+                    self._healthy, self._counted = healthy, started
                 self._confirmed = started
             self._stop.wait(self._check_interval)
+
+    def _count_replicas(self, now: float, moved: bool) -> int | None:
+        """Replicas of the master that Sentinel could promote now (asked every 0.5 s)."""
+        if self.wait_replicas != "auto" or (not moved and now - self._counted < 0.5):
+            return None
+        service = self._sentinel_url["service"]
+        for sentinel in self._sentinels().sentinels:
+            try:
+                replicas = sentinel.sentinel_slaves(service)
+            except Exception:  # that sentinel is down: ask the next
+                continue
+            return sum(1 for r in replicas if _promotable(r))
+        return None
+
+    def _replicas_of(self, node: Any) -> int:
+        # Before the sentinels have been asked, assume a replica (WAIT as before).
+        self._ensure_watch()
+        return 1 if self._healthy is None else self._healthy
 
     def _moved(self, master: tuple[str, int]) -> None:
         logger.warning(
@@ -265,3 +295,9 @@ class SentinelBackend(RedisBackend):
             for sentinel in self._sentinel.sentinels:
                 sentinel.close()
             self._sentinel = None
+
+
+def _promotable(replica: dict[str, Any]) -> bool:
+    """A replica Sentinel could fail over to: up, connected and in sync with its master."""
+    down = replica.get("is_sdown") or replica.get("is_odown") or replica.get("is_disconnected")
+    return not down and replica.get("master-link-status") == "ok"
