@@ -29,6 +29,7 @@ EVENT_NAMES = (
     "circuit_open",
     "circuit_close",
     "expiring",
+    "remote_failure",
 )
 
 
@@ -63,6 +64,7 @@ class Events:
     circuit_open: tuple[Hook, ...]
     circuit_close: tuple[Hook, ...]
     expiring: tuple[Hook, ...]
+    remote_failure: tuple[Hook, ...]
 
     def __init__(self) -> None:
         for name in EVENT_NAMES:

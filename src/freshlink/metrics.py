@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from .errors import BackendError, ConfigurationError, MissingDependencyError
 from .events import Event, logger
+from .stats import FunctionStats
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
     from .cache import Cache
     from .local import NearEntry
-    from .stats import FunctionStats
 
 __all__ = ["LOAD_BUCKETS", "PrometheusMetrics"]
 
@@ -133,6 +133,14 @@ class _MetricSet:
             namespace=namespace,
             registry=None,
         )
+        self.remote_failures = Counter(
+            "remote_load_failures",
+            "Loader failures in another process that callers here were waiting for (each "
+            "waiter then takes the lease and loads once itself).",
+            fn,
+            namespace=namespace,
+            registry=None,
+        )
         self.invalidations = Counter(
             "invalidations",
             "Invalidations confirmed by the backend.",
@@ -174,6 +182,7 @@ class _MetricSet:
             self.refreshes,
             self.stale_served,
             self.errors,
+            self.remote_failures,
             self.invalidations,
             self.circuit_open,
             self.l1_entries,
@@ -243,6 +252,7 @@ class _Children:
     refreshes: Counter
     stale_served: Counter
     errors: Counter
+    remote_failures: Counter
 
 
 class PrometheusMetrics:
@@ -345,27 +355,18 @@ class PrometheusMetrics:
         seen = self._seen
         function_errors = 0
         for fname, now in snap.items():
-            before = seen.get(fname)
+            before = seen.get(fname) or FunctionStats()
             ch = self._of(fname)
             function_errors += now.errors
-            if before is None:
-                _inc(ch.l1_hit, now.l1_hits)
-                _inc(ch.l2_hit, now.l2_hits)
-                _inc(ch.miss, now.misses)
-                _inc(ch.stale, now.stale_served)
-                _inc(ch.loads, now.loads)
-                _inc(ch.refreshes, now.refreshes)
-                _inc(ch.stale_served, now.stale_served)
-                _inc(ch.errors, now.errors)
-            else:
-                _inc(ch.l1_hit, now.l1_hits - before.l1_hits)
-                _inc(ch.l2_hit, now.l2_hits - before.l2_hits)
-                _inc(ch.miss, now.misses - before.misses)
-                _inc(ch.stale, now.stale_served - before.stale_served)
-                _inc(ch.loads, now.loads - before.loads)
-                _inc(ch.refreshes, now.refreshes - before.refreshes)
-                _inc(ch.stale_served, now.stale_served - before.stale_served)
-                _inc(ch.errors, now.errors - before.errors)
+            _inc(ch.l1_hit, now.l1_hits - before.l1_hits)
+            _inc(ch.l2_hit, now.l2_hits - before.l2_hits)
+            _inc(ch.miss, now.misses - before.misses)
+            _inc(ch.stale, now.stale_served - before.stale_served)
+            _inc(ch.loads, now.loads - before.loads)
+            _inc(ch.refreshes, now.refreshes - before.refreshes)
+            _inc(ch.stale_served, now.stale_served - before.stale_served)
+            _inc(ch.errors, now.errors - before.errors)
+            _inc(ch.remote_failures, now.remote_failures - before.remote_failures)
         self._seen = snap
         if invalidations > self._invalidations_seen:
             self._invalidations.inc(invalidations - self._invalidations_seen)
@@ -395,6 +396,7 @@ class PrometheusMetrics:
                 refreshes=m.refreshes.labels(c, fname),
                 stale_served=m.stale_served.labels(c, fname),
                 errors=m.errors.labels(c, fname),
+                remote_failures=m.remote_failures.labels(c, fname),
             )
         return ch
 

@@ -238,6 +238,9 @@ class ReadPath:
             except BackendError as exc:
                 c._backend_failed(fname, key, exc, "lease")
                 token = ""
+            except RemoteLoaderError as exc:
+                # Retried once already: stale-if-error applies to waiters as to the leader.
+                return c._loader_failed(fname, key, exc, policy, stale)
             else:
                 if served is not MISS:
                     return served
@@ -292,9 +295,13 @@ class ReadPath:
         """Cross-process single-flight: (token, stamps, MISS) or ("", stamps, served value).
 
         Waiters do not poll: they sleep until the fill channel says the leader wrote (or
-        failed), or until the leader's lease runs out, when one of them takes over.
+        failed), or until the leader's lease runs out, when one of them takes over. A waiter
+        whose leader's loader failed takes the lease and loads once itself (still one load at
+        a time per key); only if the next leader fails too does it give up.
         """
-        ekey = self.c.entry_key(key)
+        c = self.c
+        ekey = c.entry_key(key)
+        handed_on = False
         while True:
             token, left = yield Call("lease", (ekey, self.c.lease_ttl))
             if token is not None:
@@ -305,7 +312,15 @@ class ReadPath:
                 if value is not MISS:
                     return "", stamps, value
             if outcome is not None and outcome[0] == "err":
-                raise RemoteLoaderError(f"{fname}: the process loading {key} failed: {outcome[1]}")
+                if c.events.remote_failure:
+                    c.events.emit(
+                        Event("remote_failure", fname, key, error=RemoteLoaderError(outcome[1]))
+                    )
+                if handed_on:
+                    raise RemoteLoaderError(
+                        f"{fname}: the processes loading {key} failed: {outcome[1]}"
+                    )
+                handed_on = True  # the leader gave its lease back: take it and try once
             read = yield Call("read", (ekey, names))
             value = self._taken_over(fname, key, read, nk, policy, mark)
             if value is not MISS:

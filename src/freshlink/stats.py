@@ -33,6 +33,7 @@ class FunctionStats:
     stale_served: int = 0
     refreshes: int = 0
     errors: int = 0
+    remote_failures: int = 0
 
     @property
     def hits(self) -> int:
@@ -63,7 +64,15 @@ class CacheStats:
         # Not to "hit": a hit hook makes the inlined hot path build and emit an event per L1
         # hit (and it already counts those on the spec, so they would be counted twice).
         ev = self.cache.events
-        for name in ("miss", "load", "stale_served", "refresh", "error", "invalidation"):
+        for name in (
+            "miss",
+            "load",
+            "stale_served",
+            "refresh",
+            "error",
+            "invalidation",
+            "remote_failure",
+        ):
             ev.on(name, self._on_event)
 
     def hit(self, function: str, tier: str) -> None:
@@ -101,6 +110,8 @@ class CacheStats:
             st.stale_served += 1
         elif name == "refresh":
             st.refreshes += 1
+        elif name == "remote_failure":
+            st.remote_failures += 1
         elif name == "error":
             st.errors += 1
             self.errors += 1
