@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,27 +16,45 @@ _CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
 _SENTINEL_SCHEMES = frozenset({"redis+sentinel", "rediss+sentinel"})
 
 
+def _client_kind(client: Any) -> tuple[str, bool] | None:
+    """("cluster" | "redis", is asyncio) for a redis-py client (subclasses included), else None.
+
+    redis-py is looked up only if already imported: a client of it cannot exist otherwise.
+    """
+    redis = sys.modules.get("redis")
+    if redis is None or isinstance(client, str):
+        return None
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.cluster
+
+    kinds = (
+        (redis.cluster.RedisCluster, "cluster", False),
+        (redis.asyncio.cluster.RedisCluster, "cluster", True),
+        (redis.asyncio.Redis, "redis", True),
+        (redis.Redis, "redis", False),
+    )
+    for cls, kind, is_async in kinds:
+        if isinstance(client, cls):
+            return kind, is_async
+    return None
+
+
 def open_backend(url: Any, *, namespace: str = "freshlink", **options: Any) -> Backend:
     """Create the backend a URL names (``memory://``, ``redis://``...) or wrap a redis client."""
-    module = type(url).__module__
-    if module in ("redis.cluster", "redis.asyncio.cluster"):
-        from .cluster import RedisClusterBackend
+    kind = _client_kind(url)
+    if kind is not None:
+        given = {"aclient" if kind[1] else "client": url}
+        if kind[0] == "cluster":
+            from .cluster import RedisClusterBackend
 
-        if module.startswith("redis.asyncio"):
-            return RedisClusterBackend(aclient=url, namespace=namespace, **options)
-        return RedisClusterBackend(client=url, namespace=namespace, **options)
-    if module.startswith("redis."):
+            return RedisClusterBackend(**given, namespace=namespace, **options)
         from .redis import RedisBackend
         from .sentinel import SentinelBackend, is_sentinel_managed
 
         if is_sentinel_managed(url):
-            if module.startswith("redis.asyncio"):
-                return SentinelBackend(aclient=url, namespace=namespace, **options)
-            return SentinelBackend(client=url, namespace=namespace, **options)
-
-        if module.startswith("redis.asyncio"):
-            return RedisBackend(aclient=url, namespace=namespace, **options)
-        return RedisBackend(client=url, namespace=namespace, **options)
+            return SentinelBackend(**given, namespace=namespace, **options)
+        return RedisBackend(**given, namespace=namespace, **options)
     if not isinstance(url, str):
         raise ConfigurationError(
             f"the cache URL must be a str or a redis-py client, got {type(url).__name__}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -45,8 +46,10 @@ class Listener:
         on_subscribed: Callable[[], None],
         on_lost: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self._make_pubsub = make_pubsub
+        self._rng = rng
         self._inv = invalidations.encode()
         self._fill = fills.encode()
         self._interval = ping_interval
@@ -105,7 +108,9 @@ class Listener:
             self.alive.clear()
             self._on_lost()
             self._close()
-            self._stop.wait(backoff)
+            # Jittered: after a Redis restart every process would otherwise resubscribe (and
+            # hit the server) in lockstep, at 10, 20, 40 ms...
+            self._stop.wait(backoff * (0.5 + self._rng()))
             backoff = min(backoff * 2, 1.0)
 
     def _session(self) -> None:

@@ -142,7 +142,7 @@ class RedisBackend(Backend):
         rng: Callable[[], float] = random.random,
         client_options: dict[str, Any] | None = None,
         wait_replicas: int | str = 0,
-        wait_timeout: float = 0.5,
+        wait_timeout: float = 0.1,
     ) -> None:
         if client is None and aclient is None and url is None:
             raise ConfigurationError("RedisBackend needs a url, a client or an async client")
@@ -171,6 +171,13 @@ class RedisBackend(Backend):
         self._async_stale = False
         self.url = url
         self._options = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
+        socket_timeout = self._options.get("socket_timeout")
+        if socket_timeout is not None and wait_timeout >= socket_timeout:
+            # The WAIT would be cut off by the socket timeout and the round retried.
+            raise ConfigurationError(
+                f"wait_timeout ({wait_timeout} s) must be shorter than the client's "
+                f"socket_timeout ({socket_timeout} s); raise both together"
+            )
         self._client = client
         self._aclient = aclient
         # An asyncio client made here (from the URL or the sync client) is remade in a forked

@@ -149,7 +149,7 @@ class SentinelBackend(RedisBackend):
                 moved = self._master is not None and master != self._master
                 # Counted before the move is acted on, recorded after: until the connections
                 # to the old master are dropped, invalidations still wait for its replica.
-                healthy = self._count_replicas(started, moved)
+                healthy = self._count_replicas(started, moved, master)
                 if moved:
                     self._moved(master)
                 self._master = master
@@ -158,16 +158,26 @@ class SentinelBackend(RedisBackend):
                 self._confirmed = started
             self._stop.wait(self._check_interval)
 
-    def _count_replicas(self, now: float, moved: bool) -> int | None:
-        """Replicas of the master that Sentinel could promote now (asked every 0.5 s)."""
+    def _count_replicas(self, now: float, moved: bool, master: tuple[str, int]) -> int | None:
+        """Replicas of ``master`` that Sentinel could promote (asked every 0.5 s).
+
+        The master's address and its replicas come from one sentinel in one round trip, and
+        the count is kept only if that sentinel still names ``master``: a count of the *new*
+        master's replicas must never decide whether to wait on the old one.
+        """
         if self.wait_replicas != "auto" or (not moved and now - self._counted < 0.5):
             return None
         service = self._sentinel_url["service"]
         for sentinel in self._sentinels().sentinels:
             try:
-                replicas = sentinel.sentinel_slaves(service)
+                with sentinel.pipeline(transaction=False) as p:
+                    p.sentinel_get_master_addr_by_name(service)
+                    p.sentinel_slaves(service)
+                    named, replicas = p.execute()
             except Exception:  # that sentinel is down: ask the next
                 continue
+            if named is None or (_text(named[0]), int(named[1])) != master:
+                return None
             return sum(1 for r in replicas if _promotable(r))
         return None
 
@@ -298,6 +308,15 @@ class SentinelBackend(RedisBackend):
 
 
 def _promotable(replica: dict[str, Any]) -> bool:
-    """A replica Sentinel could fail over to: up, connected and in sync with its master."""
-    down = replica.get("is_sdown") or replica.get("is_odown") or replica.get("is_disconnected")
-    return not down and replica.get("master-link-status") == "ok"
+    """A replica Sentinel could fail over to: up and reporting itself a replica.
+
+    Its link may be down or lagging (Sentinel may still promote it, having missed writes:
+    exactly what WAIT is for). An old master not yet demoted after a failover is listed as a
+    replica but reports itself a master: it holds nothing newer and is not counted.
+    """
+    down = replica.get("is_sdown") or replica.get("is_odown")
+    return not down and _text(replica.get("role-reported")) == "slave"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

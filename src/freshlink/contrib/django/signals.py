@@ -41,7 +41,11 @@ def invalidate_on_commit(*tags: str, using: str | None = None, cache: Cache | No
     """Invalidate ``tags`` once the current transaction on ``using`` commits (never on rollback)."""
     checked = sorted({check_tag(t) for t in tags})
     if checked:
-        transaction.on_commit(functools.partial(_invalidate_now, checked, cache), using=using)
+        # robust: a failed invalidation (logged and counted by the cache, and by Django) must
+        # not stop the hooks queued after it, which may be other invalidations.
+        transaction.on_commit(
+            functools.partial(_invalidate_now, checked, cache), using=using, robust=True
+        )
 
 
 def _invalidate_now(tags: Sequence[str], cache: Cache | None) -> None:
