@@ -19,10 +19,11 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ConfigurationError
+from ..errors import BackendError, ConfigurationError
 from .cluster import parse_cluster_url
 from .redis import RedisBackend, _redis, _retry
 
@@ -85,8 +86,11 @@ class SentinelBackend(RedisBackend):
         url: str | None = None,
         wait_replicas: int | str = "auto",
         check_interval: float = 0.05,
+        failover_fence: float = 2.5,
         **kw: Any,
     ) -> None:
+        if not failover_fence > 0:
+            raise ConfigurationError(f"failover_fence must be > 0 seconds, got {failover_fence!r}")
         if not check_interval > 0:
             raise ConfigurationError(f"check_interval must be > 0 seconds, got {check_interval!r}")
         given = client if client is not None else aclient
@@ -112,6 +116,15 @@ class SentinelBackend(RedisBackend):
         # and when they were last counted.
         self._healthy: int | None = None
         self._counted = -math.inf
+        # The master before the last move: Sentinel lists it as a replica of the new one at
+        # once, while it still reports itself a master until Sentinel demotes it (10 s+).
+        self._previous: tuple[str, int] | None = None
+        # After a move, a master without a replica still waits for one (so invalidations are
+        # refused) for this long: other processes may still be reading the old master until
+        # their own watch, and the sentinels they ask, name the new one.
+        self._fence = failover_fence
+        self._moved_at = -math.inf
+        self._check_lock = threading.Lock()
 
     # ------------------------------------------------------------------ the master watch
     #
@@ -135,9 +148,8 @@ class SentinelBackend(RedisBackend):
     def _watch_loop(self) -> None:
         failing = False
         while not self._stop.is_set():
-            started = time.monotonic()
             try:
-                master = self._sentinels().discover_master(self._sentinel_url["service"])
+                self._check()
             except Exception as exc:
                 (logger.debug if failing else logger.warning)(
                     "freshlink: no answer from the sentinels (%s)", exc
@@ -145,18 +157,35 @@ class SentinelBackend(RedisBackend):
                 failing = True
             else:
                 failing = False
-                master = (str(master[0]), int(master[1]))
-                moved = self._master is not None and master != self._master
-                # Counted before the move is acted on, recorded after: until the connections
-                # to the old master are dropped, invalidations still wait for its replica.
-                healthy = self._count_replicas(started, moved, master)
-                if moved:
-                    self._moved(master)
-                self._master = master
-                if healthy is not None:
-                    self._healthy, self._counted = healthy, started
-                self._confirmed = started
             self._stop.wait(self._check_interval)
+
+    def _check(self) -> None:
+        """Ask the sentinels for the master once; act on a move (the watch, or a late read)."""
+        with self._check_lock:
+            started = time.monotonic()
+            found = self._sentinels().discover_master(self._sentinel_url["service"])
+            master = (str(found[0]), int(found[1]))
+            moved = self._master is not None and master != self._master
+            if moved:
+                self._previous, self._moved_at = self._master, started
+            # Counted before the move is acted on, recorded after: until the connections
+            # to the old master are dropped, invalidations still wait for its replica.
+            healthy = self._count_replicas(started, moved, master)
+            if moved:
+                self._moved(master)
+            self._master = master
+            if healthy is not None:
+                self._healthy, self._counted = healthy, started
+            self._confirmed = started
+
+    def _fresh(self) -> None:
+        # A read must not go to a master named by an answer older than half the fence: if this
+        # process's watch has fallen behind (a starved or resumed process), ask now.
+        if self._master is not None and time.monotonic() - self._confirmed > self._fence / 2:
+            try:
+                self._check()
+            except Exception as exc:
+                raise self._error(exc) from exc
 
     def _count_replicas(self, now: float, moved: bool, master: tuple[str, int]) -> int | None:
         """Replicas of ``master`` that Sentinel could promote (asked every 0.5 s).
@@ -178,13 +207,39 @@ class SentinelBackend(RedisBackend):
                 continue
             if named is None or (_text(named[0]), int(named[1])) != master:
                 return None
-            return sum(1 for r in replicas if _promotable(r))
+            return sum(1 for r in replicas if _promotable(r, self._previous))
         return None
 
+    def _run(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        kind: type[BackendError] = BackendError,
+    ) -> Any:
+        self._fresh()
+        return super()._run(name, keys, args, kind)
+
+    async def _arun(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        kind: type[BackendError] = BackendError,
+    ) -> Any:
+        self._fresh()  # a sentinel round trip, only when the watch has fallen behind
+        return await super()._arun(name, keys, args, kind)
+
     def _replicas_of(self, node: Any) -> int:
-        # Before the sentinels have been asked, assume a replica (WAIT as before).
+        # Before the sentinels have been asked, assume a replica (WAIT as before). Within the
+        # fence after a move, too: an invalidation acknowledged by the new master alone could
+        # be read past by a process still reading the old one.
         self._ensure_watch()
-        return 1 if self._healthy is None else self._healthy
+        if self._healthy is None:
+            return 1
+        if self._healthy == 0 and time.monotonic() - self._moved_at < self._fence:
+            return 1
+        return self._healthy
 
     def _moved(self, master: tuple[str, int]) -> None:
         logger.warning(
@@ -307,15 +362,19 @@ class SentinelBackend(RedisBackend):
             self._sentinel = None
 
 
-def _promotable(replica: dict[str, Any]) -> bool:
-    """A replica Sentinel could fail over to: up and reporting itself a replica.
+def _promotable(replica: dict[str, Any], previous: tuple[str, int] | None) -> bool:
+    """A replica Sentinel could fail over to: any that is not down.
 
-    Its link may be down or lagging (Sentinel may still promote it, having missed writes:
-    exactly what WAIT is for). An old master not yet demoted after a failover is listed as a
-    replica but reports itself a master: it holds nothing newer and is not counted.
+    Its link may be down or lagging, and during a failover it may already report itself a
+    master while still listed as a replica: Sentinel may promote it having missed writes,
+    which is exactly what WAIT is for. The one exception is the master we moved away from:
+    listed as a replica of the new master but still a master until demoted, it can be
+    promoted only after resyncing from the new one, so it is not waited for.
     """
-    down = replica.get("is_sdown") or replica.get("is_odown")
-    return not down and _text(replica.get("role-reported")) == "slave"
+    if replica.get("is_sdown") or replica.get("is_odown"):
+        return False
+    address = (_text(replica.get("ip")), int(replica.get("port") or 0))
+    return not (address == previous and _text(replica.get("role-reported")) == "master")
 
 
 def _text(value: Any) -> str:
