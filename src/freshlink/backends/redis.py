@@ -172,10 +172,11 @@ class RedisBackend(Backend):
         self.url = url
         self._options = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
         socket_timeout = self._options.get("socket_timeout")
-        if socket_timeout is not None and wait_timeout >= socket_timeout:
-            # The WAIT would be cut off by the socket timeout and the round retried.
+        if socket_timeout is not None and wait_timeout > socket_timeout / 2:
+            # A WAIT cut off by the socket timeout makes redis-py retry the whole round (the
+            # increment included) on another connection: keep it well inside the timeout.
             raise ConfigurationError(
-                f"wait_timeout ({wait_timeout} s) must be shorter than the client's "
+                f"wait_timeout ({wait_timeout} s) must be at most half the client's "
                 f"socket_timeout ({socket_timeout} s); raise both together"
             )
         self._client = client
