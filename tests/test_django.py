@@ -206,6 +206,28 @@ def test_real_commit_then_invalidation_seen_by_another_process(fl: Cache, redis_
         other.close()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_invalidation_does_not_drop_the_commit_hooks_after_it(
+    fl: Cache, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The first hook's cache cannot reach Redis: its invalidation raises InvalidationError at
+    # commit. Django ran on_commit hooks in order and stopped at the first that raised, so the
+    # invalidations queued after it (here, on the working cache) were silently dropped.
+    broken = Cache("redis://127.0.0.1:1/0", namespace="dj-broken")
+    later = record(fl)
+    ran: list[str] = []
+    try:
+        with transaction.atomic():
+            invalidate_on_commit("loan:1", cache=broken)
+            invalidate_on_commit("loan:2")
+            transaction.on_commit(lambda: ran.append("app hook"))
+        assert later == [("loan:2",)]
+        assert ran == ["app hook"]
+        assert any("not confirmed" in r.getMessage() for r in caplog.records)
+    finally:
+        broken.close()
+
+
 # ---------------------------------------------------------------------------- bulk helpers
 
 

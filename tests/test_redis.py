@@ -412,3 +412,27 @@ def test_remote_loader_error_reaches_waiters(make_redis_cache: Callable[..., Cac
     t.join(5)
     assert len(result) == 1
     assert "loan 7 not found" in str(result[0])
+
+
+@pytest.mark.redis
+async def test_subclasses_of_redis_py_clients_are_accepted(redis_url: str) -> None:
+    # Detected with isinstance, not by module name: a subclass (an app's own client class,
+    # fakeredis' FakeRedis) was refused as "not a str or a redis-py client".
+    class AppRedis(redis.Redis):
+        pass
+
+    class AppAsyncRedis(redis.asyncio.Redis):
+        pass
+
+    client = AppRedis.from_url(redis_url)
+    aclient = AppAsyncRedis.from_url(redis_url)
+    sync_cache, async_cache = Cache(client, namespace="sub"), Cache(aclient, namespace="sub")
+    try:
+        sync_cache.set("k", 1)
+        assert sync_cache.get("k") == 1
+        assert await async_cache.aget("k") == 1
+    finally:
+        sync_cache.close()
+        await async_cache.aclose()
+        client.close()
+        await aclient.aclose()

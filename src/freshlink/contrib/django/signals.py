@@ -9,7 +9,6 @@ surrounding transaction commits (at once in autocommit) and never for a rolled-b
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -42,10 +41,12 @@ def invalidate_on_commit(*tags: str, using: str | None = None, cache: Cache | No
     checked = sorted({check_tag(t) for t in tags})
     if checked:
         # robust: a failed invalidation (logged and counted by the cache, and by Django) must
-        # not stop the hooks queued after it, which may be other invalidations.
-        transaction.on_commit(
-            functools.partial(_invalidate_now, checked, cache), using=using, robust=True
-        )
+        # not stop the hooks queued after it, which may be other invalidations. A function,
+        # not a functools.partial: Django's robust path logs the hook's __qualname__.
+        def invalidate_now() -> None:
+            _invalidate_now(checked, cache)
+
+        transaction.on_commit(invalidate_now, using=using, robust=True)
 
 
 def _invalidate_now(tags: Sequence[str], cache: Cache | None) -> None:
