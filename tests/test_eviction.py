@@ -18,6 +18,7 @@ import redis
 
 from freshlink import Cache, InvalidationError, Local
 from freshlink.testing import RedisServer
+from freshlink.testing.cluster import RedisClusterSetup, redis_command
 from freshlink.testing.workloads import run_coherence
 
 pytestmark = pytest.mark.redis
@@ -217,3 +218,50 @@ def test_a_full_noeviction_server_refuses_the_invalidation_loudly(
     finally:
         client.flushall()
         client.close()
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_no_stale_reads_under_eviction_on_a_cluster(redis_cluster: RedisClusterSetup) -> None:
+    # Every master 2 MB above its baseline memory with allkeys-random, while other keys fill
+    # it: entries, generations and leases vanish on every node.
+    redis_cluster.reset()
+    redis_cluster.flushall()
+    masters = [m.port for m in redis_cluster.masters()]
+    for port in masters:
+        memory = _text(redis_command(port, "INFO", "memory"))
+        baseline = int(memory.split("used_memory:")[1].split()[0])
+        redis_command(port, "CONFIG", "SET", "maxmemory", baseline + 2 * 1024 * 1024)
+        redis_command(port, "CONFIG", "SET", "maxmemory-policy", "allkeys-random")
+    client = redis.RedisCluster(host="127.0.0.1", port=masters[0])
+    try:
+        run = run_coherence(
+            # This is about L1 under eviction: writes are not held up by replica confirmation
+            # (WAIT, tested in test_cluster.py), which a loaded 2-core host cannot keep up with
+            # while the filler pushes megabytes through replication.
+            redis_cluster.url + "?wait_replicas=0",
+            "bounded",
+            items=30,
+            duration=2.5,
+            max_staleness=0.1,
+            disrupt=memory_pressure(client, "allkeys-random"),  # type: ignore[arg-type]
+        )
+        evicted = sum(
+            int(_text(redis_command(p, "INFO", "stats")).split("evicted_keys:")[1].split()[0])
+            for p in masters
+        )
+    finally:
+        for port in masters:
+            redis_command(port, "CONFIG", "SET", "maxmemory", "0")
+            redis_command(port, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+        client.close()
+        redis_cluster.flushall()
+    assert evicted > 100, "the cluster was never under memory pressure"
+    assert run.acked_writes > 100
+    violations = run.violations
+    assert violations == [], "\n".join(map(str, violations[:10]))
+    assert run.stale_after_writers_stopped == []
+
+
+def _text(reply: object) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
