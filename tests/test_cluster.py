@@ -246,7 +246,8 @@ async def test_async_client_passed_in(cluster_url: str) -> None:
 
 def _coherent(run: CoherenceRun) -> None:
     assert run.acked_writes > 30, "too few writes to mean anything"
-    assert len(run.reads) > 500
+    # A few hundred reads even on a busy 2-core host (352 were seen with two CI runs at once).
+    assert len(run.reads) > 150
     assert run.violations == [], "\n".join(map(str, run.violations[:10]))
 
 

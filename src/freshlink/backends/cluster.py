@@ -276,7 +276,8 @@ class RedisClusterBackend(RedisBackend):
                 need = self._wait_for(node)
                 if need > 0:
                     waits[node.name] = (node, need)
-        commands += [(node, "WAIT", need, self._wait_ms) for node, need in waits.values()]
+        for node, need in waits.values():
+            commands += [(node, "WAIT", need, ms) for ms in self._wait_slices]
         return commands, [need for _node, need in waits.values()]
 
     def _single(self, calls: list[Call]) -> bool:
@@ -373,9 +374,11 @@ class RedisClusterBackend(RedisBackend):
     def _confirmed_all(self, replies: list[Any], needs: list[int]) -> list[Any]:
         """The scripts' replies, once every WAIT at the end says a replica has the writes."""
         if needs:
-            for acked, need in zip(replies[-len(needs) :], needs, strict=True):
-                self._confirmed_by(acked, need)
-            return replies[: -len(needs)]
+            k = len(self._wait_slices)  # WAITs per master, in a row (see RedisBackend)
+            waits = replies[-len(needs) * k :]
+            for i, need in enumerate(needs):
+                self._confirmed_by(max(waits[i * k : (i + 1) * k]), need)
+            return replies[: -len(needs) * k]
         return replies
 
     def _drive(self, ops: Ops, kind: type[BackendError] = BackendError) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import math
 import random
 import secrets
 import threading
@@ -142,7 +143,7 @@ class RedisBackend(Backend):
         rng: Callable[[], float] = random.random,
         client_options: dict[str, Any] | None = None,
         wait_replicas: int | str = 0,
-        wait_timeout: float = 0.1,
+        wait_timeout: float = 0.5,
     ) -> None:
         if client is None and aclient is None and url is None:
             raise ConfigurationError("RedisBackend needs a url, a client or an async client")
@@ -171,14 +172,13 @@ class RedisBackend(Backend):
         self._async_stale = False
         self.url = url
         self._options = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
-        socket_timeout = self._options.get("socket_timeout")
-        if socket_timeout is not None and wait_timeout > socket_timeout / 2:
-            # A WAIT cut off by the socket timeout makes redis-py retry the whole round (the
-            # increment included) on another connection: keep it well inside the timeout.
-            raise ConfigurationError(
-                f"wait_timeout ({wait_timeout} s) must be at most half the client's "
-                f"socket_timeout ({socket_timeout} s); raise both together"
-            )
+        # The wait is sent as several WAITs of at most 100 ms (and at most half the socket
+        # timeout) in a row on the same connection, each returning at once when the replicas
+        # have the write: a single long WAIT would be cut off by the socket timeout, which
+        # makes redis-py retry the whole round, the increment included, on another connection.
+        socket_timeout = self._options.get("socket_timeout") or math.inf
+        slice_ms = max(min(100, self._wait_ms, int(socket_timeout * 500)), 1)
+        self._wait_slices = [slice_ms] * math.ceil(self._wait_ms / slice_ms)
         self._client = client
         self._aclient = aclient
         # An asyncio client made here (from the URL or the sync client) is remade in a forked
@@ -390,9 +390,10 @@ class RedisBackend(Backend):
                 try:
                     with client.pipeline(transaction=False) as p:
                         p.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
-                        p.execute_command("WAIT", need, self._wait_ms)
-                        reply, acked = p.execute()
-                    self._confirmed_by(acked, need)
+                        for ms in self._wait_slices:
+                            p.execute_command("WAIT", need, ms)
+                        reply, *acked = p.execute()
+                    self._confirmed_by(max(acked), need)
                     return reply
                 except _redis().exceptions.NoScriptError:
                     if attempt:
@@ -410,9 +411,10 @@ class RedisBackend(Backend):
                 try:
                     async with client.pipeline(transaction=False) as p:
                         p.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
-                        p.execute_command("WAIT", need, self._wait_ms)
-                        reply, acked = await p.execute()
-                    self._confirmed_by(acked, need)
+                        for ms in self._wait_slices:
+                            p.execute_command("WAIT", need, ms)
+                        reply, *acked = await p.execute()
+                    self._confirmed_by(max(acked), need)
                     return reply
                 except _redis().exceptions.NoScriptError:
                     if attempt:
