@@ -153,3 +153,47 @@ def test_invalidate_json(redis_url: str, capsys: pytest.CaptureFixture[str]) -> 
     out = json.loads(capsys.readouterr().out)
     assert set(out["invalidated"]) == {"loan:7", "user:42"}
     assert all(isinstance(v, int) for v in out["invalidated"].values())
+
+
+def test_version_and_bare_command_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from freshlink import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"freshlink {__version__}"
+    assert main([]) == 0  # help, not a usage error
+    out = capsys.readouterr().out
+    for command in ("demo", "stats", "invalidate", "inspect", "bench"):
+        assert command in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inspect", "--url", "redis://127.0.0.1:1/0", "k", "--width", "-3"],
+        ["inspect", "--url", "redis://127.0.0.1:1/0", "k", "--width", "wide"],
+        ["demo", "--nodes", "0"],
+    ],
+)
+def test_bad_numbers_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "at least 1" in err or "whole number" in err
+
+
+def test_demo_needs_two_nodes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--nodes", "1", "--duration", "0.2"]) == 2
+    assert "at least 2" in capsys.readouterr().err
+
+
+def test_demo_plot_without_matplotlib_fails_before_running(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    assert main(["demo", "--plot", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "freshlink[demo]" in err
+    assert err.count("\n") == 1  # one line, no traceback

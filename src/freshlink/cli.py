@@ -41,15 +41,20 @@ _REDIS_URLS = (
 )
 
 
+def _check_scheme(url: str) -> None:
+    """A Redis URL of a scheme the backends know, checked before anything is imported."""
+    if not url.startswith(_REDIS_URLS):
+        why = " (a memory:// cache lives inside one process)" if url.startswith("memory:") else ""
+        raise _Fail(
+            EXIT_USAGE,
+            f"--url must be a {', '.join(_REDIS_URLS[:-1])} or {_REDIS_URLS[-1]} URL, "
+            f"got {url!r}{why}",
+        )
+
+
 def _open(args: argparse.Namespace) -> Any:
     from .cache import Cache
 
-    if not args.url.startswith(_REDIS_URLS):
-        raise _Fail(
-            EXIT_USAGE,
-            f"--url must be a redis://, rediss://, unix://, redis+cluster:// or "
-            f"redis+sentinel:// URL, got {args.url!r} (memory:// lives inside one process)",
-        )
     try:
         return Cache(args.url, namespace=args.namespace, local=None)
     except ConfigurationError as exc:
@@ -61,6 +66,7 @@ def _open(args: argparse.Namespace) -> Any:
 @contextlib.contextmanager
 def _session(args: argparse.Namespace, failure: str = "cannot reach Redis at {url}") -> Any:
     """A Cache on ``args.url``: a backend failure becomes exit 3, and it is always closed."""
+    _check_scheme(args.url)
     _check_reachable(args.url)
     cache = _open(args)
     try:
@@ -81,6 +87,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.url is not None and not args.url.startswith(("redis://", "rediss://", "unix://")):
         raise _Fail(EXIT_USAGE, f"--url must be a redis:// URL, got {args.url!r}")
+    if args.plot:  # checked before the demo runs, not after
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise _Fail(
+                EXIT_USAGE,
+                "--plot needs matplotlib: pip install 'freshlink[demo]' (or matplotlib)",
+            ) from None
     cfg = DemoConfig(duration=args.duration, nodes=args.nodes, url=args.url)
     if args.url:
         _check_reachable(args.url)
@@ -273,15 +287,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``freshlink`` command."""
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="freshlink", description="freshlink: a coherent cache.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"freshlink {__version__}")
+    sub = p.add_subparsers(dest="command")
 
     d = sub.add_parser("demo", help="the expired-loan-link demo: naive cache vs freshlink")
     d.add_argument(
         "--url", help="run nodes as processes on this Redis (default: threads, embedded backend)"
     )
     d.add_argument("--duration", type=float, default=5.0, help="seconds per setup (default 5)")
-    d.add_argument("--nodes", type=int, default=4, help="app nodes (default 4)")
+    d.add_argument(
+        "--nodes", type=_positive_int, default=4, help="app nodes (default 4, at least 2)"
+    )
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d.add_argument("--plot", metavar="PNG", help="draw the timeline into this file")
     d.set_defaults(func=cmd_demo)
@@ -305,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     n = sub.add_parser("inspect", help="show one entry and whether it is still valid")
     backend_args(n)
     n.add_argument("key", help="the entry key (see a cached function's .key(...))")
-    n.add_argument("--width", type=int, default=200, help="value preview width")
+    n.add_argument("--width", type=_positive_int, default=200, help="value preview width")
     n.set_defaults(func=cmd_inspect)
 
     b = sub.add_parser("bench", help="the benchmark suite (from a clone)")
@@ -314,11 +333,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``freshlink`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "nodes", 1) < 1 or getattr(args, "duration", 1) <= 0:
-        print("freshlink: --nodes and --duration must be positive", file=sys.stderr)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `freshlink` alone: what it can do, not a usage error
+        parser.print_help()
+        return 0
+    if getattr(args, "nodes", 2) < 2:
+        # One node cannot serve a page another node's write made stale: nothing to show.
+        print(
+            "freshlink: --nodes must be at least 2 (the demo shows one node serving what "
+            "another node's write made stale)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if getattr(args, "duration", 1) <= 0:
+        print("freshlink: --duration must be positive", file=sys.stderr)
         return EXIT_USAGE
     try:
         code: int = args.func(args)

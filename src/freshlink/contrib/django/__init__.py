@@ -9,6 +9,15 @@ after the transaction commits; :func:`invalidate_queryset`, :func:`invalidate_ob
 
 from __future__ import annotations
 
+from ...errors import MissingDependencyError
+
+try:
+    import django  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise MissingDependencyError(
+        "freshlink.contrib.django needs Django: pip install 'freshlink[django]'"
+    ) from exc
+
 from .conf import cache, get_cache, stale_reporter
 from .signals import invalidate_objects, invalidate_on, invalidate_on_commit, invalidate_queryset
 
