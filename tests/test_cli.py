@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -197,3 +198,69 @@ def test_demo_plot_without_matplotlib_fails_before_running(
     err = capsys.readouterr().err
     assert "freshlink[demo]" in err
     assert err.count("\n") == 1  # one line, no traceback
+
+
+COMMANDS = [["stats"], ["invalidate", "loan:7"], ["inspect", "some-key"]]
+
+
+def _one_line(out: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert len(lines[0]) < 400, lines[0]
+    return lines[0]
+
+
+def _timed(*args: str, prelude: str = "") -> tuple[subprocess.CompletedProcess[str], float]:
+    code = (
+        f"{prelude}import sys; from freshlink.cli import run; "
+        f"sys.argv = ['freshlink', *{list(args)!r}]; run()"
+    )
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    return out, time.monotonic() - started
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    ("url", "code", "says"),
+    [
+        # unreachable
+        ("redis://127.0.0.1:1/0", 3, "cannot reach Redis"),
+        ("rediss://127.0.0.1:1/0", 3, "cannot reach Redis"),
+        ("unix:///nonexistent/redis.sock", 3, "cannot reach Redis"),
+        ("redis+cluster://127.0.0.1:1", 3, "cannot reach any cluster node"),
+        ("redis+sentinel://127.0.0.1:1/mymaster", 3, "cannot reach any sentinel"),
+        # the wrong kind of server (a plain Redis, see PLAIN)
+        ("redis+cluster://PLAIN", 2, "is not a cluster node"),
+        ("redis+sentinel://PLAIN/mymaster", 2, "is not a Sentinel"),
+        ("memory://", 2, "lives inside one process"),
+        # malformed
+        ("redis://127.0.0.1:notaport/0", 2, "bad URL"),
+        ("redis+cluster://[::1", 2, "bad URL"),
+        ("redis+sentinel://127.0.0.1:26379", 2, "names no Sentinel service"),
+        ("bogus", 2, "--url must be a redis://"),
+    ],
+)
+def test_every_subcommand_fails_in_one_documented_line(
+    redis_server: RedisServer, command: list[str], url: str, code: int, says: str
+) -> None:
+    url = url.replace("PLAIN", f"127.0.0.1:{redis_server.port}")
+    out, took = _timed(*command, "--url", url)
+    assert out.returncode == code, out.stderr
+    assert says in _one_line(out)
+    assert took < 3.0
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [("redis://127.0.0.1:1/0", "needs redis-py"), ("bogus", "--url must be a redis://")],
+)
+def test_without_redis_py_a_bad_url_is_still_a_bad_url(
+    command: list[str], url: str, says: str
+) -> None:
+    out, _ = _timed(*command, "--url", url, prelude="import sys; sys.modules['redis'] = None; ")
+    assert out.returncode == 2
+    assert says in _one_line(out)

@@ -81,6 +81,89 @@ def _redis(cache: Any) -> Any:
     return getattr(cache.backend, "inner", cache.backend)
 
 
+def _probe_options() -> dict[str, Any]:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # redis-py's default retries back off for seconds: a probe answers in about one.
+    return {"socket_connect_timeout": 1, "socket_timeout": 1, "retry": Retry(NoBackoff(), 0)}
+
+
+def _short(exc: BaseException) -> str:
+    """One short line: redis-py puts whole connection-pool reprs in some messages."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = text.split(" : <", 1)[0]
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _probe(host: str, port: int, ssl: bool, *command: str) -> Any:
+    """One command on a fresh connection with 1 s timeouts (no retries)."""
+    import redis
+
+    client = redis.Redis(host=host, port=port, ssl=ssl, **_probe_options())
+    try:
+        return client.execute_command(*command)  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+
+
+def _check_sentinels(url: str) -> None:
+    import redis
+
+    from .backends.sentinel import parse_sentinel_url
+
+    try:
+        parsed = parse_sentinel_url(url)
+    except ConfigurationError as exc:
+        raise _Fail(EXIT_USAGE, str(exc)) from None
+    ssl = url.startswith("rediss")
+    problems = []
+    for host, port in parsed["sentinels"]:
+        try:
+            found = _probe(
+                host, port, ssl, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", parsed["service"]
+            )
+        except redis.ResponseError as exc:
+            raise _Fail(
+                EXIT_USAGE, f"{host}:{port} is not a Sentinel ({_short(exc)}): check the URL"
+            ) from None
+        except redis.RedisError as exc:
+            problems.append(f"{host}:{port}: {_short(exc)}")
+            continue
+        if found is None:
+            raise _Fail(
+                EXIT_BACKEND,
+                f"the sentinel at {host}:{port} knows no master named {parsed['service']!r}",
+            )
+        return
+    raise _Fail(EXIT_BACKEND, "cannot reach any sentinel: " + "; ".join(problems))
+
+
+def _check_cluster(url: str) -> None:
+    import redis
+
+    from .backends.cluster import parse_cluster_url
+
+    try:
+        parsed = parse_cluster_url(url)
+    except ConfigurationError as exc:
+        raise _Fail(EXIT_USAGE, str(exc)) from None
+    ssl = url.startswith("rediss")
+    problems = []
+    for host, port in parsed["nodes"]:
+        try:
+            _probe(host, port, ssl, "CLUSTER", "INFO")
+        except redis.ResponseError as exc:
+            raise _Fail(
+                EXIT_USAGE, f"{host}:{port} is not a cluster node ({_short(exc)}): check the URL"
+            ) from None
+        except redis.RedisError as exc:
+            problems.append(f"{host}:{port}: {_short(exc)}")
+            continue
+        return
+    raise _Fail(EXIT_BACKEND, "cannot reach any cluster node: " + "; ".join(problems))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the expired-loan-link demo."""
     from .demo import DemoConfig, plot, render_table, run_demo, to_json
@@ -120,14 +203,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _check_reachable(url: str) -> None:
-    if "+" in url.partition("://")[0]:
-        return  # cluster and Sentinel URLs: the first command reports an unreachable backend
+    """Fail fast (about a second per address) with one line if the backend cannot serve."""
     try:
         import redis
     except ImportError:
         raise _Fail(EXIT_USAGE, "this needs redis-py: pip install 'freshlink[redis]'") from None
+    scheme = url.partition("://")[0]
+    if scheme.endswith("+sentinel"):
+        _check_sentinels(url)
+        return
+    if scheme.endswith("+cluster"):
+        _check_cluster(url)
+        return
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        client = redis.Redis.from_url(url, **_probe_options())
         client.ping()
         client.close()
     except ValueError as exc:
@@ -368,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BackendError as exc:  # one line, never a traceback (see the module docstring)
+        print(f"freshlink: the backend failed: {_short(exc)}", file=sys.stderr)
+        return EXIT_BACKEND
     except BrokenPipeError:  # `freshlink demo --json | head`: the reader left, not an error
         sys.stderr.close()
         return 0

@@ -71,7 +71,10 @@ def parse_cluster_url(url: str, *, db: bool = False) -> dict[str, Any]:
 
     ``db`` allows a ``db`` query option (Sentinel; a cluster has only database 0).
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise ConfigurationError(f"bad URL {url!r}: {exc}") from None
     scheme = parts.scheme.lower()
     userinfo, _, hosts = parts.netloc.rpartition("@")
     nodes: list[tuple[str, int]] = []
