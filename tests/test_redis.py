@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -438,3 +439,11 @@ async def test_subclasses_of_redis_py_clients_are_accepted(redis_url: str) -> No
         await async_cache.aclose()
         client.close()
         await aclient.aclose()
+
+
+def test_a_redis_server_never_started_leaves_no_directory() -> None:
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("freshlink-redis-*"))
+    RedisServer()  # made, never started (a fixture that failed early, say)
+    assert set(Path(tempfile.gettempdir()).glob("freshlink-redis-*")) == before

@@ -31,10 +31,18 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.exe = exe
         self.port = port or free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="freshlink-redis-"))
+        # Made by start(): a server that is never started leaves nothing behind.
+        self._dir: Path | None = None
         self.persist = persist
         self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dir(self) -> Path:
+        """The server's working directory (snapshots), made on first use."""
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="freshlink-redis-"))
+        return self._dir
 
     @property
     def url(self) -> str:
@@ -136,7 +144,9 @@ class RedisServer:
     def close(self) -> None:
         """Stop the server and remove its directory."""
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
 
     def __enter__(self) -> RedisServer:
         return self.start()
