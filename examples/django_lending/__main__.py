@@ -18,7 +18,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     prog = "python -m examples.django_lending"
     if not args:
-        execute_from_command_line([prog, "migrate", "--no-input"])
+        # runserver's autoreloader runs this module again in a child (RUN_MAIN=true): the
+        # parent has migrated already.
+        if os.environ.get("RUN_MAIN") != "true":
+            execute_from_command_line([prog, "migrate", "--no-input"])
         args = ["runserver", "127.0.0.1:8000"]
     execute_from_command_line([prog, *args])
 

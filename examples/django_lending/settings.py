@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-a-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
@@ -31,7 +30,8 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get(
             "LENDING_DATABASE",
-            os.path.join(tempfile.gettempdir(), "freshlink-django-lending.sqlite3"),
+            # Next to the example (gitignored): each checkout has its own.
+            os.path.join(os.path.dirname(__file__), "lending.sqlite3"),
         ),
         "OPTIONS": {"timeout": 10},  # two server processes may write the same file
     }

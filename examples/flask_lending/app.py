@@ -7,7 +7,6 @@ examples.flask_lending``) from the repository root. ``create_app`` is the factor
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +17,8 @@ from werkzeug.wrappers import Response
 from . import db
 from .services import current_borrower, expire_link, fl, my_loan, renew_link
 
-DEFAULT_DATABASE = os.path.join(tempfile.gettempdir(), "freshlink-flask-lending.sqlite3")
+# Next to the example (gitignored), not in the shared temp dir: each checkout has its own.
+DEFAULT_DATABASE = os.path.join(os.path.dirname(__file__), "lending.sqlite3")
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
