@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,20 +96,44 @@ def close_leftovers(namespace: dict[str, object]) -> None:
             value.close()
 
 
+_SAVE_AS = re.compile(r"Save this as `(\w+)\.py`")
+
+
+def saved_as(text: str, block: Block) -> str | None:
+    """The module name a page tells the reader to save ``block`` as, if it does."""
+    before = text.splitlines()[: block.line - 1]
+    paragraph = "\n".join(before[-6:])
+    found = _SAVE_AS.findall(paragraph)
+    return found[-1] if found else None
+
+
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_code_blocks_run(path: Path) -> None:
     namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
+    text = path.read_text("utf-8")
+    modules: list[str] = []
     try:
         for block in python_blocks(path):
             # Pad so that line numbers in tracebacks are the Markdown file's line numbers.
             code = compile("\n" * (block.line - 1) + block.source, str(path), "exec")
+            # A block the page says to save as a module is imported by later blocks as such.
+            name = saved_as(text, block)
+            if name is not None:
+                module = types.ModuleType(name)
+                sys.modules[name] = module
+                modules.append(name)
+            target = namespace if name is None else module.__dict__
             try:
-                exec(code, namespace)
+                exec(code, target)
             except Exception as exc:
                 exc.add_note(f"in the code block of {path.name} starting at line {block.line}")
                 raise
+            if name is not None:
+                namespace.update(module.__dict__)  # for close_leftovers
     finally:
         close_leftovers(namespace)
+        for name in modules:
+            sys.modules.pop(name, None)
 
 
 # [text](target.md) or [text](target.md#anchor): relative links to Markdown files only (no
