@@ -231,7 +231,7 @@ def _timed(*args: str, prelude: str = "") -> tuple[subprocess.CompletedProcess[s
         ("rediss://127.0.0.1:1/0", 3, "cannot reach Redis"),
         ("unix:///nonexistent/redis.sock", 3, "cannot reach Redis"),
         ("redis+cluster://127.0.0.1:1", 3, "cannot reach any cluster node"),
-        ("redis+sentinel://127.0.0.1:1/mymaster", 3, "cannot reach any sentinel"),
+        ("redis+sentinel://127.0.0.1:1/mymaster", 3, "cannot reach any Sentinel"),
         # the wrong kind of server (a plain Redis, see PLAIN)
         ("redis+cluster://PLAIN", 2, "is not a cluster node"),
         ("redis+sentinel://PLAIN/mymaster", 2, "is not a Sentinel"),

@@ -424,6 +424,16 @@ class CoherenceModel(RuleBasedStateMachine):
         assert self.server is not None
         return redis.Redis.from_url(self.server.url)
 
+    def _recreate(self, name: str, delta: int) -> None:
+        """The generation ``name`` evicted and re-created ``delta`` away (if it exists)."""
+        client = self._redis()
+        try:
+            old = client.get(name)
+            if old is not None and old.isdigit():
+                client.set(name, max(int(old) + delta, 1), px=60_000)
+        finally:
+            client.close()
+
     @precondition(lambda self: self.setup.backend == "redis")
     @rule(pick=st.integers(0, 10_000))
     def any_one_key_is_evicted(self, pick: int) -> None:
@@ -446,14 +456,7 @@ class CoherenceModel(RuleBasedStateMachine):
     )
     def a_generation_is_evicted_and_recreated(self, item: int, tag: str, delta: int) -> None:
         # Eviction followed by a re-creation from a random value: higher or lower than before.
-        name = f"{self.namespace}:t:" + (f"item:{item}" if tag == "item" else "all")
-        client = self._redis()
-        try:
-            old = client.get(name)
-            if old is not None and old.isdigit():
-                client.set(name, max(int(old) + delta, 1), px=60_000)
-        finally:
-            client.close()
+        self._recreate(f"{self.namespace}:t:" + (f"item:{item}" if tag == "item" else "all"), delta)
         self.warm = {}
 
     @precondition(lambda self: self.setup.backend == "redis")
@@ -464,14 +467,7 @@ class CoherenceModel(RuleBasedStateMachine):
         # The increment and its message leave Redis together, but a process hears the message
         # a little later: the generation may be evicted and re-created in between.
         self.call(self.apis[via].write, item, value)
-        name = f"{self.namespace}:t:item:{item}"
-        client = self._redis()
-        try:
-            old = client.get(name)
-            if old is not None and old.isdigit():
-                client.set(name, max(int(old) + delta, 1), px=60_000)
-        finally:
-            client.close()
+        self._recreate(f"{self.namespace}:t:item:{item}", delta)
         self.warm = {}
         self._wrote(via)
 

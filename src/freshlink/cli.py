@@ -107,61 +107,50 @@ def _probe(host: str, port: int, ssl: bool, *command: str) -> Any:
         client.close()
 
 
-def _check_sentinels(url: str) -> None:
+def _first_answer(url: str, addresses: list[tuple[str, int]], kind: str, *command: str) -> Any:
+    """The reply of the first of ``addresses`` that answers ``command`` (one line on failure).
+
+    An error reply means the address is not a ``kind`` at all: the URL is wrong (exit 2).
+    """
     import redis
 
+    ssl = url.startswith("rediss")
+    problems = []
+    for host, port in addresses:
+        try:
+            return _probe(host, port, ssl, *command)
+        except redis.ResponseError as exc:
+            raise _Fail(
+                EXIT_USAGE, f"{host}:{port} is not a {kind} ({_short(exc)}): check the URL"
+            ) from None
+        except redis.RedisError as exc:
+            problems.append(f"{host}:{port}: {_short(exc)}")
+    raise _Fail(EXIT_BACKEND, f"cannot reach any {kind}: " + "; ".join(problems))
+
+
+def _check_sentinels(url: str) -> None:
     from .backends.sentinel import parse_sentinel_url
 
     try:
         parsed = parse_sentinel_url(url)
     except ConfigurationError as exc:
         raise _Fail(EXIT_USAGE, str(exc)) from None
-    ssl = url.startswith("rediss")
-    problems = []
-    for host, port in parsed["sentinels"]:
-        try:
-            found = _probe(
-                host, port, ssl, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", parsed["service"]
-            )
-        except redis.ResponseError as exc:
-            raise _Fail(
-                EXIT_USAGE, f"{host}:{port} is not a Sentinel ({_short(exc)}): check the URL"
-            ) from None
-        except redis.RedisError as exc:
-            problems.append(f"{host}:{port}: {_short(exc)}")
-            continue
-        if found is None:
-            raise _Fail(
-                EXIT_BACKEND,
-                f"the sentinel at {host}:{port} knows no master named {parsed['service']!r}",
-            )
-        return
-    raise _Fail(EXIT_BACKEND, "cannot reach any sentinel: " + "; ".join(problems))
+    service = parsed["service"]
+    found = _first_answer(
+        url, parsed["sentinels"], "Sentinel", "SENTINEL", "GET-MASTER-ADDR-BY-NAME", service
+    )
+    if found is None:
+        raise _Fail(EXIT_BACKEND, f"the sentinels know no master named {service!r}")
 
 
 def _check_cluster(url: str) -> None:
-    import redis
-
     from .backends.cluster import parse_cluster_url
 
     try:
         parsed = parse_cluster_url(url)
     except ConfigurationError as exc:
         raise _Fail(EXIT_USAGE, str(exc)) from None
-    ssl = url.startswith("rediss")
-    problems = []
-    for host, port in parsed["nodes"]:
-        try:
-            _probe(host, port, ssl, "CLUSTER", "INFO")
-        except redis.ResponseError as exc:
-            raise _Fail(
-                EXIT_USAGE, f"{host}:{port} is not a cluster node ({_short(exc)}): check the URL"
-            ) from None
-        except redis.RedisError as exc:
-            problems.append(f"{host}:{port}: {_short(exc)}")
-            continue
-        return
-    raise _Fail(EXIT_BACKEND, "cannot reach any cluster node: " + "; ".join(problems))
+    _first_answer(url, parsed["nodes"], "cluster node", "CLUSTER", "INFO")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -130,6 +130,9 @@ class RedisBackend(Backend):
 
     synchronous = False
     supports_leases = True
+    #: Whether scripts first call :meth:`_before_script` (a class flag: one attribute read on
+    #: the hot path of backends that need no check).
+    _checks_master = False
 
     def __init__(
         self,
@@ -338,6 +341,8 @@ class RedisBackend(Backend):
         # EVALSHA straight through execute_command: redis-py's Script wrapper costs a few
         # microseconds per call on the hot path. NOSCRIPT (a restarted or flushed server)
         # loads the script and tries once more.
+        if self._checks_master:
+            self._before_script()
         if kind is InvalidationError and (need := self._wait_for()) > 0:
             return self._run_confirmed(name, keys, args, need)
         client = self.client
@@ -359,6 +364,8 @@ class RedisBackend(Backend):
     ) -> Any:
         if self._async_stale:
             await self._aprepare()
+        if self._checks_master:
+            self._before_script()  # a blocking round trip, only when a master watch lags
         if kind is InvalidationError and (need := self._wait_for()) > 0:
             return await self._arun_confirmed(name, keys, args, need)
         client = self.aclient
@@ -370,6 +377,9 @@ class RedisBackend(Backend):
                 return await client.execute_command("EVALSHA", _SHA[name], len(keys), *keys, *args)
         except Exception as exc:
             raise self._error(exc, kind) from exc
+
+    def _before_script(self) -> None:
+        """Run before each script when ``_checks_master`` (Sentinel: a recent master answer)."""
 
     def _wait_for(self, node: Any = None) -> int:
         """Replicas an invalidation on ``node`` (None: the one server) must reach first."""

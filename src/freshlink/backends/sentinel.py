@@ -19,11 +19,10 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..errors import BackendError, ConfigurationError
+from ..errors import ConfigurationError
 from .cluster import parse_cluster_url
 from .redis import RedisBackend, _redis, _retry
 
@@ -77,6 +76,8 @@ _FROM_CLIENT = frozenset({"username", "password", "db", "ssl", "ssl_ca_certs", "
 
 class SentinelBackend(RedisBackend):
     """The Redis backend on the master a set of Sentinels points to."""
+
+    _checks_master = True
 
     def __init__(
         self,
@@ -178,6 +179,10 @@ class SentinelBackend(RedisBackend):
                 self._healthy, self._counted = healthy, started
             self._confirmed = started
 
+    def _before_script(self) -> None:
+        """See :meth:`RedisBackend._before_script`: the master answer must be recent."""
+        self._fresh()
+
     def _fresh(self) -> None:
         # A read must not go to a master named by an answer older than half the fence: if this
         # process's watch has fallen behind (a starved or resumed process), ask now.
@@ -209,26 +214,6 @@ class SentinelBackend(RedisBackend):
                 return None
             return sum(1 for r in replicas if _promotable(r, self._previous))
         return None
-
-    def _run(
-        self,
-        name: str,
-        keys: Sequence[str],
-        args: Sequence[Any],
-        kind: type[BackendError] = BackendError,
-    ) -> Any:
-        self._fresh()
-        return super()._run(name, keys, args, kind)
-
-    async def _arun(
-        self,
-        name: str,
-        keys: Sequence[str],
-        args: Sequence[Any],
-        kind: type[BackendError] = BackendError,
-    ) -> Any:
-        self._fresh()  # a sentinel round trip, only when the watch has fallen behind
-        return await super()._arun(name, keys, args, kind)
 
     def _replicas_of(self, node: Any) -> int:
         # Before the sentinels have been asked, assume a replica (WAIT as before). Within the

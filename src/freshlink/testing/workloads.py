@@ -12,7 +12,7 @@ import multiprocessing as mp
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,24 +41,41 @@ def _make_cache(url: str, mode: str, max_staleness: float) -> Cache:
     return cache
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """When a reader runs and what it reads (shared by the sync and the async reader)."""
+
+    items: int
+    start_at: float
+    duration: float
+    settle: float
+
+
+# What a reader does, as steps: ("sleep", seconds) or ("get", item), which the sync and the
+# async drivers below perform; the value of a "get" is sent back in.
+_Steps = Generator[tuple[str, float], Any, list[tuple[str, int, float, float]]]
+
+
+def _reads(plan: _Plan, rng: random.Random) -> _Steps:
+    records = []
+    yield ("sleep", max(plan.start_at - time.monotonic(), 0))
+    end = plan.start_at + plan.duration
+    while (t0 := time.monotonic()) < end:
+        i = rng.randrange(plan.items)
+        v = yield ("get", i)
+        records.append((str(i), v, t0, time.monotonic()))
+    # The writers have stopped: once the bound has passed, every item must read its last value.
+    yield ("sleep", max(end + plan.settle - time.monotonic(), 0))
+    for i in range(plan.items):
+        t0 = time.monotonic()
+        v = yield ("get", i)
+        records.append((str(i), v, t0, time.monotonic()))
+    return records
+
+
 def _reader(
-    url: str,
-    mode: str,
-    max_staleness: float,
-    items: int,
-    truth: Any,
-    start_at: float,
-    duration: float,
-    settle: float,
-    seed: int,
-    out: Any,
-    is_async: bool = False,
+    url: str, mode: str, max_staleness: float, plan: _Plan, truth: Any, seed: int, out: Any
 ) -> None:
-    if is_async:
-        asyncio.run(
-            _areader(url, mode, max_staleness, items, truth, start_at, duration, settle, seed, out)
-        )
-        return
     rng = random.Random(seed)
     cache = _make_cache(url, mode, max_staleness)
 
@@ -70,57 +87,48 @@ def _reader(
         time.sleep(rng.random() * 0.003)
         return v
 
-    records = []
-    time.sleep(max(start_at - time.monotonic(), 0))
-    end = start_at + duration
-    while (t0 := time.monotonic()) < end:
-        i = rng.randrange(items)
-        v = get(i)
-        records.append((str(i), v, t0, time.monotonic()))
-    # The writers have stopped: once the bound has passed, every item must read its last value.
-    time.sleep(max(end + settle - time.monotonic(), 0))
-    for i in range(items):
-        t0 = time.monotonic()
-        records.append((str(i), get(i), t0, time.monotonic()))
+    steps, value = _reads(plan, rng), None
+    try:
+        while True:
+            op, arg = steps.send(value)
+            if op == "get":
+                value = get(int(arg))
+            else:
+                time.sleep(arg)
+    except StopIteration as done:
+        records = done.value
     cache.close()
     out.put(("reads", records))
 
 
-async def _areader(
-    url: str,
-    mode: str,
-    max_staleness: float,
-    items: int,
-    truth: Any,
-    start_at: float,
-    duration: float,
-    settle: float,
-    seed: int,
-    out: Any,
+def _areader(
+    url: str, mode: str, max_staleness: float, plan: _Plan, truth: Any, seed: int, out: Any
 ) -> None:
     """The same reader on the async path (one task, as one request at a time per worker)."""
-    rng = random.Random(seed)
-    cache = _make_cache(url, mode, max_staleness)
 
-    @cache.cached(ttl=300, key="item:{i}", tags=["item:{i}"])
-    async def get(i: int) -> int:
-        v = int(truth[i])
-        await asyncio.sleep(rng.random() * 0.003)
-        return v
+    async def main() -> list[tuple[str, int, float, float]]:
+        rng = random.Random(seed)
+        cache = _make_cache(url, mode, max_staleness)
 
-    records = []
-    await asyncio.sleep(max(start_at - time.monotonic(), 0))
-    end = start_at + duration
-    while (t0 := time.monotonic()) < end:
-        i = rng.randrange(items)
-        v = await get(i)
-        records.append((str(i), v, t0, time.monotonic()))
-    await asyncio.sleep(max(end + settle - time.monotonic(), 0))
-    for i in range(items):
-        t0 = time.monotonic()
-        records.append((str(i), await get(i), t0, time.monotonic()))
-    await cache.aclose()
-    out.put(("reads", records))
+        @cache.cached(ttl=300, key="item:{i}", tags=["item:{i}"])
+        async def get(i: int) -> int:
+            v = int(truth[i])
+            await asyncio.sleep(rng.random() * 0.003)
+            return v
+
+        steps, value = _reads(plan, rng), None
+        try:
+            while True:
+                op, arg = steps.send(value)
+                if op == "get":
+                    value = await get(int(arg))
+                else:
+                    await asyncio.sleep(arg)
+        except StopIteration as done:
+            await cache.aclose()
+            return list(done.value)
+
+    out.put(("reads", asyncio.run(main())))
 
 
 def _writer(
@@ -214,11 +222,11 @@ def run_coherence(
     out = ctx.Queue()
     wait = (max_staleness + 0.2) if settle is None else settle
     start_at = time.monotonic() + 3.0  # time for the spawned interpreters to import
+    plan = _Plan(items, start_at, duration, wait)
     procs = [
         ctx.Process(
-            target=_reader,
-            args=(url, mode, max_staleness, items, truth, start_at, duration, wait, 1000 + n, out),
-            kwargs={"is_async": is_async},
+            target=_areader if is_async else _reader,
+            args=(url, mode, max_staleness, plan, truth, 1000 + n, out),
         )
         for n in range(readers)
     ] + [
