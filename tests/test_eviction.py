@@ -200,22 +200,19 @@ def test_a_full_noeviction_server_refuses_the_invalidation_loudly(
         caches.append(cache)
         item = Item(cache)
         assert item.get(1) == 1
-        fill = memory_pressure(client, "noeviction")
-        while True:  # fill until the server refuses writes
-            fill(0.0)
-            try:
-                # Redis refuses writes only once used memory is *over* the limit: a large
-                # value accepted just below it tips the server over.
-                client.set("tip", os.urandom(64_000))
-                client.set("probe", "x")
-            except redis.exceptions.OutOfMemoryError:
-                break
+        memory_pressure(client, "noeviction")(0.0)  # some other app's data...
+        # ...and a limit far below what is used: whatever client buffers do meanwhile, the
+        # server stays full (filling up to the limit left it hovering around it on a busy host).
+        client.config_set("maxmemory", 1)
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            client.set("probe", "x")
         item.db["v"] = 2
         with pytest.raises(InvalidationError):
             cache.invalidate("item:1")
         # Not acknowledged, and the writer's own L1 was dropped: its reads still see the write.
         assert item.get(1) == 2
     finally:
+        client.config_set("maxmemory", MAXMEMORY)
         client.flushall()
         client.close()
 
