@@ -9,12 +9,14 @@ sees the old value" true under single-flight.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["AsyncFlight", "Flight"]
 
@@ -65,6 +67,8 @@ class AsyncFlight:
 
     async def run(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """Await ``fn()`` once for all concurrent tasks of ``key``; return (result, was_leader)."""
+        import asyncio  # here: already loaded in async code, and `import freshlink` stays light
+
         loop = asyncio.get_running_loop()
         table = self._tables.get(loop)
         if table is None:

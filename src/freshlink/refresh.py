@@ -8,11 +8,13 @@ optimisation, and a backlog of them must never grow without bound.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["AsyncRefresher", "Refresher"]
 
@@ -106,6 +108,8 @@ class AsyncRefresher:
         if len(self._tasks) >= self.max_pending:
             self.dropped += 1
             return False
+        import asyncio  # here: already loaded in async code, and `import freshlink` stays light
+
         task = asyncio.get_running_loop().create_task(job())
         self._tasks[key] = task
 
@@ -123,5 +127,7 @@ class AsyncRefresher:
 
     async def drain(self) -> None:
         """Wait for the running refresh tasks (tests and shutdown)."""
+        import asyncio
+
         while self._tasks:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)

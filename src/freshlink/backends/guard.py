@@ -6,7 +6,6 @@ Cross-cutting behaviour lives here rather than in the I/O code (compare dogpile'
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -101,6 +100,8 @@ class GuardedBackend(Backend):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _aconfirm(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        import asyncio  # here: already loaded in async code, and `import freshlink` stays light
+
         for attempt in range(1, self._attempts + 1):
             try:
                 return await self._acall(fn, *args)
