@@ -264,3 +264,9 @@ def test_without_redis_py_a_bad_url_is_still_a_bad_url(
     out, _ = _timed(*command, "--url", url, prelude="import sys; sys.modules['redis'] = None; ")
     assert out.returncode == 2
     assert says in _one_line(out)
+
+
+def test_bench_without_redis_py_says_what_to_install() -> None:
+    out, _ = _timed("bench", "--quick", prelude="import sys; sys.modules['redis'] = None; ")
+    assert out.returncode == 2
+    assert "pip install -e '.[dev]'" in _one_line(out)
