@@ -1,7 +1,8 @@
-"""The README's and the quickstart's shell commands, run exactly as printed in a new virtualenv.
+"""The README's and the quickstart's shell commands, run exactly as printed in a new virtualenv,
+then their Python blocks, as printed, in that virtualenv.
 
-(Their Python blocks run in ``test_docs.py``; the tutorial has ``test_tutorial.py``.) One
-command is left out, with its reason: ``bash .ci/run`` is what runs this test.
+(The tutorial has ``test_tutorial.py``.) One command is left out, with its reason:
+``bash .ci/run`` is what runs this test.
 """
 
 from __future__ import annotations
@@ -58,3 +59,18 @@ def test_shell_commands_run_as_printed(page: str, tmp_path: Path) -> None:
             timeout=600,
         )
         assert out.returncode == 0, f"{command!r} failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}"
+    # The page's Python blocks, in order, as one script run by the virtualenv's Python (from an
+    # empty directory: nothing of the clone is importable but what pip installed).
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), flags=re.S)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "page.py").write_text("\n".join(blocks))
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "page.py"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, f"{page}'s Python blocks failed:\n{out.stderr[-3000:]}"
