@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -203,6 +206,30 @@ def test_demo_plot_without_matplotlib_fails_before_running(
 COMMANDS = [["stats"], ["invalidate", "loan:7"], ["inspect", "some-key"]]
 
 
+@pytest.fixture(scope="module")
+def not_redis() -> Iterator[int]:
+    """A port on which a server answers like a web server, not like Redis."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
 def _one_line(out: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in out.stderr, out.stderr
     lines = out.stderr.strip().splitlines()
@@ -232,21 +259,35 @@ def _timed(*args: str, prelude: str = "") -> tuple[subprocess.CompletedProcess[s
         ("unix:///nonexistent/redis.sock", 3, "cannot reach Redis"),
         ("redis+cluster://127.0.0.1:1", 3, "cannot reach any cluster node"),
         ("redis+sentinel://127.0.0.1:1/mymaster", 3, "cannot reach any Sentinel"),
+        ("rediss+cluster://127.0.0.1:1", 3, "cannot reach any cluster node"),
+        ("rediss+sentinel://127.0.0.1:1/mymaster", 3, "cannot reach any Sentinel"),
+        # a server that does not speak Redis at all (see not_redis)
+        ("redis://NOT_REDIS/0", 3, "Protocol error"),
+        ("redis+cluster://NOT_REDIS", 3, "Protocol error"),
+        ("redis+sentinel://NOT_REDIS/mymaster", 3, "Protocol error"),
         # the wrong kind of server (a plain Redis, see PLAIN)
         ("redis+cluster://PLAIN", 2, "is not a cluster node"),
         ("redis+sentinel://PLAIN/mymaster", 2, "is not a Sentinel"),
         ("memory://", 2, "lives inside one process"),
         # malformed
         ("redis://127.0.0.1:notaport/0", 2, "bad URL"),
+        ("rediss://[::1", 2, "bad URL"),
+        ("unix://", 2, "socket's path"),
         ("redis+cluster://[::1", 2, "bad URL"),
         ("redis+sentinel://127.0.0.1:26379", 2, "names no Sentinel service"),
         ("bogus", 2, "--url must be a redis://"),
     ],
 )
 def test_every_subcommand_fails_in_one_documented_line(
-    redis_server: RedisServer, command: list[str], url: str, code: int, says: str
+    redis_server: RedisServer,
+    not_redis: int,
+    command: list[str],
+    url: str,
+    code: int,
+    says: str,
 ) -> None:
     url = url.replace("PLAIN", f"127.0.0.1:{redis_server.port}")
+    url = url.replace("NOT_REDIS", f"127.0.0.1:{not_redis}")
     out, took = _timed(*command, "--url", url)
     assert out.returncode == code, out.stderr
     assert says in _one_line(out)

@@ -50,6 +50,8 @@ def _check_scheme(url: str) -> None:
             f"--url must be a {', '.join(_REDIS_URLS[:-1])} or {_REDIS_URLS[-1]} URL, "
             f"got {url!r}{why}",
         )
+    if url.startswith("unix://") and not url[len("unix://") :].split("?")[0]:
+        raise _Fail(EXIT_USAGE, f"bad URL {url!r}: give the socket's path, unix:///path/redis.sock")
 
 
 def _open(args: argparse.Namespace) -> Any:
