@@ -332,6 +332,7 @@ class SentinelBackend(RedisBackend):
         """See :meth:`RedisBackend.after_fork`; the master watch is restarted with the channel."""
         self._stop = threading.Event()
         self._watch = None
+        self._check_lock = threading.Lock()  # the parent's watch may have held it at the fork
         self._asentinel = None  # its connections belong to the parent's event loop
         super().after_fork()
 
