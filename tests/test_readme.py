@@ -49,28 +49,17 @@ def test_shell_commands_run_as_printed(page: str, tmp_path: Path) -> None:
         "HOME": os.environ.get("HOME", str(tmp_path)),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     }
+
+    def ok(argv: list[str], cwd: Path, what: str) -> None:
+        out = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, f"{what} failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}"
+
     for command in commands:
-        out = subprocess.run(
-            ["bash", "-c", command],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert out.returncode == 0, f"{command!r} failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}"
+        ok(["bash", "-c", command], ROOT, repr(command))
     # The page's Python blocks, in order, as one script run by the virtualenv's Python (from an
     # empty directory: nothing of the clone is importable but what pip installed).
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), flags=re.S)
     work = tmp_path / "work"
     work.mkdir()
     (work / "page.py").write_text("\n".join(blocks))
-    out = subprocess.run(
-        [str(venv / "bin" / "python"), "page.py"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, f"{page}'s Python blocks failed:\n{out.stderr[-3000:]}"
+    ok([str(venv / "bin" / "python"), "page.py"], work, f"{page}'s Python blocks")

@@ -15,43 +15,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ._failures import (
+    EXIT_BACKEND,
+    EXIT_MISSING,
+    EXIT_USAGE,
+    Fail,
+    check_reachable,
+    check_scheme,
+    short,
+)
 from .errors import BackendError, ConfigurationError, FreshlinkError, MissingDependencyError
 
 __all__ = ["main"]
-
-EXIT_MISSING = 1
-EXIT_USAGE = 2
-EXIT_BACKEND = 3
-
-
-class _Fail(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-_REDIS_URLS = (
-    "redis://",
-    "rediss://",
-    "unix://",
-    "redis+cluster://",
-    "rediss+cluster://",
-    "redis+sentinel://",
-    "rediss+sentinel://",
-)
-
-
-def _check_scheme(url: str) -> None:
-    """A Redis URL of a scheme the backends know, checked before anything is imported."""
-    if not url.startswith(_REDIS_URLS):
-        why = " (a memory:// cache lives inside one process)" if url.startswith("memory:") else ""
-        raise _Fail(
-            EXIT_USAGE,
-            f"--url must be a {', '.join(_REDIS_URLS[:-1])} or {_REDIS_URLS[-1]} URL, "
-            f"got {url!r}{why}",
-        )
-    if url.startswith("unix://") and not url[len("unix://") :].split("?")[0]:
-        raise _Fail(EXIT_USAGE, f"bad URL {url!r}: give the socket's path, unix:///path/redis.sock")
 
 
 def _open(args: argparse.Namespace) -> Any:
@@ -60,21 +35,21 @@ def _open(args: argparse.Namespace) -> Any:
     try:
         return Cache(args.url, namespace=args.namespace, local=None)
     except ConfigurationError as exc:
-        raise _Fail(EXIT_USAGE, str(exc)) from None
+        raise Fail(EXIT_USAGE, str(exc)) from None
     except MissingDependencyError as exc:
-        raise _Fail(EXIT_USAGE, str(exc)) from None
+        raise Fail(EXIT_USAGE, str(exc)) from None
 
 
 @contextlib.contextmanager
 def _session(args: argparse.Namespace, failure: str = "cannot reach Redis at {url}") -> Any:
     """A Cache on ``args.url``: a backend failure becomes exit 3, and it is always closed."""
-    _check_scheme(args.url)
-    _check_reachable(args.url)
+    check_scheme(args.url)
+    check_reachable(args.url)
     cache = _open(args)
     try:
         yield cache
     except BackendError as exc:
-        raise _Fail(EXIT_BACKEND, f"{failure.format(url=args.url)}: {exc}") from None
+        raise Fail(EXIT_BACKEND, f"{failure.format(url=args.url)}: {exc}") from None
     finally:
         cache.close()
 
@@ -83,95 +58,23 @@ def _redis(cache: Any) -> Any:
     return getattr(cache.backend, "inner", cache.backend)
 
 
-def _probe_options() -> dict[str, Any]:
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    # redis-py's default retries back off for seconds: a probe answers in about one.
-    return {"socket_connect_timeout": 1, "socket_timeout": 1, "retry": Retry(NoBackoff(), 0)}
-
-
-def _short(exc: BaseException) -> str:
-    """One short line: redis-py puts whole connection-pool reprs in some messages."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    text = text.split(" : <", 1)[0]
-    return text if len(text) <= 200 else text[:199] + "…"
-
-
-def _probe(host: str, port: int, ssl: bool, *command: str) -> Any:
-    """One command on a fresh connection with 1 s timeouts (no retries)."""
-    import redis
-
-    client = redis.Redis(host=host, port=port, ssl=ssl, **_probe_options())
-    try:
-        return client.execute_command(*command)  # type: ignore[no-untyped-call]
-    finally:
-        client.close()
-
-
-def _first_answer(url: str, addresses: list[tuple[str, int]], kind: str, *command: str) -> Any:
-    """The reply of the first of ``addresses`` that answers ``command`` (one line on failure).
-
-    An error reply means the address is not a ``kind`` at all: the URL is wrong (exit 2).
-    """
-    import redis
-
-    ssl = url.startswith("rediss")
-    problems = []
-    for host, port in addresses:
-        try:
-            return _probe(host, port, ssl, *command)
-        except redis.ResponseError as exc:
-            raise _Fail(
-                EXIT_USAGE, f"{host}:{port} is not a {kind} ({_short(exc)}): check the URL"
-            ) from None
-        except redis.RedisError as exc:
-            problems.append(f"{host}:{port}: {_short(exc)}")
-    raise _Fail(EXIT_BACKEND, f"cannot reach any {kind}: " + "; ".join(problems))
-
-
-def _check_sentinels(url: str) -> None:
-    from .backends.sentinel import parse_sentinel_url
-
-    try:
-        parsed = parse_sentinel_url(url)
-    except ConfigurationError as exc:
-        raise _Fail(EXIT_USAGE, str(exc)) from None
-    service = parsed["service"]
-    found = _first_answer(
-        url, parsed["sentinels"], "Sentinel", "SENTINEL", "GET-MASTER-ADDR-BY-NAME", service
-    )
-    if found is None:
-        raise _Fail(EXIT_BACKEND, f"the sentinels know no master named {service!r}")
-
-
-def _check_cluster(url: str) -> None:
-    from .backends.cluster import parse_cluster_url
-
-    try:
-        parsed = parse_cluster_url(url)
-    except ConfigurationError as exc:
-        raise _Fail(EXIT_USAGE, str(exc)) from None
-    _first_answer(url, parsed["nodes"], "cluster node", "CLUSTER", "INFO")
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the expired-loan-link demo."""
     from .demo import DemoConfig, plot, render_table, run_demo, to_json
 
     if args.url is not None and not args.url.startswith(("redis://", "rediss://", "unix://")):
-        raise _Fail(EXIT_USAGE, f"--url must be a redis:// URL, got {args.url!r}")
+        raise Fail(EXIT_USAGE, f"--url must be a redis:// URL, got {args.url!r}")
     if args.plot:  # checked before the demo runs, not after
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise _Fail(
+            raise Fail(
                 EXIT_USAGE,
                 "--plot needs matplotlib: pip install 'freshlink[demo]' (or matplotlib)",
             ) from None
     cfg = DemoConfig(duration=args.duration, nodes=args.nodes, url=args.url)
     if args.url:
-        _check_reachable(args.url)
+        check_reachable(args.url)
     show_progress = not args.json and sys.stderr.isatty()
     results = run_demo(cfg, progress=show_progress)
     if args.plot:
@@ -191,29 +94,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.plot:
             print(f"timeline written to {args.plot}")
     return 0
-
-
-def _check_reachable(url: str) -> None:
-    """Fail fast (about a second per address) with one line if the backend cannot serve."""
-    try:
-        import redis
-    except ImportError:
-        raise _Fail(EXIT_USAGE, "this needs redis-py: pip install 'freshlink[redis]'") from None
-    scheme = url.partition("://")[0]
-    if scheme.endswith("+sentinel"):
-        _check_sentinels(url)
-        return
-    if scheme.endswith("+cluster"):
-        _check_cluster(url)
-        return
-    try:
-        client = redis.Redis.from_url(url, **_probe_options())
-        client.ping()
-        client.close()
-    except ValueError as exc:
-        raise _Fail(EXIT_USAGE, f"bad URL {url!r}: {exc}") from None
-    except redis.RedisError as exc:
-        raise _Fail(EXIT_BACKEND, f"cannot reach Redis at {url}: {exc}") from None
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -279,7 +159,7 @@ def _tag(tag: str, check: Any) -> str:
     try:
         return str(check(tag))
     except FreshlinkError as exc:
-        raise _Fail(EXIT_USAGE, str(exc)) from None
+        raise Fail(EXIT_USAGE, str(exc)) from None
 
 
 def cmd_invalidate(args: argparse.Namespace) -> int:
@@ -306,7 +186,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         key = safe_key(args.key)
         entry = cache.backend.get_entry(cache.entry_key(key))
         if entry is None:
-            raise _Fail(EXIT_MISSING, f"no entry {args.key!r} in namespace {args.namespace!r}")
+            raise Fail(EXIT_MISSING, f"no entry {args.key!r} in namespace {args.namespace!r}")
         current = cache.backend.current(entry.names)
         try:
             value: Any = cache.decode_entry(key, entry)
@@ -355,7 +235,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     if importlib.util.find_spec("benchmarks") is None:
-        raise _Fail(
+        raise Fail(
             EXIT_USAGE,
             "the benchmark suite lives in the repository's benchmarks/ "
             "folder: run this from a clone",
@@ -363,7 +243,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:  # the suite imports what it measures (redis-py, the peers) as it goes
         importlib.import_module("benchmarks.__main__").main(["--quick"] if args.quick else [])
     except ImportError as exc:
-        raise _Fail(
+        raise Fail(
             EXIT_USAGE,
             f"the benchmark suite needs the test tools ({exc.name or exc}): "
             "pip install -e '.[dev]'",
@@ -449,13 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         code: int = args.func(args)
-    except _Fail as exc:
+    except Fail as exc:
         print(f"freshlink: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
     except BackendError as exc:  # one line, never a traceback (see the module docstring)
-        print(f"freshlink: the backend failed: {_short(exc)}", file=sys.stderr)
+        print(f"freshlink: the backend failed: {short(exc)}", file=sys.stderr)
         return EXIT_BACKEND
     except BrokenPipeError:  # `freshlink demo --json | head`: the reader left, not an error
         sys.stderr.close()
