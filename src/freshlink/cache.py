@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from .backends import open_backend
 from .backends.base import Backend, Entry, Read
-from .backends.guard import CircuitOpenError, GuardedBackend
+from .backends.guard import GuardedBackend
 from .breaker import CircuitBreaker
 from .errors import (
     BackendError,
+    CircuitOpenError,
     ConfigurationError,
     FreshlinkError,
     InvalidationError,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "CircuitOpenError",
     "ConfigurationError",
     "FreshlinkError",
     "InvalidTagError",
@@ -81,3 +82,7 @@ class BackendError(FreshlinkError, ConnectionError):
 
 class InvalidationError(BackendError):
     """An invalidation that could not be confirmed; other processes may still hold old data."""
+
+
+class CircuitOpenError(BackendError):
+    """The circuit breaker is open: the backend is not called until it has healed."""

@@ -12,17 +12,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ..breaker import CircuitBreaker
-from ..errors import BackendError, InvalidationError
+from ..errors import BackendError, CircuitOpenError, InvalidationError
 from ..policy import backoff
 from .base import Backend, Entry, InvalidationListener, Read
 
-__all__ = ["CircuitOpenError", "GuardedBackend"]
+__all__ = ["GuardedBackend"]
 
 T = TypeVar("T")
-
-
-class CircuitOpenError(BackendError):
-    """The circuit breaker is open: the backend is not called until it has healed."""
 
 
 class GuardedBackend(Backend):
