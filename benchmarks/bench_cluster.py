@@ -120,7 +120,7 @@ def _node_of(client: RedisCluster, slot: int) -> int:
 def _layout(ns: str, fkey: str, tags: Sequence[str]) -> list[int]:
     """Slots of the entry, then of its generations (own key, tags), under namespace ``ns``."""
     probe = Cache(namespace=ns)  # names only: gen_names and entry_key are pure
-    names = [probe.entry_key(fkey), *probe.gen_names(fkey, tags)]
+    names = [probe.keyspace.entry(fkey), *probe.keyspace.names(fkey, tags)]
     probe.close()
     return [_place(ns + ":", n)[1] for n in names]
 

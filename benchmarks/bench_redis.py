@@ -250,7 +250,7 @@ def propagation(url: str, n: int) -> tuple[list[float], list[float]]:
     sent: dict[int, tuple[float, float]] = {}
     for _ in range(n):
         t0 = time.monotonic()
-        (v,) = writer.backend.invalidate([writer.tag_gen("loan:7")])
+        (v,) = writer.backend.invalidate([writer.keyspace.tag("loan:7")])
         sent[v] = (t0, time.monotonic())
         time.sleep(0.002)
     got = out.get(timeout=60)

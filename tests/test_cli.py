@@ -86,7 +86,7 @@ def test_invalidate_stats_inspect(
     stats = json.loads(capsys.readouterr().out)
     assert stats["entries"] == 1
     assert stats["generations"] == 2
-    assert stats["tags"]["loan:7"] == cache.backend.current([cache.tag_gen("loan:7")])[0]
+    assert stats["tags"]["loan:7"] == cache.backend.current([cache.keyspace.tag("loan:7")])[0]
 
 
 @pytest.mark.redis

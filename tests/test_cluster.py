@@ -158,13 +158,13 @@ def test_entry_generation_and_lease_share_a_slot_and_tags_spread(
     cache = make_cluster_cache()
     backend = _inner(cache)
     assert isinstance(backend, RedisClusterBackend)
-    entry = cache.entry_key("loan:{1}\n*")  # braces in a key cannot move its slot
-    own = cache.gen_names("loan:{1}\n*", ())[0]
+    entry = cache.keyspace.entry("loan:{1}\n*")  # braces in a key cannot move its slot
+    own = cache.keyspace.names("loan:{1}\n*", ())[0]
     slots = {_slot(backend._key(entry)), _slot(backend._key(own)), _slot(backend.lease_key(entry))}
     assert len(slots) == 1
-    tag_slots = {_slot(backend._key(cache.tag_gen(f"user:{i}"))) for i in range(50)}
+    tag_slots = {_slot(backend._key(cache.keyspace.tag(f"user:{i}"))) for i in range(50)}
     owners = {
-        backend.client.get_node_from_key(backend._key(cache.tag_gen(f"user:{i}"))).name
+        backend.client.get_node_from_key(backend._key(cache.keyspace.tag(f"user:{i}"))).name
         for i in range(50)
     }
     assert len(tag_slots) == 50
@@ -206,13 +206,13 @@ def test_a_generation_from_another_node_identity_is_unknown(
 
     assert loan(7) == loan(7) == 1
     backend = _inner(cache)
-    gen_key = backend._key(cache.tag_gen("user:7"))
+    gen_key = backend._key(cache.keyspace.tag("user:7"))
     client = backend.client
     value, _, identity = client.get(gen_key).partition(b":")
     assert len(identity) == 24  # run id and replication id, 12 hex digits of each
     # Same value, other identity: the entry's stamps still match the value.
     client.set(gen_key, value + b":0123456789ab0123456789ab", keepttl=True)
-    assert backend.get_entry(cache.entry_key(loan.key(7))) is not None
+    assert backend.get_entry(cache.keyspace.entry(loan.key(7))) is not None
     assert loan(7) == 2, "an entry stamped under another node identity must not be served"
     assert loan(7) == 2
 
@@ -309,13 +309,14 @@ def test_cluster_failover_that_loses_an_invalidation_resurrects_nothing(
     # would not be acknowledged at all (see the next test).
     backend.wait_replicas = 0
     client = backend.client
-    entry_node = client.get_node_from_key(backend._key(cache.entry_key("loan:1"))).port
+    entry_node = client.get_node_from_key(backend._key(cache.keyspace.entry("loan:1"))).port
     tag = next(
         f"user:{i}"
         for i in range(100)
-        if client.get_node_from_key(backend._key(cache.tag_gen(f"user:{i}"))).port != entry_node
+        if client.get_node_from_key(backend._key(cache.keyspace.tag(f"user:{i}"))).port
+        != entry_node
     )
-    gen_key = backend._key(cache.tag_gen(tag))
+    gen_key = backend._key(cache.keyspace.tag(tag))
     master = client.get_node_from_key(gen_key).port
     (replica,) = redis_cluster.replicas_of(master)
     calls: list[int] = []
@@ -363,7 +364,7 @@ async def test_cluster_invalidation_a_replica_did_not_get_is_not_acknowledged(
     cache = make_cluster_cache()
     backend = _inner(cache)
     tag = "user:9"
-    master = backend.client.get_node_from_key(backend._key(cache.tag_gen(tag))).port
+    master = backend.client.get_node_from_key(backend._key(cache.keyspace.tag(tag))).port
     (replica,) = redis_cluster.replicas_of(master)
 
     async def invalidate() -> None:
@@ -499,7 +500,7 @@ def test_backend_write_through_with_no_generation_in_the_entry_slot(
     cache = make_cluster_cache(local=Local(mode="bounded", max_staleness=0.1))
     backend = _inner(cache)
     assert backend.ensure_listener().alive.wait(5)
-    key, names = cache.entry_key("solo"), (cache.tag_gen("a"), cache.tag_gen("b"))
+    key, names = cache.keyspace.entry("solo"), (cache.keyspace.tag("a"), cache.keyspace.tag("b"))
     expected = backend.current(names)
     entry = Entry(b"1", names, tuple(g + 1 for g in expected), time.time(), 60.0)
     assert backend.write_through(key, entry, expected, 60.0)

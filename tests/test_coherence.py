@@ -71,19 +71,19 @@ def test_entry_with_old_stamps_is_a_miss_even_if_stored() -> None:
 
     assert f() == 1
     key = f.key()
-    names = cache.gen_names(key, ["t"])
+    names = cache.keyspace.names(key, ["t"])
     old = cache.backend.current(names)
     cache.invalidate("t")
     # Simulate a buggy or racing writer that stores an entry stamped with old generations.
-    payload = cache.codec.encode(99, cache._context(key, names, old))
-    cache.backend._store(cache.entry_key(key), Entry(payload, names, old, 0.0, None), None)  # type: ignore[attr-defined]
+    payload = cache.codec.encode(99, cache._engine.entries.context(key, names, old))
+    cache.backend._store(cache.keyspace.entry(key), Entry(payload, names, old, 0.0, None), None)  # type: ignore[attr-defined]
     assert f() == 2
 
 
 def test_invalidation_is_o1_and_only_bumps_named_generations() -> None:
     cache = Cache()
     backend = cache.backend
-    names = [cache.tag_gen("a"), cache.tag_gen("b")]
+    names = [cache.keyspace.tag("a"), cache.keyspace.tag("b")]
     before = backend.current(names)
     cache.invalidate("a")
     after = backend.current(names)
@@ -109,13 +109,14 @@ def test_write_through_out_of_order_never_leaves_older_value_valid() -> None:
         return "from-db"
 
     key = get_loan.key(1)
-    names = cache.gen_names(key, get_loan.tags(1))
+    names = cache.keyspace.names(key, get_loan.tags(1))
     # Writers A and B both read generations before writing.
     exp_a = cache.backend.current(names)
     exp_b = cache.backend.current(names)
     # B finishes first and stores; A finishes later with an older value: A must not store.
-    cache.store_expected("w", key, names, exp_b, "B", cache.freshness)
-    cache.store_expected("w", key, names, exp_a, "A", cache.freshness)
+    writes = cache._engine.writes
+    writes.run(writes.store("w", key, names, exp_b, "B", cache.freshness))
+    writes.run(writes.store("w", key, names, exp_a, "A", cache.freshness))
     assert get_loan(1) == "from-db"
     assert loads == 1
 

@@ -712,9 +712,11 @@ def test_fuzz_memory_entries_with_garbage_payloads_are_misses(payload: bytes, si
         return "from the loader"
 
     key = loader.key()
-    names = cache.gen_names(key, loader.tags())
+    names = cache.keyspace.names(key, loader.tags())
     stamps = cache.backend.current(names)
-    assert cache.backend.write(cache.entry_key(key), Entry(payload, names, stamps, 0.0, None), None)
+    assert cache.backend.write(
+        cache.keyspace.entry(key), Entry(payload, names, stamps, 0.0, None), None
+    )
     try:
         decoded = _PLAIN.decode(payload, b"")
     except SerializationError:
@@ -747,8 +749,8 @@ def test_fuzz_garbage_redis_entries_are_misses(
         return "from the loader"
 
     key = loader.key()
-    ekey = cache.entry_key(key)
-    names = cache.gen_names(key, loader.tags())
+    ekey = cache.keyspace.entry(key)
+    names = cache.keyspace.names(key, loader.tags())
     run_id = server_identity(raw_redis.info())
     good = {"meta": b"1700000000.0,60.0,0.0", "payload": b'"forged"'}
     garbage = st.binary(max_size=40) | st.text(max_size=20).map(str.encode)
@@ -798,7 +800,7 @@ def test_garbage_generation_counters_never_crash_a_call(
         return db["v"]
 
     assert read() == 1
-    raw_redis.set(cache.tag_gen("t"), poison)
+    raw_redis.set(cache.keyspace.tag("t"), poison)
     assert read() == 1  # the loader answers, or the cache: never an exception
     db["v"] = 2
     # A poisoned counter is unknown, like a missing one: the tag can still be invalidated.
@@ -823,7 +825,7 @@ def test_an_entry_key_of_the_wrong_type_is_a_miss_and_does_not_open_the_breaker(
 
     loads: list[str] = []
     healthy()
-    raw_redis.set(cache.entry_key(poisoned.key()), "not a hash")
+    raw_redis.set(cache.keyspace.entry(poisoned.key()), "not a hash")
     assert cache.get(poisoned.key(), "<miss>") == "<miss>"
     for _ in range(10):
         assert poisoned() == "from the loader"

@@ -430,7 +430,7 @@ def test_consistency_checker_on_a_bounded_redis_cache(
     assert wait_for(lambda: m.check_consistency() == (4, 0))
     # A generation bumped behind freshlink's back (no message on the channel) leaves L1
     # serving an old value past the bound: exactly what the checker is there to catch.
-    redis_server.cli("INCR", cache.tag_gen("loan:1"))
+    redis_server.cli("INCR", cache.keyspace.tag("loan:1"))
     assert m.check_consistency() == (3, 1)
     assert read("freshlink_consistency_checks_total", result="inconsistent") == 1
     assert cache.stats is not None
@@ -520,7 +520,7 @@ if sys.argv[1] == "forked":
         m.close()
         os._exit(0)
     os.waitpid(pid, 0)
-cache.invalidate_key("x")
+cache.delete("x")
 m.close()
 print(os.getpid())
 """

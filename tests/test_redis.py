@@ -194,7 +194,9 @@ def test_restart_from_older_snapshot_resurrects_nothing(caches: list[Cache]) -> 
         assert link(7) == "renewed"
         server.kill()  # no save on SIGKILL: the restart loads the older snapshot
         server.start()
-        assert server.cli("EXISTS", cache.entry_key(link.key(7))) == "1"  # the old entry is back
+        assert (
+            server.cli("EXISTS", cache.keyspace.entry(link.key(7))) == "1"
+        )  # the old entry is back
         db["link"] = "renewed-2"
         assert link(7) == "renewed-2"  # ... but it is never valid again
         assert len(loads) == 3
@@ -376,7 +378,7 @@ def test_waiters_take_over_when_the_loading_process_dies(
         return "value"
 
     # A "process" took the fill lease and died without writing or releasing it.
-    token, _left = cache.backend.lease(cache.entry_key(f.key()), 0.5)
+    token, _left = cache.backend.lease(cache.keyspace.entry(f.key()), 0.5)
     assert token is not None
     t0 = time.monotonic()
     assert f() == "value"  # waits for the lease to expire (no polling), then takes over
@@ -397,7 +399,7 @@ def test_remote_loader_error_reaches_waiters_who_then_load_once_themselves(
     def f() -> str:
         return "loaded by the waiter"
 
-    ekey = waiter.entry_key(f.key())
+    ekey = waiter.keyspace.entry(f.key())
     token, _ = leader.backend.lease(ekey, 5.0)
     assert token is not None
     result: list[object] = []

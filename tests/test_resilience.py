@@ -117,7 +117,7 @@ def test_redis_killed_while_loader_runs(server: RedisServer, caches: list[Cache]
         hits_in_a_row = hits_in_a_row + 1 if len(loads) == before else 0
         time.sleep(0.02)
     assert state(cache.breaker) == "closed"
-    assert server.cli("EXISTS", cache.entry_key(loan.key(7))) == "1"
+    assert server.cli("EXISTS", cache.keyspace.entry(loan.key(7))) == "1"
     settled = len(loads)
     for _ in range(20):
         assert loan(7) == {"id": 7, "link": "renewed"}
@@ -215,7 +215,7 @@ def test_invalidation_during_outage_raises_flushes_l1_and_can_be_retried(
         with caplog.at_level(logging.ERROR, logger="freshlink"), pytest.raises(InvalidationError):
             writer.invalidate("loan:7")
         assert len(writer.near) == 0, "L1 kept old values after an unconfirmed invalidation"
-        assert [e.tags for e in errors] == [(writer.tag_gen("loan:7"),)]
+        assert [e.tags for e in errors] == [(writer.keyspace.tag("loan:7"),)]
         assert "not confirmed" in caplog.text
         assert w_link(7) == "renewed"  # the writer reads its own write, Redis or not
     finally:
@@ -439,7 +439,7 @@ def test_refresh_that_loses_a_race_with_invalidation_is_discarded(
         return {"v": v, "load": len(loads)}
 
     assert account(1) == {"v": 1, "load": 1}
-    ekey = cache.entry_key(account.key(1))
+    ekey = cache.keyspace.entry(account.key(1))
     stored = cache.backend.get_entry(ekey)
     assert stored is not None
     time.sleep(0.35)

@@ -69,7 +69,7 @@ def plant(cache: Cache, key: str, names: tuple[str, ...], payload: bytes) -> Non
     """Write an entry for ``key`` stamped with the *current* generations of ``names``, as an
     attacker with write access to the backend would: directly, not through freshlink."""
     stamps = cache.backend.current(names)
-    ekey = cache.entry_key(key)
+    ekey = cache.keyspace.entry(key)
     if not is_redis(cache):
         entry = Entry(payload, names, stamps, time.time(), 60.0)
         assert cache.backend.write(ekey, entry, 60.0)
@@ -89,7 +89,7 @@ def plant(cache: Cache, key: str, names: tuple[str, ...], payload: bytes) -> Non
 
 
 def stored_payload(cache: Cache, key: str) -> bytes:
-    entry = cache.backend.get_entry(cache.entry_key(key))
+    entry = cache.backend.get_entry(cache.keyspace.entry(key))
     assert entry is not None
     return entry.payload
 
@@ -116,7 +116,7 @@ class Loans:
         return str(self.get_link.key(loan_id))
 
     def names(self, loan_id: int) -> tuple[str, ...]:
-        return self.cache.gen_names(self.key(loan_id), self.get_link.tags(loan_id))
+        return self.cache.keyspace.names(self.key(loan_id), self.get_link.tags(loan_id))
 
     def tampered(self) -> bool:
         return any(isinstance(e.error, TamperedPayloadError) for e in self.errors)
@@ -188,7 +188,7 @@ def test_unsigned_or_foreign_signed_payloads_are_rejected(signed_loans: Loans) -
     loans = signed_loans
     key, names = loans.key(7), loans.names(7)
     stamps = loans.cache.backend.current(names)
-    context = loans.cache._context(key, names, stamps)
+    context = loans.cache._engine.entries.context(key, names, stamps)
     for payload in (
         make_codec("json").encode("https://evil.example", b""),  # a downgrade to unsigned
         Signer("another-secret").sign(context, b'"https://evil.example"'),
@@ -215,7 +215,7 @@ def test_forged_pickle_is_never_unpickled(make_cache: Callable[..., Cache]) -> N
     loans = Loans(cache)
     loans.get_link(7)
     key, names = loans.key(7), loans.names(7)
-    context = cache._context(key, names, cache.backend.current(names))
+    context = cache._engine.entries.context(key, names, cache.backend.current(names))
     _PWNED.clear()
     for payload in (
         pickle.dumps(Exploit()),

@@ -128,7 +128,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             if scanned >= args.max_scan:
                 break
         hits, misses = info.get("keyspace_hits", 0), info.get("keyspace_misses", 0)
-        gens = cache.backend.current([cache.tag_gen(t) for t in tags]) if tags else ()
+        gens = cache.backend.current([cache.keyspace.tag(t) for t in tags]) if tags else ()
         report = {
             "url": args.url,
             "namespace": args.namespace,
@@ -168,7 +168,7 @@ def cmd_invalidate(args: argparse.Namespace) -> int:
 
     tags = [_tag(t, check_tag) for t in args.tags]
     with _session(args, "invalidation not confirmed") as cache:
-        names = [cache.tag_gen(t) for t in tags]
+        names = [cache.keyspace.tag(t) for t in tags]
         values = cache.backend.invalidate(names)
     if args.json:
         print(json.dumps({"invalidated": dict(zip(tags, values, strict=True))}, indent=2))
@@ -184,12 +184,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         from .keys import safe_key
 
         key = safe_key(args.key)
-        entry = cache.backend.get_entry(cache.entry_key(key))
+        entry = cache.backend.get_entry(cache.keyspace.entry(key))
         if entry is None:
             raise Fail(EXIT_MISSING, f"no entry {args.key!r} in namespace {args.namespace!r}")
         current = cache.backend.current(entry.names)
         try:
-            value: Any = cache.decode_entry(key, entry)
+            value: Any = cache._engine.entries.decode_entry(key, entry)
             preview = json.dumps(value, default=str)
         except FreshlinkError as exc:
             preview = f"<cannot decode: {exc}>"

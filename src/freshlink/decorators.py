@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import wrapt
 
-from .errors import BackendError, ConfigurationError, KeyTemplateError
+from ._ports import EngineView
+from ._writes import acurrent_or_none, check_tags, current_or_none
+from .errors import ConfigurationError, KeyTemplateError
 from .events import Event
-from .keys import KeySpec, Template, check_tag
+from .keys import KeySpec
 from .policy import Freshness
-
-if TYPE_CHECKING:
-    from .cache import Cache
 
 __all__ = ["CachedFunction", "FunctionSpec", "make_cached", "make_invalidates", "make_updates"]
 
@@ -35,7 +34,7 @@ class FunctionSpec:
 
     __slots__ = (
         "_memo",
-        "cache",
+        "engine",
         "fast",
         "fname",
         "is_async",
@@ -50,19 +49,18 @@ class FunctionSpec:
     #: How many calls' resolved keys a function remembers (the memo is wiped when full).
     MEMO_SIZE = 4096
 
-    def __init__(self, cache: Cache, func: Any, keys: KeySpec, policy: Freshness) -> None:
-        self.cache = cache
+    def __init__(self, engine: EngineView, func: Any, keys: KeySpec, policy: Freshness) -> None:
+        self.engine = engine
         self.keys = keys
         self.policy = policy
         self.fname = keys.name
         self.is_async = _is_async(func)
-        self.near = cache.near
+        self.near = engine.near
         # Raw keys may stand for a call only if no template reads the instance.
         self.memo_ok = not keys.uses_self
         self.fast = self.near is not None and self.memo_ok
         self.token = keys.func_id
         self.l1_hits = 0  # hot-path hits, counted here instead of by an event (see stats)
-        cache.specs.append(self)
         # raw key -> (entry key, tags, generation names): binding arguments and rendering
         # templates cost microseconds, so a repeated call does it once.
         self._memo: dict[Any, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
@@ -85,7 +83,7 @@ class FunctionSpec:
         bound = self.keys.bind(instance, args, kwargs)
         key = self.keys.key_for(bound)
         tags = self.keys.tags_for(bound)
-        found = (key, tags, self.cache.gen_names(key, tags))
+        found = (key, tags, self.engine.keyspace.names(key, tags))
         if rk is not None:
             if len(self._memo) >= self.MEMO_SIZE:
                 self._memo.clear()
@@ -104,7 +102,7 @@ class FunctionSpec:
             return self.acall(wrapped, instance, args, kwargs)
         rk = self.raw(args, kwargs)
         key, _tags, names = self.locate(instance, args, kwargs, rk)
-        return self.cache.fetch(
+        return self.engine.fetch(
             self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
         )
 
@@ -114,7 +112,7 @@ class FunctionSpec:
         """Async call path (L1 hits included: afetch asks the freshness policy)."""
         rk = self.raw(args, kwargs)
         key, _tags, names = self.locate(instance, args, kwargs, rk)
-        return await self.cache.afetch(
+        return await self.engine.afetch(
             self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
         )
 
@@ -123,9 +121,10 @@ class FunctionSpec:
     def invalidate(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Handle: invalidate one call's entry."""
         key, _ = self.resolve(instance, args, kwargs)
+        writes = self.engine.writes
         if self.is_async:
-            return self.cache.ainvalidate_key(key)
-        self.cache.invalidate_key(key)
+            return writes.arun(writes.invalidate_key(key))
+        writes.run(writes.invalidate_key(key))
         return None
 
     def refresh(
@@ -134,17 +133,18 @@ class FunctionSpec:
         """Handle: make every process drop this call's entry, then load and store it anew."""
         rk = self.raw(args, kwargs)
         key, _tags, names = self.locate(instance, args, kwargs, rk)
+        writes = self.engine.writes
         if self.is_async:
 
             async def arefresh() -> Any:
-                await self.cache.ainvalidate_key(key)
-                return await self.cache.afetch(
+                await writes.arun(writes.invalidate_key(key))
+                return await self.engine.afetch(
                     self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
                 )
 
             return arefresh()
-        self.cache.invalidate_key(key)
-        return self.cache.fetch(
+        writes.run(writes.invalidate_key(key))
+        return self.engine.fetch(
             self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
         )
 
@@ -232,11 +232,11 @@ class CachedFunction(_Handles, wrapt.FunctionWrapper):  # type: ignore[type-arg]
                 except KeyError:
                     pass
                 else:
-                    now = spec.cache.monotonic()
+                    now = spec.engine.monotonic()
                     if e.epoch == near.epoch and now < e.fresh and now < near.trusted_until:
                         spec.l1_hits += 1
-                        if spec.cache.events.hit:
-                            spec.cache.events.emit(Event("hit", spec.fname, None, "l1"))
+                        if spec.engine.events.hit:
+                            spec.engine.events.emit(Event("hit", spec.fname, None, "l1"))
                         return _ready(e.value) if spec.is_async else e.value
         return spec.call(self.__wrapped__, None, args, kwargs)
 
@@ -247,7 +247,7 @@ async def _ready(value: Any) -> Any:
 
 
 def make_cached(
-    cache: Cache,
+    engine: EngineView,
     func: Any,
     *,
     policy: Freshness,
@@ -260,39 +260,38 @@ def make_cached(
     if not callable(func) and not isinstance(func, classmethod | staticmethod):
         raise ConfigurationError(f"@cached must decorate a function, got {func!r}")
     keys = KeySpec(func, key=key, tags=tags, version=version, use_code_identity=code_identity)
-    return CachedFunction(func, FunctionSpec(cache, func, keys, policy))
+    return CachedFunction(func, FunctionSpec(engine, func, keys, policy))
 
 
-def _writer_templates(func: Any, tags: Sequence[str]) -> tuple[KeySpec, tuple[Template, ...]]:
-    spec = KeySpec(func, key=None, tags=tags, version=None, use_code_identity=False)
-    return spec, spec.tag_templates
-
-
-def make_invalidates(cache: Cache, tags: Sequence[str]) -> Callable[[Any], Any]:
+def make_invalidates(engine: EngineView, tags: Sequence[str]) -> Callable[[Any], Any]:
     """Build the ``invalidates`` decorator (see :meth:`Cache.invalidates`)."""
     if not tags:
         raise KeyTemplateError("@invalidates needs at least one tag template")
 
     def decorate(func: Any) -> Any:
-        spec, _templates = _writer_templates(func, tags)
+        spec = KeySpec(func, key=None, tags=tags, version=None, use_code_identity=False)
+        writes = engine.writes
 
-        def rendered(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
-            return [check_tag(t) for t in spec.tags_for(spec.bind(instance, args, kwargs))]
+        def rendered(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            # Rendered and checked before the write runs: bad arguments fail before it.
+            return writes.invalidate_tags(
+                check_tags(spec.tags_for(spec.bind(instance, args, kwargs)))
+            )
 
         if _is_async(func):
 
             async def awrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                rendered_tags = rendered(instance, args, kwargs)  # bad args fail before the write
+                steps = rendered(instance, args, kwargs)
                 result = await wrapped(*args, **kwargs)
-                await cache.ainvalidate(*rendered_tags)
+                await writes.arun(steps)
                 return result
 
             return wrapt.FunctionWrapper(func, awrapper)
 
         def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            rendered_tags = rendered(instance, args, kwargs)
+            steps = rendered(instance, args, kwargs)
             result = wrapped(*args, **kwargs)
-            cache.invalidate(*rendered_tags)
+            writes.run(steps)
             return result
 
         return wrapt.FunctionWrapper(func, wrapper)
@@ -300,30 +299,14 @@ def make_invalidates(cache: Cache, tags: Sequence[str]) -> Callable[[Any], Any]:
     return decorate
 
 
-def _expected(cache: Cache, names: Sequence[str]) -> tuple[int, ...] | None:
-    # A backend failure here must not stop the write itself: without the generations the
-    # write-through degrades to a plain invalidation after the write (which reports failure).
-    try:
-        return cache.backend.current(names)
-    except BackendError:
-        return None
-
-
-async def _aexpected(cache: Cache, names: Sequence[str]) -> tuple[int, ...] | None:
-    try:
-        return await cache.backend.acurrent(names)
-    except BackendError:
-        return None
-
-
-def make_updates(cache: Cache, reader: Any) -> Callable[[Any], Any]:
+def make_updates(engine: EngineView, reader: Any) -> Callable[[Any], Any]:
     """Build the write-through ``updates`` decorator (see :meth:`Cache.updates`)."""
     rspec: FunctionSpec | None = getattr(reader, "_self_spec", None)
     if rspec is None or not isinstance(rspec, FunctionSpec):
         raise ConfigurationError(
             f"@updates needs a function decorated with @cache.cached, got {reader!r}"
         )
-    if rspec.cache is not cache:
+    if rspec.engine is not engine:
         raise ConfigurationError("@updates: the reader is cached by a different Cache")
     reader_params = rspec.keys.sig.parameters
 
@@ -359,20 +342,23 @@ def make_updates(cache: Cache, reader: Any) -> Callable[[Any], Any]:
 
             async def awrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 key, tags = reader_call(instance, args, kwargs)
-                names = cache.gen_names(key, tags)
-                expected = await _aexpected(cache, names)  # read BEFORE the write runs
+                names = engine.keyspace.names(key, tags)
+                expected = await acurrent_or_none(engine.backend, names)  # BEFORE the write
                 result = await wrapped(*args, **kwargs)
-                await cache.astore_expected(rspec.fname, key, names, expected, result, rspec.policy)
+                steps = engine.writes.store(rspec.fname, key, names, expected, result, rspec.policy)
+                await engine.writes.arun(steps)
                 return result
 
             return wrapt.FunctionWrapper(func, awrapper)
 
         def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             key, tags = reader_call(instance, args, kwargs)
-            names = cache.gen_names(key, tags)
-            expected = _expected(cache, names)  # read BEFORE the write runs
+            names = engine.keyspace.names(key, tags)
+            expected = current_or_none(engine.backend, names)  # read BEFORE the write runs
             result = wrapped(*args, **kwargs)
-            cache.store_expected(rspec.fname, key, names, expected, result, rspec.policy)
+            engine.writes.run(
+                engine.writes.store(rspec.fname, key, names, expected, result, rspec.policy)
+            )
             return result
 
         return wrapt.FunctionWrapper(func, wrapper)

@@ -3,35 +3,36 @@
 The algorithm (L1, then the generation-checked backend read, then a single-flight fill with a
 cross-process lease, background refreshes, stale-if-error) lives in generators that *yield*
 the I/O they need instead of doing it: a :class:`Call` to the backend, :data:`LOAD` to run the
-loader, a :class:`Flight` to run sub-steps under single-flight, a :class:`WaitFill` for another
-process's fill, a :class:`Spawn` for a background refresh. :func:`run` performs those with the
-sync backend methods and threads; :func:`arun` with the async ones and tasks. Errors raised by
-the I/O are thrown back into the generator at the ``yield`` that asked for it, so every
-``try``/``except`` below reads like ordinary straight-line code.
+loader, a :class:`SingleFlight` to run sub-steps under single-flight, a :class:`WaitFill` for
+another process's fill, a :class:`Spawn` for a background refresh. :func:`run` performs those
+with the sync backend methods and threads; :func:`arun` with the async ones and tasks (both
+through :mod:`freshlink._drive`). Errors raised by the I/O are thrown back into the generator
+at the ``yield`` that asked for it, so every ``try``/``except`` below reads like ordinary
+straight-line code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Generator, Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from ._drive import adrive, drive
+from ._entries import UNREADABLE
+from ._outcomes import Stale
+from ._ports import EngineView
 from .backends.base import Read
 from .errors import BackendError, FreshlinkError, RemoteLoaderError
 from .events import Event, logger
 from .policy import Action, Freshness
 
-if TYPE_CHECKING:
-    from .cache import Cache
-
 __all__ = [
     "LOAD",
     "MISS",
     "Call",
-    "Flight",
     "ReadPath",
+    "SingleFlight",
     "Spawn",
-    "Stale",
     "WaitFill",
     "arun",
     "run",
@@ -47,7 +48,7 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
-class Flight:
+class SingleFlight:
     """Run ``steps()`` under single-flight keyed by ``key``; send back its result."""
 
     key: Hashable
@@ -80,31 +81,17 @@ class _Load:
 #: Run the loader; send back its value (or throw its exception in).
 LOAD: Final = _Load()
 
-Op = Call | Flight | WaitFill | Spawn | _Load
+Op = Call | SingleFlight | WaitFill | Spawn | _Load
 Steps = Generator[Op, Any, Any]
 #: What a read path step returns for "no usable value" (distinct from a cached None).
 MISS: Final = object()
 
 
-class Stale:
-    """A valid but expired value kept in hand in case the loader fails (stale-if-error)."""
-
-    __slots__ = ("left", "value")
-
-    def __init__(self, value: Any, left: float | None) -> None:
-        self.value = value
-        self.left = left  # seconds of freshness left (negative: expired that long ago)
-
-    def usable(self, policy: Freshness) -> bool:
-        """Whether stale-if-error still allows serving it."""
-        return self.left is not None and -self.left <= policy.stale_if_error
-
-
 class ReadPath:
     """The read-path generators of one cache."""
 
-    def __init__(self, cache: Cache) -> None:
-        self.c = cache
+    def __init__(self, engine: EngineView) -> None:
+        self.c = engine
 
     def fetch(
         self,
@@ -121,19 +108,19 @@ class ReadPath:
         attempt, when there is no L1): it is used instead of reading again.
         """
         c = self.c
-        mark = c.near.mark() if c.near is not None else 0
+        mark = c.entries.mark()
         stale: Stale | None = None
         e = c.near.get(nk, c.monotonic()) if c.near is not None and first is None else None
         try:
             if isinstance(first, BackendError):
                 raise first
-            if e is None and c._verify_near:
+            if e is None and c.verify_near:
                 e = c.near.peek(nk, c.monotonic())  # type: ignore[union-attr]
                 # Strict L1: one small read confirms the entry's generations are current.
                 if e is not None and tuple((yield Call("current", (e.names,)))) != e.values:
                     e = None
             if e is not None:
-                action, left = c._judge_near(e, policy)
+                action, left = c.entries.judge_near(e, policy)
                 if action is not Action.LOAD:
                     yield from self._serve(
                         fname, key, "l1", action, policy, left, e.names, e.values, nk, e.created
@@ -141,24 +128,25 @@ class ReadPath:
                     return e.value
                 stale = Stale(e.value, left)
             read: Read = (
-                first if first is not None else (yield Call("read", (c.entry_key(key), names)))
+                first if first is not None else (yield Call("read", (c.keyspace.entry(key), names)))
             )
         except BackendError as exc:
             # Redis down or slow: the page still renders, from the source of truth.
-            c._backend_failed(fname, key, exc, "read")
-            if c.events.miss:
-                c.events.emit(Event("miss", fname, key))
+            c.outcomes.backend_failed(fname, key, exc, "read")
+            c.outcomes.missed(fname, key)
             # Still one load per key in this process, so an outage of the cache does not
             # turn into a stampede on the database. (A caller can only land here if its own
             # read failed, i.e. no invalidation could be acknowledged when it started.)
-            return (yield Flight((key, None), lambda: self.degraded(fname, key, policy, stale)))
+            return (
+                yield SingleFlight((key, None), lambda: self.degraded(fname, key, policy, stale))
+            )
         if read.entry is not None:
-            value = c._entry_value(fname, key, read.entry)
-            if value is not MISS:
+            value = c.entries.value(fname, key, read.entry)
+            if value is not UNREADABLE:
                 entry = read.entry
-                action, left = c._judge(entry, policy)
+                action, left = c.entries.judge(entry, policy)
                 if action is not Action.LOAD:
-                    c._near_put(nk, value, entry, policy, mark)
+                    c.entries.fill_near(nk, value, entry, policy, mark)
                     yield from self._serve(
                         fname,
                         key,
@@ -173,11 +161,10 @@ class ReadPath:
                     )
                     return value
                 stale = Stale(value, left)
-        if c.events.miss:
-            c.events.emit(Event("miss", fname, key))
+        c.outcomes.missed(fname, key)
         gens = read.gens
         return (
-            yield Flight(
+            yield SingleFlight(
                 (key, gens), lambda: self.fill(fname, key, names, gens, policy, nk, mark, stale)
             )
         )
@@ -189,9 +176,8 @@ class ReadPath:
         try:
             value = yield LOAD
         except Exception as err:
-            return c._loader_failed(fname, key, err, policy, stale)
-        if c.events.load:
-            c.events.emit(Event("load", fname, key, duration=c.monotonic() - t0))
+            return c.outcomes.loader_failed(fname, key, err, policy, stale)
+        c.outcomes.loaded(fname, key, c.monotonic() - t0)
         return value
 
     def _serve(
@@ -207,9 +193,9 @@ class ReadPath:
         nk: Hashable,
         created: float,
     ) -> Steps:
-        self.c._report(fname, key, tier, action, policy, left)
-        if action is not Action.SERVE and not self.c._backing_off(key):
-            mark = self.c.near.mark() if self.c.near is not None else 0
+        self.c.outcomes.served(fname, key, tier, action, policy, left)
+        if action is not Action.SERVE and not self.c.outcomes.backing_off(key):
+            mark = self.c.entries.mark()
             yield Spawn(
                 key, lambda: self.refresh(fname, key, names, stamps, policy, nk, mark), created
             )
@@ -227,20 +213,20 @@ class ReadPath:
     ) -> Steps:
         """Load, stamp with the generations read before loading, store if still current."""
         c = self.c
-        if stale is not None and stale.usable(policy) and c._backing_off(key):
+        if stale is not None and stale.usable(policy) and c.outcomes.backing_off(key):
             return stale.value  # the loader failed recently: wait for the retry time
-        ekey, token = c.entry_key(key), ""
+        ekey, token = c.keyspace.entry(key), ""
         if c.backend.supports_leases:
             try:
                 token, stamps, served = yield from self.lease(
                     fname, key, names, stamps, nk, policy, mark
                 )
             except BackendError as exc:
-                c._backend_failed(fname, key, exc, "lease")
+                c.outcomes.backend_failed(fname, key, exc, "lease")
                 token = ""
             except RemoteLoaderError as exc:
                 # Retried once already: stale-if-error applies to waiters as to the leader.
-                return c._loader_failed(fname, key, exc, policy, stale)
+                return c.outcomes.loader_failed(fname, key, exc, policy, stale)
             else:
                 if served is not MISS:
                     return served
@@ -250,21 +236,19 @@ class ReadPath:
         except Exception as exc:
             if token:
                 yield from self.release(ekey, token, f"{type(exc).__name__}: {exc}")
-            return c._loader_failed(fname, key, exc, policy, stale)
+            return c.outcomes.loader_failed(fname, key, exc, policy, stale)
         except BaseException:
             if token:
                 yield from self.release(ekey, token, "")
             raise
         took = c.monotonic() - t0
-        c._retry_at.pop(key, None)
-        if c.events.load:
-            c.events.emit(Event("load", fname, key, duration=took))
+        c.outcomes.loaded(fname, key, took)
         if not policy.storable(value):
             if token:
                 yield from self.release(ekey, token, "")
             return value
         try:
-            entry, copy, retain = c._stored(fname, key, names, stamps, value, policy, took)
+            entry, copy, retain = c.entries.loaded(fname, key, names, stamps, value, policy, took)
         except FreshlinkError:
             # Unstorable (too large, not serialisable): give the lease back at once, or every
             # other caller would wait out the lease only to meet the same error.
@@ -275,9 +259,9 @@ class ReadPath:
         # caller still gets the value, which is allowed: its read began before the write.
         try:
             if (yield Call("write", (ekey, entry, retain, token))):
-                c._near_put(nk, copy, entry, policy, mark)
+                c.entries.fill_near(nk, copy, entry, policy, mark)
         except BackendError as exc:
-            c._backend_failed(fname, key, exc, "write")
+            c.outcomes.backend_failed(fname, key, exc, "write")
         # The caller gets the loader's own object, L1 keeps a decoded copy: mutating the
         # result of a call can never change what the next caller is served.
         return value
@@ -300,10 +284,10 @@ class ReadPath:
         a time per key); only if the next leader fails too does it give up.
         """
         c = self.c
-        ekey = c.entry_key(key)
+        ekey = c.keyspace.entry(key)
         handed_on = False
         while True:
-            token, left = yield Call("lease", (ekey, self.c.lease_ttl))
+            token, left = yield Call("lease", (ekey, c.lease_ttl))
             if token is not None:
                 return token, stamps, MISS
             outcome, found = yield WaitFill(ekey, left, names)
@@ -334,14 +318,11 @@ class ReadPath:
         c = self.c
         if read.entry is None:
             return MISS
-        value = c._entry_value(fname, key, read.entry)
-        if value is MISS:
+        value = c.entries.value(fname, key, read.entry)
+        if value is UNREADABLE:
             return MISS
-        c._near_put(nk, value, read.entry, policy, mark)
-        if c.stats is not None:
-            c.stats.hit(fname, "l2")
-        if c.events.hit:
-            c.events.emit(Event("hit", fname, key, "l2"))
+        c.entries.fill_near(nk, value, read.entry, policy, mark)
+        c.outcomes.taken_over(fname, key)
         return value
 
     def release(self, ekey: str, token: str, why: str) -> Steps:
@@ -367,7 +348,7 @@ class ReadPath:
         another process); False after a failure, so it may be tried again after its backoff.
         """
         c = self.c
-        ekey, token = c.entry_key(key), ""
+        ekey, token = c.keyspace.entry(key), ""
         t0 = c.monotonic()
         try:
             if c.backend.supports_leases:
@@ -380,106 +361,90 @@ class ReadPath:
         except Exception as exc:
             if token:
                 yield from self.release(ekey, token, "")
-            c._refresh_failed(fname, key, exc, policy)
+            c.outcomes.refresh_failed(fname, key, exc, policy)
             return False
         took = c.monotonic() - t0
-        c._retry_at.pop(key, None)
+        c.outcomes.loaded(fname, key, took, emit=False)
         if not policy.storable(value):
             if token:
                 yield from self.release(ekey, token, "")
             return True
         try:
-            entry, copy, retain = c._stored(fname, key, names, stamps, value, policy, took)
+            entry, copy, retain = c.entries.loaded(fname, key, names, stamps, value, policy, took)
         except FreshlinkError as exc:
             if token:
                 yield from self.release(ekey, token, "")
-            c._refresh_failed(fname, key, exc, policy)
+            c.outcomes.refresh_failed(fname, key, exc, policy)
             return False
         try:
             # Stored only if the stamps are still current: a refresh that lost a race with
             # an invalidation is discarded, never stored.
             stored = yield Call("write", (ekey, entry, retain, token))
         except BackendError as exc:
-            c._refresh_failed(fname, key, exc, policy)
+            c.outcomes.refresh_failed(fname, key, exc, policy)
             return False
         if stored:
-            c._near_put(nk, copy, entry, policy, mark)
-            if c.events.refresh:
-                c.events.emit(Event("refresh", fname, key, duration=took))
+            c.entries.fill_near(nk, copy, entry, policy, mark)
+            c.outcomes.refreshed(fname, key, took)
         return True
 
 
-def run(cache: Cache, steps: Steps, load: Callable[[], Any]) -> Any:
+def run(engine: EngineView, steps: Steps, load: Callable[[], Any]) -> Any:
     """Drive read-path steps with the sync backend, threads and the thread single-flight."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            op = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        value, error = None, None
-        try:
-            value = _perform(cache, op, load)
-        except BaseException as exc:
-            error = exc
+
+    def perform(op: Op) -> Any:
+        if op is LOAD:
+            return load()
+        if isinstance(op, Call):
+            return getattr(engine.backend, op.name)(*op.args)
+        if isinstance(op, SingleFlight):
+            return engine.flight.run(op.key, lambda: run(engine, op.steps(), load))[0]
+        if isinstance(op, WaitFill):
+            found: list[Read] = []
+
+            def recheck() -> bool:
+                found.append(engine.backend.read(op.key, op.names))
+                return found[-1].entry is not None
+
+            outcome = engine.backend.wait_fill(op.key, op.timeout, recheck)
+            return outcome, _valid(found)
+        if isinstance(op, Spawn):
+            engine.refresher.submit(op.key, lambda: run(engine, op.steps(), load), op.version)
+            return None
+        raise TypeError(f"unknown read-path step {op!r}")
+
+    return drive(steps, perform)
 
 
-def _perform(cache: Cache, op: Op, load: Callable[[], Any]) -> Any:
-    if op is LOAD:
-        return load()
-    if isinstance(op, Call):
-        return getattr(cache.backend, op.name)(*op.args)
-    if isinstance(op, Flight):
-        return cache._flight.run(op.key, lambda: run(cache, op.steps(), load))[0]
-    if isinstance(op, WaitFill):
-        found: list[Read] = []
-
-        def recheck() -> bool:
-            found.append(cache.backend.read(op.key, op.names))
-            return found[-1].entry is not None
-
-        outcome = cache.backend.wait_fill(op.key, op.timeout, recheck)
-        return outcome, (found[-1] if found and found[-1].entry is not None else None)
-    if isinstance(op, Spawn):
-        cache.refresher.submit(op.key, lambda: run(cache, op.steps(), load), op.version)
-        return None
-    raise TypeError(f"unknown read-path step {op!r}")
-
-
-async def arun(cache: Cache, steps: Steps, load: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+async def arun(
+    engine: EngineView, steps: Steps, load: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
     """Drive read-path steps with the async backend, tasks and the asyncio single-flight."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            op = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        value, error = None, None
-        try:
-            value = await _aperform(cache, op, load)
-        except BaseException as exc:
-            error = exc
+
+    async def perform(op: Op) -> Any:
+        if op is LOAD:
+            return await load()
+        if isinstance(op, Call):
+            return await getattr(engine.backend, "a" + op.name)(*op.args)
+        if isinstance(op, SingleFlight):
+            return (await engine.aflight.run(op.key, lambda: arun(engine, op.steps(), load)))[0]
+        if isinstance(op, WaitFill):
+            found: list[Read] = []
+
+            async def recheck() -> bool:
+                found.append(await engine.backend.aread(op.key, op.names))
+                return found[-1].entry is not None
+
+            outcome = await engine.backend.await_fill(op.key, op.timeout, recheck)
+            return outcome, _valid(found)
+        if isinstance(op, Spawn):
+            engine.arefresher.submit(op.key, lambda: arun(engine, op.steps(), load), op.version)
+            return None
+        raise TypeError(f"unknown read-path step {op!r}")
+
+    return await adrive(steps, perform)
 
 
-async def _aperform(cache: Cache, op: Op, load: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    if op is LOAD:
-        return await load()
-    if isinstance(op, Call):
-        return await getattr(cache.backend, "a" + op.name)(*op.args)
-    if isinstance(op, Flight):
-        return (await cache._aflight.run(op.key, lambda: arun(cache, op.steps(), load)))[0]
-    if isinstance(op, WaitFill):
-        found: list[Read] = []
-
-        async def recheck() -> bool:
-            found.append(await cache.backend.aread(op.key, op.names))
-            return found[-1].entry is not None
-
-        outcome = await cache.backend.await_fill(op.key, op.timeout, recheck)
-        return outcome, (found[-1] if found and found[-1].entry is not None else None)
-    if isinstance(op, Spawn):
-        cache.arefresher.submit(op.key, lambda: arun(cache, op.steps(), load), op.version)
-        return None
-    raise TypeError(f"unknown read-path step {op!r}")
+def _valid(found: list[Read]) -> Read | None:
+    """The last re-check's read if it found an entry (a fill another process stored)."""
+    return found[-1] if found and found[-1].entry is not None else None

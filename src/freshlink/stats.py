@@ -10,15 +10,20 @@ operational counters, not an audit log.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from .events import Event
-
-if TYPE_CHECKING:
-    from .cache import Cache
+from .events import Event, Events
 
 __all__ = ["CacheStats", "FunctionStats"]
+
+
+class _Counted(Protocol):
+    """A decorated function's spec, as far as stats read it."""
+
+    fname: str
+    l1_hits: int
 
 
 @dataclass
@@ -40,18 +45,14 @@ class FunctionStats:
         """L1 plus L2 hits."""
         return self.l1_hits + self.l2_hits
 
-    @property
-    def hit_ratio(self) -> float | None:
-        """Hits over hits plus misses (None before any request)."""
-        total = self.hits + self.misses
-        return None if total == 0 else self.hits / total
-
 
 @dataclass
 class CacheStats:
     """Per-function counters of one cache, plus cache-wide ones."""
 
-    cache: Cache
+    events: Events
+    #: The cache's decorated functions (their hot-path L1 hits are counted on them).
+    specs: Sequence[_Counted]
     functions: dict[str, FunctionStats] = field(default_factory=dict)
     invalidations: int = 0
     errors: int = 0
@@ -63,7 +64,7 @@ class CacheStats:
         """Subscribe to the cache's events (hits are reported by the cache, see :meth:`hit`)."""
         # Not to "hit": a hit hook makes the inlined hot path build and emit an event per L1
         # hit (and it already counts those on the spec, so they would be counted twice).
-        ev = self.cache.events
+        ev = self.events
         for name in (
             "miss",
             "load",
@@ -119,7 +120,7 @@ class CacheStats:
     def snapshot(self) -> dict[str, FunctionStats]:
         """Counters per function, with the hot path's L1 hits folded in."""
         out = {name: FunctionStats(**vars(st)) for name, st in self.functions.items()}
-        for spec in self.cache.specs:
+        for spec in self.specs:
             if spec.l1_hits:
                 st = out.setdefault(spec.fname, FunctionStats())
                 st.l1_hits += spec.l1_hits

@@ -779,15 +779,15 @@ def _when(ts: float) -> str:
 
 def describe_entry(cache: Cache, key: str, *, preview: int = 200) -> list[str] | None:
     """Lines describing the stored entry of ``key`` (stamped vs current generations), or None."""
-    entry = cache.backend.get_entry(cache.entry_key(key))
+    entry = cache.backend.get_entry(cache.keyspace.entry(key))
     if entry is None and safe_key(key) != key:
         key = safe_key(key)
-        entry = cache.backend.get_entry(cache.entry_key(key))
+        entry = cache.backend.get_entry(cache.keyspace.entry(key))
     if entry is None:
         return None
     current = cache.backend.current(entry.names)
     now = cache.clock()
-    lines = [f"key: {key}", f"backend key: {cache.entry_key(key)}"]
+    lines = [f"key: {key}", f"backend key: {cache.keyspace.entry(key)}"]
     age = now - entry.created
     lines.append(f"created: {_when(entry.created)} ({age:.1f} s ago)")
     if entry.ttl is None:
@@ -815,6 +815,6 @@ def describe_entry(cache: Cache, key: str, *, preview: int = 200) -> list[str] |
 def _preview_value(cache: Cache, key: str, entry: Entry) -> str:
     """The decoded value of an entry for display, verified like a read would verify it."""
     try:
-        return repr(cache.decode_entry(key, entry))
+        return repr(cache._engine.entries.decode_entry(key, entry))
     except FreshlinkError as exc:
         return f"<unreadable: {exc}>"

@@ -100,30 +100,30 @@ class BackendConformance:
     def test_stale_fill_is_dropped_and_never_readable(self, make_cache: MakeCache) -> None:
         """A fill stamped before an invalidation is not stored and cannot be read."""
         cache = make_cache()
-        names = cache.gen_names("k", ["t"])
+        names = cache.keyspace.names("k", ["t"])
         old = cache.backend.current(names)
         cache.invalidate("t")
-        payload = cache.codec.encode("stale", cache._context("k", names, old))
+        payload = cache.codec.encode("stale", cache._engine.entries.context("k", names, old))
         stored = cache.backend.write(
-            cache.entry_key("k"), Entry(payload, names, old, time.time(), 60.0), 60.0
+            cache.keyspace.entry("k"), Entry(payload, names, old, time.time(), 60.0), 60.0
         )
         assert stored is False
-        assert cache.backend.read(cache.entry_key("k"), names).entry is None
+        assert cache.backend.read(cache.keyspace.entry("k"), names).entry is None
         assert cache.get("k") is None
 
     def test_missing_generation_is_unknown_not_zero(self, make_cache: MakeCache) -> None:
         """A generation that does not exist is created with a fresh random value."""
         cache = make_cache()
-        (g,) = cache.backend.current([cache.tag_gen("never-seen")])
+        (g,) = cache.backend.current([cache.keyspace.tag("never-seen")])
         assert g >= 1 << 40
-        assert cache.backend.current([cache.tag_gen("never-seen")]) == (g,)
-        (h,) = cache.backend.current([cache.tag_gen("never-seen-2")])
+        assert cache.backend.current([cache.keyspace.tag("never-seen")]) == (g,)
+        (h,) = cache.backend.current([cache.keyspace.tag("never-seen-2")])
         assert h != g
 
     def test_invalidate_increments_by_one(self, make_cache: MakeCache) -> None:
         """Invalidation is one increment per tag and touches nothing else."""
         cache = make_cache()
-        names = [cache.tag_gen("a"), cache.tag_gen("b")]
+        names = [cache.keyspace.tag("a"), cache.keyspace.tag("b")]
         before = cache.backend.current(names)
         after = cache.backend.invalidate(names[:1])
         assert after == (before[0] + 1,)
@@ -160,10 +160,11 @@ class BackendConformance:
     def test_write_through_out_of_order_degrades(self, make_cache: MakeCache) -> None:
         """Of two writers that read the same generations, only the first to finish stores."""
         cache = make_cache()
-        names = cache.gen_names("k", ["t"])
+        names = cache.keyspace.names("k", ["t"])
         exp = cache.backend.current(names)
-        cache.store_expected("w", "k", names, exp, "B", cache.freshness)
-        cache.store_expected("w", "k", names, exp, "A", cache.freshness)
+        writes = cache._engine.writes
+        writes.run(writes.store("w", "k", names, exp, "B", cache.freshness))
+        writes.run(writes.store("w", "k", names, exp, "A", cache.freshness))
         assert cache.get("k") is None
         cache.set("k", "C", tags=["t"])
         assert cache.get("k") == "C"
@@ -255,12 +256,12 @@ class BackendConformance:
         errors: list[Any] = []
         cache.events.on("error", errors.append)
         cache.set("k", {"amount": "10.00"}, tags=["t"])
-        entry = cache.backend.get_entry(cache.entry_key("k"))
+        entry = cache.backend.get_entry(cache.keyspace.entry("k"))
         assert entry is not None
         forged = entry.payload.replace(b"10.00", b"99.00")
         assert forged != entry.payload
         bad = Entry(forged, entry.names, entry.stamps, entry.created, entry.ttl)
-        assert cache.backend.write(cache.entry_key("k"), bad, 60.0)
+        assert cache.backend.write(cache.keyspace.entry("k"), bad, 60.0)
         fresh = make_cache(secret="s3cret")  # no L1 copy of the good value
         assert fresh.get("k", "miss") == "miss"
         cache.clear_local()
