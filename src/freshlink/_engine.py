@@ -1,24 +1,11 @@
-"""The engine behind a :class:`~freshlink.Cache`: state, wiring, and the read entry points.
+"""The engine behind a :class:`~freshlink.Cache`: its state, wired together once.
 
 The public class only configures and delegates; everything a read or a write needs lives
 here and in the parts it wires together: the backend (guarded by a circuit breaker when it is
 shared), the L1, the events, the clocks and the RNG, :class:`~freshlink._entries.Entries`
 (stamping, codec, L1 fill), :class:`~freshlink._outcomes.Outcomes` (events, logs, back-off),
-:class:`~freshlink._writes.Writes` (confirmed invalidation, write-through) and the read path
-(:mod:`freshlink.readpath`).
-
-The read path, in order (each step only when the previous one did not answer):
-
-1. **L1** (:class:`~freshlink.local.NearCache`): a decoded value whose stamps equal the
-   generations this process knows, within its TTL and while the channel is trusted.
-2. **L2** (the backend): one generation-aware read returns the entry if its stamps are current,
-   and otherwise the current generations, read *before* the loader starts.
-3. **Load** under single-flight keyed by ``(key, generations)``; the entry is stamped with the
-   generations from step 2 and stored only if they are still current.
-
-Stamping with generations read before loading is what makes the cache-aside "stale set" race
-harmless: a loader that read old data stamps old generations, and the write's invalidation has
-already made those generations old.
+:class:`~freshlink._writes.Writes` (confirmed invalidation, write-through). The read path
+(:mod:`freshlink.readpath`) and the decorators work on it; it knows neither.
 """
 
 from __future__ import annotations
@@ -26,28 +13,22 @@ from __future__ import annotations
 import math
 import os
 import weakref
-from collections.abc import Callable, Coroutine, Hashable, Sequence
-from typing import Any, Final
+from collections.abc import Callable
 
-from ._entries import UNREADABLE, Entries
+from ._entries import Entries
 from ._outcomes import Outcomes
 from ._writes import Writes
-from .backends.base import Backend, Read
+from .backends.base import Backend
 from .backends.guard import GuardedBackend
 from .breaker import CircuitBreaker
-from .errors import BackendError
 from .events import Events, logger
 from .flight import AsyncFlight, Flight
 from .keyspace import Keyspace
 from .local import Local, NearCache
-from .policy import Action, Freshness
-from .readpath import ReadPath, arun, run
 from .refresh import AsyncRefresher, Refresher
 from .serializers import Codec
 
 __all__ = ["Engine"]
-
-_NOT_FRESH: Final = object()  # the direct L2 read found no fresh entry: take the read path
 
 
 class Engine:
@@ -93,7 +74,6 @@ class Engine:
         self.aflight = AsyncFlight()
         self.refresher = Refresher(refresh_workers, max_pending_refreshes)
         self.arefresher = AsyncRefresher(max_pending_refreshes)
-        self.path = ReadPath(self)
         # Set in a forked child whose L1 needs the channel: the first read there starts it.
         self.reopen = False
         self.closed = False
@@ -115,80 +95,6 @@ class Engine:
         else:
             near.trusted_until = -math.inf
         return near
-
-    # ------------------------------------------------------------------ reads
-
-    def fetch(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        load: Callable[[], Any],
-        policy: Freshness,
-        near_key: Hashable | None = None,
-    ) -> Any:
-        """Return the cached value for ``key`` or load, stamp and store it (sync)."""
-        if self.reopen:
-            self._reopen_channel()
-        nk = key if near_key is None else near_key
-        first: Read | BackendError | None = None
-        if self.near is None:
-            # Strict without L1, the common L2 hit: one read and a fresh entry need none of the
-            # read path's machinery. Anything else continues there with this read in hand.
-            try:
-                first = self.backend.read(self.keyspace.entry(key), names)
-            except BackendError as exc:
-                first = exc
-            else:
-                value = self._fresh_hit(fname, key, first, policy)
-                if value is UNREADABLE:
-                    first = Read(None, first.gens)  # already reported: a miss from here on
-                elif value is not _NOT_FRESH:
-                    return value
-        return run(self, self.path.fetch(fname, key, names, policy, nk, first), load)
-
-    async def afetch(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        load: Callable[[], Coroutine[Any, Any, Any]],
-        policy: Freshness,
-        near_key: Hashable | None = None,
-    ) -> Any:
-        """Async :meth:`fetch`: the same steps with the backend's async methods."""
-        if self.reopen:
-            self._reopen_channel()
-        nk = key if near_key is None else near_key
-        first: Read | BackendError | None = None
-        if self.near is None:
-            try:
-                first = await self.backend.aread(self.keyspace.entry(key), names)
-            except BackendError as exc:
-                first = exc
-            else:
-                value = self._fresh_hit(fname, key, first, policy)
-                if value is UNREADABLE:
-                    first = Read(None, first.gens)
-                elif value is not _NOT_FRESH:
-                    return value
-        return await arun(self, self.path.fetch(fname, key, names, policy, nk, first), load)
-
-    def _fresh_hit(self, fname: str, key: str, read: Read, policy: Freshness) -> Any:
-        """The value of a valid, fresh entry in ``read`` (reported as an L2 hit), or not."""
-        entry = read.entry
-        if entry is None:
-            return _NOT_FRESH
-        if entry.ttl is not None:
-            action, left = self.entries.judge(entry, policy)
-            if action is not Action.SERVE:
-                return _NOT_FRESH
-        else:
-            left = None
-        value = self.entries.value(fname, key, entry)
-        if value is not UNREADABLE:
-            self.outcomes.served(fname, key, "l2", Action.SERVE, policy, left)
-        return value
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -213,7 +119,8 @@ class Engine:
             and not self.backend.synchronous
         )
 
-    def _reopen_channel(self) -> None:
+    def reopen_channel(self) -> None:
+        """Start the channel again in a forked child (retried by the next read if it fails)."""
         self.reopen = False
         try:
             self.backend.ensure_listener()  # type: ignore[attr-defined]

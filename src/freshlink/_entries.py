@@ -75,28 +75,6 @@ class Entries:
                 self.events.emit(Event("error", fname, key, "l2", error=exc))
             return UNREADABLE
 
-    def stamp(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        stamps: Sequence[int],
-        value: Any,
-        ttl: float | None,
-        load_time: float,
-    ) -> tuple[Entry, Any]:
-        """Serialize (and sign) a value: the entry, and the decoded copy L1 and callers get."""
-        names, stamps = tuple(names), tuple(stamps)
-        try:
-            payload = self.codec.encode(value, self.context(key, names, stamps))
-        except FreshlinkError as exc:
-            raise type(exc)(f"{fname}: {exc}") from exc
-        entry = Entry(payload, names, stamps, self.clock(), ttl, load_time)
-        copy = self.value(fname, key, entry)
-        if copy is UNREADABLE:  # a serializer that cannot read its own output
-            raise SerializationError(f"{fname}: the serializer could not decode what it wrote")
-        return entry, copy
-
     def loaded(
         self,
         fname: str,
@@ -107,9 +85,21 @@ class Entries:
         policy: Freshness,
         took: float,
     ) -> tuple[Entry, Any, float | None]:
-        """Stamp a loaded value: (entry, decoded copy, retention in the backend)."""
+        """Stamp and serialize (and sign) a loaded value.
+
+        Returns the entry, the decoded copy that L1 and later callers get (never the loader's
+        own object, which the caller may mutate), and the entry's retention in the backend.
+        """
+        names, stamps = tuple(names), tuple(stamps)
         ttl = jittered_ttl(policy.ttl_for(value), policy.jitter, self.rng)
-        entry, copy = self.stamp(fname, key, names, stamps, value, ttl, took)
+        try:
+            payload = self.codec.encode(value, self.context(key, names, stamps))
+        except FreshlinkError as exc:
+            raise type(exc)(f"{fname}: {exc}") from exc
+        entry = Entry(payload, names, stamps, self.clock(), ttl, took)
+        copy = self.value(fname, key, entry)
+        if copy is UNREADABLE:  # a serializer that cannot read its own output
+            raise SerializationError(f"{fname}: the serializer could not decode what it wrote")
         return entry, copy, policy.retain(ttl)
 
     def judge(self, entry: Entry, policy: Freshness) -> tuple[Action, float | None]:

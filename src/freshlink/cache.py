@@ -24,6 +24,7 @@ from .keys import check_tag, safe_key
 from .keyspace import Keyspace
 from .local import Local, NearCache
 from .policy import Freshness, check_ttl
+from .readpath import ReadPath
 from .refresh import AsyncRefresher, Refresher
 from .serializers import Codec, Serializer, make_codec
 from .stats import CacheStats
@@ -147,6 +148,7 @@ class Cache:
             monotonic=monotonic,
             rng=rng,
         )
+        self._path = ReadPath(self._engine)
         self.events: Events = self._engine.events
         self.backend: Backend = self._engine.backend
         self.breaker: CircuitBreaker | None = self._engine.breaker
@@ -264,7 +266,7 @@ class Cache:
         return make_updates(self._engine, reader)
 
     def _register(self, func: Any, **options: Any) -> Any:
-        wrapper = make_cached(self._engine, func, **options)
+        wrapper = make_cached(self._path, func, **options)
         self.specs.append(wrapper._self_spec)
         return wrapper
 

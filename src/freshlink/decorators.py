@@ -14,12 +14,13 @@ from typing import Any
 
 import wrapt
 
-from ._ports import EngineView
+from ._engine import Engine
 from ._writes import acurrent_or_none, check_tags, current_or_none
 from .errors import ConfigurationError, KeyTemplateError
 from .events import Event
 from .keys import KeySpec
 from .policy import Freshness
+from .readpath import ReadPath
 
 __all__ = ["CachedFunction", "FunctionSpec", "make_cached", "make_invalidates", "make_updates"]
 
@@ -42,6 +43,7 @@ class FunctionSpec:
         "l1_hits",
         "memo_ok",
         "near",
+        "path",
         "policy",
         "token",
     )
@@ -49,8 +51,9 @@ class FunctionSpec:
     #: How many calls' resolved keys a function remembers (the memo is wiped when full).
     MEMO_SIZE = 4096
 
-    def __init__(self, engine: EngineView, func: Any, keys: KeySpec, policy: Freshness) -> None:
-        self.engine = engine
+    def __init__(self, path: ReadPath, func: Any, keys: KeySpec, policy: Freshness) -> None:
+        self.path = path
+        self.engine = engine = path.c
         self.keys = keys
         self.policy = policy
         self.fname = keys.name
@@ -102,7 +105,7 @@ class FunctionSpec:
             return self.acall(wrapped, instance, args, kwargs)
         rk = self.raw(args, kwargs)
         key, _tags, names = self.locate(instance, args, kwargs, rk)
-        return self.engine.fetch(
+        return self.path.fetch(
             self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
         )
 
@@ -112,7 +115,7 @@ class FunctionSpec:
         """Async call path (L1 hits included: afetch asks the freshness policy)."""
         rk = self.raw(args, kwargs)
         key, _tags, names = self.locate(instance, args, kwargs, rk)
-        return await self.engine.afetch(
+        return await self.path.afetch(
             self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
         )
 
@@ -138,13 +141,13 @@ class FunctionSpec:
 
             async def arefresh() -> Any:
                 await writes.arun(writes.invalidate_key(key))
-                return await self.engine.afetch(
+                return await self.path.afetch(
                     self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
                 )
 
             return arefresh()
         writes.run(writes.invalidate_key(key))
-        return self.engine.fetch(
+        return self.path.fetch(
             self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
         )
 
@@ -247,7 +250,7 @@ async def _ready(value: Any) -> Any:
 
 
 def make_cached(
-    engine: EngineView,
+    path: ReadPath,
     func: Any,
     *,
     policy: Freshness,
@@ -260,10 +263,10 @@ def make_cached(
     if not callable(func) and not isinstance(func, classmethod | staticmethod):
         raise ConfigurationError(f"@cached must decorate a function, got {func!r}")
     keys = KeySpec(func, key=key, tags=tags, version=version, use_code_identity=code_identity)
-    return CachedFunction(func, FunctionSpec(engine, func, keys, policy))
+    return CachedFunction(func, FunctionSpec(path, func, keys, policy))
 
 
-def make_invalidates(engine: EngineView, tags: Sequence[str]) -> Callable[[Any], Any]:
+def make_invalidates(engine: Engine, tags: Sequence[str]) -> Callable[[Any], Any]:
     """Build the ``invalidates`` decorator (see :meth:`Cache.invalidates`)."""
     if not tags:
         raise KeyTemplateError("@invalidates needs at least one tag template")
@@ -299,7 +302,7 @@ def make_invalidates(engine: EngineView, tags: Sequence[str]) -> Callable[[Any],
     return decorate
 
 
-def make_updates(engine: EngineView, reader: Any) -> Callable[[Any], Any]:
+def make_updates(engine: Engine, reader: Any) -> Callable[[Any], Any]:
     """Build the write-through ``updates`` decorator (see :meth:`Cache.updates`)."""
     rspec: FunctionSpec | None = getattr(reader, "_self_spec", None)
     if rspec is None or not isinstance(rspec, FunctionSpec):

@@ -1,88 +1,40 @@
 """The read path, written once for sync and async code.
 
-The algorithm (L1, then the generation-checked backend read, then a single-flight fill with a
-cross-process lease, background refreshes, stale-if-error) lives in generators that *yield*
-the I/O they need instead of doing it: a :class:`Call` to the backend, :data:`LOAD` to run the
-loader, a :class:`SingleFlight` to run sub-steps under single-flight, a :class:`WaitFill` for
-another process's fill, a :class:`Spawn` for a background refresh. :func:`run` performs those
-with the sync backend methods and threads; :func:`arun` with the async ones and tasks (both
-through :mod:`freshlink._drive`). Errors raised by the I/O are thrown back into the generator
-at the ``yield`` that asked for it, so every ``try``/``except`` below reads like ordinary
-straight-line code.
+In order, each step only when the previous one did not answer:
+
+1. **L1** (:class:`~freshlink.local.NearCache`): a decoded value whose stamps equal the
+   generations this process knows, within its TTL and while the channel is trusted.
+2. **L2** (the backend): one generation-aware read returns the entry if its stamps are current,
+   and otherwise the current generations, read *before* the loader starts.
+3. **Load** under single-flight keyed by ``(key, generations)``, with a cross-process lease;
+   the entry is stamped with the generations from step 2 and stored only if they are still
+   current. Stamping with generations read before loading is what makes the cache-aside
+   "stale set" race harmless: a loader that read old data stamps old generations, and the
+   write's invalidation has already made those generations old.
+
+Background refreshes and stale-if-error ride on the same steps. The algorithm lives in
+generators that *yield* the I/O they need (:mod:`freshlink._steps`); errors raised by the I/O
+are thrown back in at the ``yield`` that asked for it, so every ``try``/``except`` below reads
+like ordinary straight-line code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Generator, Hashable, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._drive import adrive, drive
+from ._engine import Engine
 from ._entries import UNREADABLE
 from ._outcomes import Stale
-from ._ports import EngineView
+from ._steps import LOAD, Call, SingleFlight, Spawn, Steps, WaitFill, arun, run
 from .backends.base import Read
 from .errors import BackendError, FreshlinkError, RemoteLoaderError
 from .events import Event, logger
 from .policy import Action, Freshness
 
-__all__ = [
-    "LOAD",
-    "MISS",
-    "Call",
-    "ReadPath",
-    "SingleFlight",
-    "Spawn",
-    "WaitFill",
-    "arun",
-    "run",
-]
+__all__ = ["MISS", "ReadPath"]
 
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """Call the backend method ``name`` (``a`` + name in async code) with ``args``."""
-
-    name: str
-    args: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SingleFlight:
-    """Run ``steps()`` under single-flight keyed by ``key``; send back its result."""
-
-    key: Hashable
-    steps: Callable[[], Steps]
-
-
-@dataclass(frozen=True, slots=True)
-class WaitFill:
-    """Wait for another process's fill of ``key``; send back (outcome, valid read or None)."""
-
-    key: str
-    timeout: float
-    names: Sequence[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Spawn:
-    """Refresh in the background: at most one per ``key``, and once per served ``version``."""
-
-    key: Hashable
-    steps: Callable[[], Steps]
-    version: float
-
-
-class _Load:
-    def __repr__(self) -> str:
-        return "LOAD"
-
-
-#: Run the loader; send back its value (or throw its exception in).
-LOAD: Final = _Load()
-
-Op = Call | SingleFlight | WaitFill | Spawn | _Load
-Steps = Generator[Op, Any, Any]
 #: What a read path step returns for "no usable value" (distinct from a cached None).
 MISS: Final = object()
 
@@ -90,10 +42,81 @@ MISS: Final = object()
 class ReadPath:
     """The read-path generators of one cache."""
 
-    def __init__(self, engine: EngineView) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.c = engine
 
     def fetch(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        load: Callable[[], Any],
+        policy: Freshness,
+        near_key: Hashable | None = None,
+    ) -> Any:
+        """Return the cached value for ``key`` or load, stamp and store it (sync)."""
+        c = self.c
+        if c.reopen:
+            c.reopen_channel()
+        first: Read | BackendError | None = None
+        if c.near is None:
+            # Strict without L1, the common L2 hit: one read and a fresh entry need none of the
+            # read path's machinery. Anything else continues there with this read in hand.
+            try:
+                first = c.backend.read(c.keyspace.entry(key), names)
+            except BackendError as exc:
+                first = exc
+            else:
+                value, first = self._fresh_hit(fname, key, first, policy)
+                if value is not MISS:
+                    return value
+        nk = key if near_key is None else near_key
+        return run(c, self.steps(fname, key, names, policy, nk, first), load)
+
+    async def afetch(
+        self,
+        fname: str,
+        key: str,
+        names: Sequence[str],
+        load: Callable[[], Coroutine[Any, Any, Any]],
+        policy: Freshness,
+        near_key: Hashable | None = None,
+    ) -> Any:
+        """Async :meth:`fetch`: the same steps with the backend's async methods."""
+        c = self.c
+        if c.reopen:
+            c.reopen_channel()
+        first: Read | BackendError | None = None
+        if c.near is None:
+            try:
+                first = await c.backend.aread(c.keyspace.entry(key), names)
+            except BackendError as exc:
+                first = exc
+            else:
+                value, first = self._fresh_hit(fname, key, first, policy)
+                if value is not MISS:
+                    return value
+        nk = key if near_key is None else near_key
+        return await arun(c, self.steps(fname, key, names, policy, nk, first), load)
+
+    def _fresh_hit(self, fname: str, key: str, read: Read, policy: Freshness) -> tuple[Any, Read]:
+        """The value of a valid, fresh entry in ``read`` (reported as an L2 hit), or MISS;
+        and the read for the read path (an unreadable entry, already reported, as a miss)."""
+        entry = read.entry
+        if entry is None:
+            return MISS, read
+        left = None
+        if entry.ttl is not None:
+            action, left = self.c.entries.judge(entry, policy)
+            if action is not Action.SERVE:
+                return MISS, read
+        value = self.c.entries.value(fname, key, entry)
+        if value is UNREADABLE:
+            return MISS, Read(None, read.gens)
+        self.c.outcomes.served(fname, key, "l2", Action.SERVE, policy, left)
+        return value, read
+
+    def steps(
         self,
         fname: str,
         key: str,
@@ -104,10 +127,11 @@ class ReadPath:
     ) -> Steps:
         """L1, then the backend, then a single-flight fill.
 
-        ``first`` is the outcome of a backend read already made (the cache's direct L2-hit
-        attempt, when there is no L1): it is used instead of reading again.
+        ``first`` is the outcome of a backend read already made (the direct L2-hit attempt,
+        when there is no L1): it is used instead of reading again.
         """
         c = self.c
+        job = Job(fname, key, c.keyspace.entry(key), tuple(names), policy, nk)
         mark = c.entries.mark()
         stale: Stale | None = None
         e = c.near.get(nk, c.monotonic()) if c.near is not None and first is None else None
@@ -122,14 +146,10 @@ class ReadPath:
             if e is not None:
                 action, left = c.entries.judge_near(e, policy)
                 if action is not Action.LOAD:
-                    yield from self._serve(
-                        fname, key, "l1", action, policy, left, e.names, e.values, nk, e.created
-                    )
+                    yield from self._serve(job, "l1", action, left, e.names, e.values, e.created)
                     return e.value
                 stale = Stale(e.value, left)
-            read: Read = (
-                first if first is not None else (yield Call("read", (c.keyspace.entry(key), names)))
-            )
+            read: Read = first if first is not None else (yield Call("read", (job.ekey, names)))
         except BackendError as exc:
             # Redis down or slow: the page still renders, from the source of truth.
             c.outcomes.backend_failed(fname, key, exc, "read")
@@ -137,90 +157,62 @@ class ReadPath:
             # Still one load per key in this process, so an outage of the cache does not
             # turn into a stampede on the database. (A caller can only land here if its own
             # read failed, i.e. no invalidation could be acknowledged when it started.)
-            return (
-                yield SingleFlight((key, None), lambda: self.degraded(fname, key, policy, stale))
-            )
-        if read.entry is not None:
-            value = c.entries.value(fname, key, read.entry)
+            return (yield SingleFlight((key, None), lambda: self.degraded(job, stale)))
+        entry = read.entry
+        if entry is not None:
+            value = c.entries.value(fname, key, entry)
             if value is not UNREADABLE:
-                entry = read.entry
                 action, left = c.entries.judge(entry, policy)
                 if action is not Action.LOAD:
                     c.entries.fill_near(nk, value, entry, policy, mark)
                     yield from self._serve(
-                        fname,
-                        key,
-                        "l2",
-                        action,
-                        policy,
-                        left,
-                        entry.names,
-                        entry.stamps,
-                        nk,
-                        entry.created,
+                        job, "l2", action, left, entry.names, entry.stamps, entry.created
                     )
                     return value
                 stale = Stale(value, left)
         c.outcomes.missed(fname, key)
-        gens = read.gens
-        return (
-            yield SingleFlight(
-                (key, gens), lambda: self.fill(fname, key, names, gens, policy, nk, mark, stale)
-            )
-        )
+        stamps = read.gens
+        return (yield SingleFlight((key, stamps), lambda: self.fill(job, stamps, mark, stale)))
 
-    def degraded(self, fname: str, key: str, policy: Freshness, stale: Stale | None) -> Steps:
+    def degraded(self, job: Job, stale: Stale | None) -> Steps:
         """The loader alone, while the backend cannot be read."""
         c = self.c
         t0 = c.monotonic()
         try:
             value = yield LOAD
         except Exception as err:
-            return c.outcomes.loader_failed(fname, key, err, policy, stale)
-        c.outcomes.loaded(fname, key, c.monotonic() - t0)
+            return c.outcomes.loader_failed(job.fname, job.key, err, job.policy, stale)
+        c.outcomes.loaded(job.fname, job.key, c.monotonic() - t0)
         return value
 
     def _serve(
         self,
-        fname: str,
-        key: str,
+        job: Job,
         tier: str,
         action: Action,
-        policy: Freshness,
         left: float | None,
         names: Sequence[str],
         stamps: Sequence[int],
-        nk: Hashable,
         created: float,
     ) -> Steps:
-        self.c.outcomes.served(fname, key, tier, action, policy, left)
-        if action is not Action.SERVE and not self.c.outcomes.backing_off(key):
-            mark = self.c.entries.mark()
-            yield Spawn(
-                key, lambda: self.refresh(fname, key, names, stamps, policy, nk, mark), created
-            )
+        """Report a value about to be served; refresh it in the background if it is due."""
+        c = self.c
+        c.outcomes.served(job.fname, job.key, tier, action, job.policy, left)
+        if action is not Action.SERVE and not c.outcomes.backing_off(job.key):
+            mark = c.entries.mark()
+            stamped = (tuple(names), tuple(stamps))
+            yield Spawn(job.key, lambda: self.refresh(job, *stamped, mark), created)
 
-    def fill(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        stamps: tuple[int, ...],
-        policy: Freshness,
-        nk: Hashable,
-        mark: int,
-        stale: Stale | None,
-    ) -> Steps:
+    def fill(self, job: Job, stamps: tuple[int, ...], mark: int, stale: Stale | None) -> Steps:
         """Load, stamp with the generations read before loading, store if still current."""
         c = self.c
+        fname, key, policy = job.fname, job.key, job.policy
         if stale is not None and stale.usable(policy) and c.outcomes.backing_off(key):
             return stale.value  # the loader failed recently: wait for the retry time
-        ekey, token = c.keyspace.entry(key), ""
+        token = ""
         if c.backend.supports_leases:
             try:
-                token, stamps, served = yield from self.lease(
-                    fname, key, names, stamps, nk, policy, mark
-                )
+                token, stamps, served = yield from self.lease(job, stamps, mark)
             except BackendError as exc:
                 c.outcomes.backend_failed(fname, key, exc, "lease")
                 token = ""
@@ -235,47 +227,58 @@ class ReadPath:
             value = yield LOAD
         except Exception as exc:
             if token:
-                yield from self.release(ekey, token, f"{type(exc).__name__}: {exc}")
+                yield from self.release(job, token, f"{type(exc).__name__}: {exc}")
             return c.outcomes.loader_failed(fname, key, exc, policy, stale)
         except BaseException:
             if token:
-                yield from self.release(ekey, token, "")
+                yield from self.release(job, token, "")
             raise
         took = c.monotonic() - t0
         c.outcomes.loaded(fname, key, took)
-        if not policy.storable(value):
-            if token:
-                yield from self.release(ekey, token, "")
+        stamped = yield from self._stamped(job, job.names, stamps, value, took, token)
+        if stamped is None:
             return value
-        try:
-            entry, copy, retain = c.entries.loaded(fname, key, names, stamps, value, policy, took)
-        except FreshlinkError:
-            # Unstorable (too large, not serialisable): give the lease back at once, or every
-            # other caller would wait out the lease only to meet the same error.
-            if token:
-                yield from self.release(ekey, token, "")
-            raise
+        entry, copy, retain = stamped
         # A fill that lost a race with an invalidation is not stored (and not put in L1); the
         # caller still gets the value, which is allowed: its read began before the write.
         try:
-            if (yield Call("write", (ekey, entry, retain, token))):
-                c.entries.fill_near(nk, copy, entry, policy, mark)
+            if (yield Call("write", (job.ekey, entry, retain, token))):
+                c.entries.fill_near(job.nk, copy, entry, policy, mark)
         except BackendError as exc:
             c.outcomes.backend_failed(fname, key, exc, "write")
         # The caller gets the loader's own object, L1 keeps a decoded copy: mutating the
         # result of a call can never change what the next caller is served.
         return value
 
-    def lease(
+    def _stamped(
         self,
-        fname: str,
-        key: str,
+        job: Job,
         names: Sequence[str],
-        stamps: tuple[int, ...],
-        nk: Hashable,
-        policy: Freshness,
-        mark: int,
+        stamps: Sequence[int],
+        value: Any,
+        took: float,
+        token: str,
     ) -> Steps:
+        """(entry, decoded copy, retention) of a loaded value, or None if it is not stored.
+
+        The lease is given back at once when nothing will be written: for a value the policy
+        does not store, and for an unstorable one (too large, not serialisable; re-raised),
+        or every other caller would wait out the lease only to meet the same outcome.
+        """
+        try:
+            if job.policy.storable(value):
+                return self.c.entries.loaded(
+                    job.fname, job.key, names, stamps, value, job.policy, took
+                )
+        except FreshlinkError:
+            if token:
+                yield from self.release(job, token, "")
+            raise
+        if token:
+            yield from self.release(job, token, "")
+        return None
+
+    def lease(self, job: Job, stamps: tuple[int, ...], mark: int) -> Steps:
         """Cross-process single-flight: (token, stamps, MISS) or ("", stamps, served value).
 
         Waiters do not poll: they sleep until the fill channel says the leader wrote (or
@@ -284,63 +287,52 @@ class ReadPath:
         a time per key); only if the next leader fails too does it give up.
         """
         c = self.c
-        ekey = c.keyspace.entry(key)
         handed_on = False
         while True:
-            token, left = yield Call("lease", (ekey, c.lease_ttl))
+            token, left = yield Call("lease", (job.ekey, c.lease_ttl))
             if token is not None:
                 return token, stamps, MISS
-            outcome, found = yield WaitFill(ekey, left, names)
+            outcome, found = yield WaitFill(job.ekey, left, job.names)
             if found is not None:
-                value = self._taken_over(fname, key, found, nk, policy, mark)
+                value = self._taken_over(job, found, mark)
                 if value is not MISS:
                     return "", stamps, value
             if outcome is not None and outcome[0] == "err":
                 if c.events.remote_failure:
-                    c.events.emit(
-                        Event("remote_failure", fname, key, error=RemoteLoaderError(outcome[1]))
-                    )
+                    error = RemoteLoaderError(outcome[1])
+                    c.events.emit(Event("remote_failure", job.fname, job.key, error=error))
                 if handed_on:
                     raise RemoteLoaderError(
-                        f"{fname}: the processes loading {key} failed: {outcome[1]}"
+                        f"{job.fname}: the processes loading {job.key} failed: {outcome[1]}"
                     )
                 handed_on = True  # the leader gave its lease back: take it and try once
-            read = yield Call("read", (ekey, names))
-            value = self._taken_over(fname, key, read, nk, policy, mark)
+            read = yield Call("read", (job.ekey, job.names))
+            value = self._taken_over(job, read, mark)
             if value is not MISS:
                 return "", stamps, value
-            stamps = read.gens  # invalidated meanwhile: the next load stamps the newer gens
+            stamps = read.gens  # invalidated meanwhile: the next load stamps the newer ones
 
-    def _taken_over(
-        self, fname: str, key: str, read: Read, nk: Hashable, policy: Freshness, mark: int
-    ) -> Any:
+    def _taken_over(self, job: Job, read: Read, mark: int) -> Any:
         """The value another process just stored, if ``read`` found it valid."""
         c = self.c
         if read.entry is None:
             return MISS
-        value = c.entries.value(fname, key, read.entry)
+        value = c.entries.value(job.fname, job.key, read.entry)
         if value is UNREADABLE:
             return MISS
-        c.entries.fill_near(nk, value, read.entry, policy, mark)
-        c.outcomes.taken_over(fname, key)
+        c.entries.fill_near(job.nk, value, read.entry, job.policy, mark)
+        c.outcomes.taken_over(job.fname, job.key)
         return value
 
-    def release(self, ekey: str, token: str, why: str) -> Steps:
+    def release(self, job: Job, token: str, why: str) -> Steps:
         """Give a lease back; a failure to do so only delays waiters until it expires."""
         try:
-            yield Call("release", (ekey, token, why))
+            yield Call("release", (job.ekey, token, why))
         except BackendError:
-            logger.warning("freshlink: could not release the lease of %s", ekey)
+            logger.warning("freshlink: could not release the lease of %s", job.ekey)
 
     def refresh(
-        self,
-        fname: str,
-        key: str,
-        names: Sequence[str],
-        stamps: Sequence[int],
-        policy: Freshness,
-        nk: Hashable,
-        mark: int,
+        self, job: Job, names: tuple[str, ...], stamps: tuple[int, ...], mark: int
     ) -> Steps:
         """A background refresh, stamped with the stamps of the entry that was served.
 
@@ -348,11 +340,11 @@ class ReadPath:
         another process); False after a failure, so it may be tried again after its backoff.
         """
         c = self.c
-        ekey, token = c.keyspace.entry(key), ""
-        t0 = c.monotonic()
+        fname, key, policy = job.fname, job.key, job.policy
+        token = ""
         try:
             if c.backend.supports_leases:
-                got, _left = yield Call("lease", (ekey, c.lease_ttl))
+                got, _left = yield Call("lease", (job.ekey, c.lease_ttl))
                 if got is None:
                     return True  # another process is refreshing (or filling) it
                 token = got
@@ -360,91 +352,39 @@ class ReadPath:
             value = yield LOAD
         except Exception as exc:
             if token:
-                yield from self.release(ekey, token, "")
+                yield from self.release(job, token, "")
             c.outcomes.refresh_failed(fname, key, exc, policy)
             return False
         took = c.monotonic() - t0
         c.outcomes.loaded(fname, key, took, emit=False)
-        if not policy.storable(value):
-            if token:
-                yield from self.release(ekey, token, "")
-            return True
         try:
-            entry, copy, retain = c.entries.loaded(fname, key, names, stamps, value, policy, took)
-        except FreshlinkError as exc:
-            if token:
-                yield from self.release(ekey, token, "")
+            stamped = yield from self._stamped(job, names, stamps, value, took, token)
+        except FreshlinkError as exc:  # unstorable (its lease is already given back)
             c.outcomes.refresh_failed(fname, key, exc, policy)
             return False
+        if stamped is None:
+            return True
+        entry, copy, retain = stamped
         try:
             # Stored only if the stamps are still current: a refresh that lost a race with
             # an invalidation is discarded, never stored.
-            stored = yield Call("write", (ekey, entry, retain, token))
+            stored = yield Call("write", (job.ekey, entry, retain, token))
         except BackendError as exc:
             c.outcomes.refresh_failed(fname, key, exc, policy)
             return False
         if stored:
-            c.entries.fill_near(nk, copy, entry, policy, mark)
+            c.entries.fill_near(job.nk, copy, entry, policy, mark)
             c.outcomes.refreshed(fname, key, took)
         return True
 
 
-def run(engine: EngineView, steps: Steps, load: Callable[[], Any]) -> Any:
-    """Drive read-path steps with the sync backend, threads and the thread single-flight."""
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One read's constants, carried through its steps."""
 
-    def perform(op: Op) -> Any:
-        if op is LOAD:
-            return load()
-        if isinstance(op, Call):
-            return getattr(engine.backend, op.name)(*op.args)
-        if isinstance(op, SingleFlight):
-            return engine.flight.run(op.key, lambda: run(engine, op.steps(), load))[0]
-        if isinstance(op, WaitFill):
-            found: list[Read] = []
-
-            def recheck() -> bool:
-                found.append(engine.backend.read(op.key, op.names))
-                return found[-1].entry is not None
-
-            outcome = engine.backend.wait_fill(op.key, op.timeout, recheck)
-            return outcome, _valid(found)
-        if isinstance(op, Spawn):
-            engine.refresher.submit(op.key, lambda: run(engine, op.steps(), load), op.version)
-            return None
-        raise TypeError(f"unknown read-path step {op!r}")
-
-    return drive(steps, perform)
-
-
-async def arun(
-    engine: EngineView, steps: Steps, load: Callable[[], Coroutine[Any, Any, Any]]
-) -> Any:
-    """Drive read-path steps with the async backend, tasks and the asyncio single-flight."""
-
-    async def perform(op: Op) -> Any:
-        if op is LOAD:
-            return await load()
-        if isinstance(op, Call):
-            return await getattr(engine.backend, "a" + op.name)(*op.args)
-        if isinstance(op, SingleFlight):
-            return (await engine.aflight.run(op.key, lambda: arun(engine, op.steps(), load)))[0]
-        if isinstance(op, WaitFill):
-            found: list[Read] = []
-
-            async def recheck() -> bool:
-                found.append(await engine.backend.aread(op.key, op.names))
-                return found[-1].entry is not None
-
-            outcome = await engine.backend.await_fill(op.key, op.timeout, recheck)
-            return outcome, _valid(found)
-        if isinstance(op, Spawn):
-            engine.arefresher.submit(op.key, lambda: arun(engine, op.steps(), load), op.version)
-            return None
-        raise TypeError(f"unknown read-path step {op!r}")
-
-    return await adrive(steps, perform)
-
-
-def _valid(found: list[Read]) -> Read | None:
-    """The last re-check's read if it found an entry (a fill another process stored)."""
-    return found[-1] if found and found[-1].entry is not None else None
+    fname: str
+    key: str
+    ekey: str
+    names: tuple[str, ...]
+    policy: Freshness
+    nk: Hashable

@@ -1,0 +1,125 @@
+"""The read path's I/O requests, and the two drivers that perform them.
+
+The read path (:mod:`freshlink.readpath`) yields these instead of doing I/O: a :class:`Call` to
+the backend, :data:`LOAD` to run the loader, a :class:`SingleFlight` to run sub-steps under
+single-flight, a :class:`WaitFill` for another process's fill, a :class:`Spawn` for a
+background refresh. :func:`run` performs them with the sync backend methods and threads;
+:func:`arun` with the async ones and tasks (both through :mod:`freshlink._drive`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Generator, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._drive import adrive, drive
+from ._engine import Engine
+from .backends.base import Read
+
+__all__ = ["LOAD", "Call", "SingleFlight", "Spawn", "Steps", "WaitFill", "arun", "run"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call the backend method ``name`` (``a`` + name in async code) with ``args``."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SingleFlight:
+    """Run ``steps()`` under single-flight keyed by ``key``; send back its result."""
+
+    key: Hashable
+    steps: Callable[[], Steps]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitFill:
+    """Wait for another process's fill of ``key``; send back (outcome, valid read or None)."""
+
+    key: str
+    timeout: float
+    names: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Refresh in the background: at most one per ``key``, and once per served ``version``."""
+
+    key: Hashable
+    steps: Callable[[], Steps]
+    version: float
+
+
+class _Load:
+    def __repr__(self) -> str:
+        return "LOAD"
+
+
+#: Run the loader; send back its value (or throw its exception in).
+LOAD: Final = _Load()
+
+Op = Call | SingleFlight | WaitFill | Spawn | _Load
+Steps = Generator[Op, Any, Any]
+
+
+def run(engine: Engine, steps: Steps, load: Callable[[], Any]) -> Any:
+    """Drive read-path steps with the sync backend, threads and the thread single-flight."""
+
+    def perform(op: Op) -> Any:
+        if op is LOAD:
+            return load()
+        if isinstance(op, Call):
+            return getattr(engine.backend, op.name)(*op.args)
+        if isinstance(op, SingleFlight):
+            return engine.flight.run(op.key, lambda: run(engine, op.steps(), load))[0]
+        if isinstance(op, WaitFill):
+            found: list[Read] = []
+
+            def recheck() -> bool:
+                found.append(engine.backend.read(op.key, op.names))
+                return found[-1].entry is not None
+
+            outcome = engine.backend.wait_fill(op.key, op.timeout, recheck)
+            return outcome, _valid(found)
+        if isinstance(op, Spawn):
+            engine.refresher.submit(op.key, lambda: run(engine, op.steps(), load), op.version)
+            return None
+        raise TypeError(f"unknown read-path step {op!r}")
+
+    return drive(steps, perform)
+
+
+async def arun(engine: Engine, steps: Steps, load: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Drive read-path steps with the async backend, tasks and the asyncio single-flight."""
+
+    async def perform(op: Op) -> Any:
+        if op is LOAD:
+            return await load()
+        if isinstance(op, Call):
+            return await getattr(engine.backend, "a" + op.name)(*op.args)
+        if isinstance(op, SingleFlight):
+            return (await engine.aflight.run(op.key, lambda: arun(engine, op.steps(), load)))[0]
+        if isinstance(op, WaitFill):
+            found: list[Read] = []
+
+            async def recheck() -> bool:
+                found.append(await engine.backend.aread(op.key, op.names))
+                return found[-1].entry is not None
+
+            outcome = await engine.backend.await_fill(op.key, op.timeout, recheck)
+            return outcome, _valid(found)
+        if isinstance(op, Spawn):
+            engine.arefresher.submit(op.key, lambda: arun(engine, op.steps(), load), op.version)
+            return None
+        raise TypeError(f"unknown read-path step {op!r}")
+
+    return await adrive(steps, perform)
+
+
+def _valid(found: list[Read]) -> Read | None:
+    """The last re-check's read if it found an entry (a fill another process stored)."""
+    return found[-1] if found and found[-1].entry is not None else None
