@@ -10,7 +10,7 @@ asked for it, so a ``try``/``except`` around a ``yield`` reads like straight-lin
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["adrive", "drive"]
 
@@ -18,35 +18,47 @@ Op = TypeVar("Op")
 R = TypeVar("R")
 
 
+class _Stepper(Generic[Op, R]):
+    """Resumes a generator with the outcome of its last operation, until it returns."""
+
+    __slots__ = ("error", "op", "result", "steps", "value")
+
+    def __init__(self, steps: Generator[Op, Any, R]) -> None:
+        self.steps = steps
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.op: Op
+        self.result: R
+
+    def done(self) -> bool:
+        """Resume the generator; True once it returned (its result is in ``result``)."""
+        value, error = self.value, self.error
+        self.value = self.error = None
+        try:
+            self.op = self.steps.send(value) if error is None else self.steps.throw(error)
+        except StopIteration as stop:
+            self.result = stop.value
+            return True
+        return False
+
+
 def drive(steps: Generator[Op, Any, R], perform: Callable[[Op], Any]) -> R:
     """Run ``steps`` to completion, performing each yielded operation with ``perform``."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
+    run = _Stepper(steps)
+    while not run.done():
         try:
-            op = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            result: R = stop.value
-            return result
-        value, error = None, None
-        try:
-            value = perform(op)
+            run.value = perform(run.op)
         except BaseException as exc:  # thrown back in: the generator decides
-            error = exc
+            run.error = exc
+    return run.result
 
 
 async def adrive(steps: Generator[Op, Any, R], perform: Callable[[Op], Awaitable[Any]]) -> R:
     """Async :func:`drive`: each operation is awaited."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
+    run = _Stepper(steps)
+    while not run.done():
         try:
-            op = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            result: R = stop.value
-            return result
-        value, error = None, None
-        try:
-            value = await perform(op)
+            run.value = await perform(run.op)
         except BaseException as exc:
-            error = exc
+            run.error = exc
+    return run.result

@@ -55,23 +55,18 @@ class ReadPath:
         near_key: Hashable | None = None,
     ) -> Any:
         """Return the cached value for ``key`` or load, stamp and store it (sync)."""
-        c = self.c
-        if c.reopen:
-            c.reopen_channel()
-        first: Read | BackendError | None = None
-        if c.near is None:
-            # Strict without L1, the common L2 hit: one read and a fresh entry need none of the
-            # read path's machinery. Anything else continues there with this read in hand.
-            try:
-                first = c.backend.read(c.keyspace.entry(key), names)
-            except BackendError as exc:
-                first = exc
-            else:
-                value, first = self._fresh_hit(fname, key, first, policy)
-                if value is not MISS:
-                    return value
-        nk = key if near_key is None else near_key
-        return run(c, self.steps(fname, key, names, policy, nk, first), load)
+        if self.c.near is not None:
+            return run(self.c, self.steps(fname, key, names, policy, near_key), load)
+        # Strict without L1, the common L2 hit: one read and a fresh entry need none of the
+        # read path's machinery. Anything else continues there with this read in hand.
+        try:
+            read: Read | BackendError = self.c.backend.read(self.c.keyspace.entry(key), names)
+        except BackendError as exc:
+            read = exc
+        value, first = self._fresh_hit(fname, key, read, policy)
+        if value is not MISS:
+            return value
+        return run(self.c, self.steps(fname, key, names, policy, near_key, first), load)
 
     async def afetch(
         self,
@@ -83,28 +78,18 @@ class ReadPath:
         near_key: Hashable | None = None,
     ) -> Any:
         """Async :meth:`fetch`: the same steps with the backend's async methods."""
-        c = self.c
-        if c.reopen:
-            c.reopen_channel()
-        first: Read | BackendError | None = None
-        if c.near is None:
-            try:
-                first = await c.backend.aread(c.keyspace.entry(key), names)
-            except BackendError as exc:
-                first = exc
-            else:
-                value, first = self._fresh_hit(fname, key, first, policy)
-                if value is not MISS:
-                    return value
-        nk = key if near_key is None else near_key
-        return await arun(c, self.steps(fname, key, names, policy, nk, first), load)
+        # No direct L2 attempt as in fetch: next to an awaited round trip, driving the steps
+        # costs little, and the steps serve a fresh L2 entry the same way.
+        return await arun(self.c, self.steps(fname, key, names, policy, near_key), load)
 
-    def _fresh_hit(self, fname: str, key: str, read: Read, policy: Freshness) -> tuple[Any, Read]:
+    def _fresh_hit(
+        self, fname: str, key: str, read: Read | BackendError, policy: Freshness
+    ) -> tuple[Any, Read | BackendError]:
         """The value of a valid, fresh entry in ``read`` (reported as an L2 hit), or MISS;
-        and the read for the read path (an unreadable entry, already reported, as a miss)."""
-        entry = read.entry
-        if entry is None:
+        and what the read path starts from (an unreadable entry, already reported, a miss)."""
+        if isinstance(read, BackendError) or read.entry is None:
             return MISS, read
+        entry = read.entry
         left = None
         if entry.ttl is not None:
             action, left = self.c.entries.judge(entry, policy)
@@ -122,7 +107,7 @@ class ReadPath:
         key: str,
         names: Sequence[str],
         policy: Freshness,
-        nk: Hashable,
+        near_key: Hashable | None,
         first: Read | BackendError | None = None,
     ) -> Steps:
         """L1, then the backend, then a single-flight fill.
@@ -131,6 +116,9 @@ class ReadPath:
         when there is no L1): it is used instead of reading again.
         """
         c = self.c
+        if c.reopen:
+            c.reopen_channel()  # a forked child's first read starts its channel
+        nk = key if near_key is None else near_key
         job = Job(fname, key, c.keyspace.entry(key), tuple(names), policy, nk)
         mark = c.entries.mark()
         stale: Stale | None = None
