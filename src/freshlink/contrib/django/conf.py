@@ -22,7 +22,6 @@ __all__ = [
     "get_cache",
     "get_state",
     "label",
-    "on_setting_changed",
     "raw_settings",
     "reporters",
     "reset",
@@ -85,12 +84,6 @@ def reset() -> None:
         old, _state = _state, None
     if old is not None:
         old.cache.close()
-
-
-def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    """``setting_changed`` receiver: a new ``FRESHLINK`` value means a new Cache."""
-    if setting == "FRESHLINK":
-        reset()
 
 
 #: Decorators usable at import time (``@cache.cached``, ``@cache.invalidates``...): each call
