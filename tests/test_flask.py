@@ -202,12 +202,12 @@ def test_cli_stats_invalidate_inspect(apps: Callable[..., Flask]) -> None:
     key = loan_link.key(1)
     shown = runner.invoke(args=["freshlink", "inspect", key])
     assert shown.exit_code == 0, shown.output
-    assert "valid: yes" in shown.output
-    assert "'cli-v1'" in shown.output
+    assert "valid      True" in shown.output
+    assert '"cli-v1"' in shown.output
     done = runner.invoke(args=["freshlink", "invalidate", "loan:1", "user:9"])
     assert done.output == "invalidated 2 tag(s): loan:1 user:9\n"
     shown = runner.invoke(args=["freshlink", "inspect", key])
-    assert "valid: no" in shown.output
+    assert "valid      False" in shown.output
     assert "cli:t:loan:1" in shown.output
     assert "INVALIDATED" in shown.output
     missing = runner.invoke(args=["freshlink", "inspect", "nothing"])

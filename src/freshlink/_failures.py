@@ -10,10 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ConfigurationError
+from .keyspace import (
+    CLUSTER_SCHEMES,
+    MEMORY_SCHEMES,
+    REDIS_SCHEMES,
+    SENTINEL_SCHEMES,
+    schemes_phrase,
+)
 
 EXIT_MISSING = 1
 EXIT_USAGE = 2
 EXIT_BACKEND = 3
+
+
+#: Every scheme the command accepts: a memory:// cache cannot be reached from outside.
+_REDIS_SCHEMES = REDIS_SCHEMES + CLUSTER_SCHEMES + SENTINEL_SCHEMES
 
 
 class Fail(Exception):
@@ -24,27 +35,16 @@ class Fail(Exception):
         self.code = code
 
 
-REDIS_URLS = (
-    "redis://",
-    "rediss://",
-    "unix://",
-    "redis+cluster://",
-    "rediss+cluster://",
-    "redis+sentinel://",
-    "rediss+sentinel://",
-)
-
-
 def check_scheme(url: str) -> None:
     """A Redis URL of a scheme the backends know, checked before anything is imported."""
-    if not url.startswith(REDIS_URLS):
-        why = " (a memory:// cache lives inside one process)" if url.startswith("memory:") else ""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in _REDIS_SCHEMES:
+        memory = url.partition(":")[0] in MEMORY_SCHEMES
+        why = " (a memory:// cache lives inside one process)" if memory else ""
         raise Fail(
-            EXIT_USAGE,
-            f"--url must be a {', '.join(REDIS_URLS[:-1])} or {REDIS_URLS[-1]} URL, "
-            f"got {url!r}{why}",
+            EXIT_USAGE, f"--url must be a {schemes_phrase(memory=False)} URL, got {url!r}{why}"
         )
-    if url.startswith("unix://") and not url[len("unix://") :].split("?")[0]:
+    if scheme == "unix" and not rest.split("?")[0]:  # redis-py has no default socket path
         raise Fail(EXIT_USAGE, f"bad URL {url!r}: give the socket's path, unix:///path/redis.sock")
 
 
@@ -127,10 +127,10 @@ def check_reachable(url: str) -> None:
     except ImportError:
         raise Fail(EXIT_USAGE, "this needs redis-py: pip install 'freshlink[redis]'") from None
     scheme = url.partition("://")[0]
-    if scheme.endswith("+sentinel"):
+    if scheme in SENTINEL_SCHEMES:
         _check_sentinels(url)
         return
-    if scheme.endswith("+cluster"):
+    if scheme in CLUSTER_SCHEMES:
         _check_cluster(url)
         return
     try:

@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import json
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ from ._failures import (
     short,
 )
 from .errors import BackendError, ConfigurationError, FreshlinkError, MissingDependencyError
+from .keyspace import REDIS_SCHEMES
 
 __all__ = ["main"]
 
@@ -58,11 +58,17 @@ def _redis(cache: Any) -> Any:
     return getattr(cache.backend, "inner", cache.backend)
 
 
+def _is_redis_url(url: str) -> bool:
+    # The demo's processes share one plain Redis: no cluster, no sentinel.
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and scheme in REDIS_SCHEMES
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the expired-loan-link demo."""
     from .demo import DemoConfig, plot, render_table, run_demo, to_json
 
-    if args.url is not None and not args.url.startswith(("redis://", "rediss://", "unix://")):
+    if args.url is not None and not _is_redis_url(args.url):
         raise Fail(EXIT_USAGE, f"--url must be a redis:// URL, got {args.url!r}")
     if args.plot:  # checked before the demo runs, not after
         try:
@@ -98,35 +104,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Print what the backend holds for a namespace, and the generations of given tags."""
+    from .inspection import count_keys
     from .keys import check_tag
 
     tags = [_tag(t, check_tag) for t in args.tag]
     with _session(args) as cache:
-        backend = _redis(cache)
-        client = backend.client
+        client = _redis(cache).client
         info = client.info()
-        counts = {"entries": 0, "generations": 0, "leases": 0}
-        prefix = {
-            f"{args.namespace}:e:": "entries",
-            f"{args.namespace}:t:": "generations",
-            f"{args.namespace}:k:": "generations",
-            f"{args.namespace}:l:": "leases",
-        }
-        scanned = 0
-        # On a cluster every key starts with its {hash tag}; scan_iter visits every master.
-        cluster = type(client).__module__.startswith("redis.cluster")
-        match = ("{*}" if cluster else "") + f"{args.namespace}:*"
-        for raw in client.scan_iter(match=match, count=1000):
-            key = raw.decode()
-            if cluster and key.startswith("{"):
-                key = key.partition("}")[2]
-            for p, kind in prefix.items():
-                if key.startswith(p):
-                    counts[kind] += 1
-                    break
-            scanned += 1
-            if scanned >= args.max_scan:
-                break
+        counts, truncated = count_keys(client, args.namespace, args.max_scan)
         hits, misses = info.get("keyspace_hits", 0), info.get("keyspace_misses", 0)
         gens = cache.backend.current([cache.keyspace.tag(t) for t in tags]) if tags else ()
         report = {
@@ -136,7 +121,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             "run_id": info.get("run_id"),
             "used_memory_human": info.get("used_memory_human"),
             **counts,
-            "scan_truncated": scanned >= args.max_scan,
+            "scan_truncated": truncated,
             "redis_keyspace_hit_ratio": None if hits + misses == 0 else hits / (hits + misses),
             "breaker": cache.breaker.state if cache.breaker is not None else None,
             "tags": dict(zip(tags, gens, strict=True)),
@@ -180,47 +165,17 @@ def cmd_invalidate(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Show one entry: value preview, stamped vs current generations, TTL left, validity."""
-    with _session(args) as cache:
-        from .keys import safe_key
+    from .inspection import NoEntryError, entry_json, entry_lines, inspect_entry
 
-        key = safe_key(args.key)
-        entry = cache.backend.get_entry(cache.keyspace.entry(key))
-        if entry is None:
-            raise Fail(EXIT_MISSING, f"no entry {args.key!r} in namespace {args.namespace!r}")
-        current = cache.backend.current(entry.names)
+    with _session(args) as cache:
         try:
-            value: Any = cache._engine.entries.decode_entry(key, entry)
-            preview = json.dumps(value, default=str)
-        except FreshlinkError as exc:
-            preview = f"<cannot decode: {exc}>"
-        if len(preview) > args.width:
-            preview = preview[: args.width - 1] + "…"
-        left = None if entry.ttl is None else entry.created + entry.ttl - time.time()
-        valid = tuple(current) == tuple(entry.stamps)
-        report = {
-            "key": key,
-            "valid": valid and (left is None or left > 0),
-            "ttl_left": left,
-            "load_time": entry.load_time,
-            "size": len(entry.payload),
-            "generations": [
-                {"name": n, "stamped": s, "current": c, "ok": s == c}
-                for n, s, c in zip(entry.names, entry.stamps, current, strict=True)
-            ],
-            "value": preview,
-        }
+            report = inspect_entry(cache, args.key)
+        except NoEntryError as exc:
+            raise Fail(EXIT_MISSING, str(exc)) from None
     if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(f"key        {report['key']}")
-    print(f"valid      {report['valid']}")
-    ttl = "no expiry" if left is None else f"{left:.1f} s" + (" (expired)" if left <= 0 else "")
-    print(f"ttl left   {ttl}")
-    print(f"size       {report['size']} bytes, loaded in {entry.load_time * 1000:.1f} ms")
-    for g in report["generations"]:
-        mark = "ok" if g["ok"] else "INVALIDATED"
-        print(f"  {g['name']}: stamped {g['stamped']}, current {g['current']}  {mark}")
-    print(f"value      {preview}")
+        print(json.dumps(entry_json(report, args.width), indent=2))
+    else:
+        print("\n".join(entry_lines(report, args.width)))
     return 0
 
 

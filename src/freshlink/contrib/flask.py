@@ -13,30 +13,21 @@ TAG...``, ``inspect KEY``) and, when configured, a Prometheus metrics endpoint
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..cache import Cache
-from ..errors import ConfigurationError, FreshlinkError, MissingDependencyError
-from . import (
-    Bindings,
-    CacheProxy,
-    RateLimiter,
-    Settings,
-    StaleReports,
-    build_cache,
-    describe_cache,
-    describe_entry,
-    metrics_payload,
-    parse_settings,
-    require_prometheus,
-)
+from ..errors import ConfigurationError, MissingDependencyError
+from ._payload import require_prometheus
+from ._plugin import HELP, CommandFailed, PluginState, Reply, metrics, report_stale, run_command
+from ._proxy import Bindings, CacheProxy
+from .reports import StaleReporters
+from .settings import build_cache, parse_settings
 
 try:
     import click
-    from flask import Flask, Response, current_app, has_app_context, jsonify, redirect, request
+    from flask import Flask, Response, current_app, has_app_context, jsonify, request
     from flask.cli import AppGroup
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise MissingDependencyError(
@@ -55,19 +46,8 @@ def _label(key: str) -> str:
     return "FRESHLINK_" + key.upper()
 
 
-class FreshlinkState(Bindings):
-    """One app's freshlink state: its Cache, parsed settings, stale reports and rate limiter."""
-
-    def __init__(self, ext: Freshlink, cache: Cache, settings: Settings) -> None:
-        super().__init__(cache)
-        self.ext = ext
-        self.settings = settings
-        self.reports = StaleReports(cache.name, settings.metrics)
-        self.limiter = RateLimiter(settings.report_stale_rate, settings.report_stale_burst)
-
-    def close(self) -> None:
-        """Close the app's Cache (connections and threads)."""
-        self.cache.close()
+#: One app's freshlink state: its Cache, parsed settings, stale reports and rate limiter.
+FreshlinkState = PluginState
 
 
 class Freshlink(CacheProxy):
@@ -77,7 +57,7 @@ class Freshlink(CacheProxy):
         super().__init__(self._current_state)
         # Constructor options are defaults; each app's FRESHLINK_* config keys override them.
         self.options: dict[str, Any] = {k.lower(): v for k, v in options.items()}
-        self._reporters: dict[str, Callable[[], object]] = {}
+        self._reporters = StaleReporters()
         if app is not None:
             self.init_app(app)
 
@@ -93,7 +73,7 @@ class Freshlink(CacheProxy):
             cache = build_cache(settings)
         except ConfigurationError as exc:
             raise ConfigurationError(f"freshlink config of app {app.name!r}: {exc}") from exc
-        app.extensions[EXTENSION_KEY] = FreshlinkState(self, cache, settings)
+        app.extensions[EXTENSION_KEY] = FreshlinkState(cache, settings, self._reporters)
         app.cli.add_command(cli)
         if settings.metrics is not None:
             app.add_url_rule(settings.metrics_url, "freshlink_metrics", _metrics_view)
@@ -134,14 +114,7 @@ class Freshlink(CacheProxy):
         The function takes no arguments (it reads ``flask.request`` / ``flask.g`` to know the
         current user) and typically calls ``my_cached_function.refresh(user_id)``.
         """
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"stale_reporter() needs a non-empty name, got {name!r}")
-
-        def register(func: F) -> F:
-            self._reporters[name] = func
-            return func
-
-        return register
+        return self._reporters.register(name)
 
     @property
     def reporters(self) -> Mapping[str, Callable[[], object]]:
@@ -161,45 +134,33 @@ def _state(app: Flask) -> FreshlinkState:
 # ---------------------------------------------------------------------------- endpoints
 
 
+def _respond(reply: Reply) -> Response:
+    response = jsonify(reply.body) if reply.body is not None else Response()
+    response.status_code = reply.status
+    response.headers.update(reply.headers)
+    return response
+
+
 def _metrics_view() -> Response:
-    state = _state(current_app)
-    body, content_type = metrics_payload(state.settings.metrics)
-    return Response(body, content_type=content_type)
+    payload = metrics(_state(current_app))
+    if payload is None:  # the route is only added with a registry; a late config change
+        return Response(status=404)
+    return Response(payload[0], content_type=payload[1])
 
 
-def _safe_next(target: str | None) -> str | None:
+def _safe_next(target: str) -> bool:
     # Only same-site relative paths: an open redirect would let a link on another site bounce
     # users anywhere through this endpoint.
-    if not target or not target.startswith("/") or target.startswith("//"):
-        return None
-    if urlsplit(target).netloc or "\\" in target:
-        return None
-    return target
+    if not target.startswith("/") or target.startswith("//"):
+        return False
+    return not urlsplit(target).netloc and "\\" not in target
 
 
-def _report_stale_view() -> Any:
-    state = _state(current_app)
-    client = request.remote_addr or "unknown"
-    wait = state.limiter.take(client)
-    if wait > 0:
-        response = jsonify(error="too many stale reports, try again later")
-        response.status_code = 429
-        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-        return response
+def _report_stale_view() -> Response:
     payload = request.get_json(silent=True) if request.is_json else None
     data = payload if isinstance(payload, dict) else request.form
-    name = data.get("name")
-    reporter = state.ext.reporters.get(name) if isinstance(name, str) else None
-    if reporter is None or not isinstance(name, str):
-        response = jsonify(error=f"no stale reporter named {name!r}")
-        response.status_code = 404
-        return response
-    reporter()
-    state.reports.count(name)
-    target = _safe_next(data.get("next"))
-    if target is not None:
-        return redirect(target, code=303)
-    return jsonify(refreshed=name)
+    client = request.remote_addr or "unknown"
+    return _respond(report_stale(_state(current_app), client, data, _safe_next))
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -207,34 +168,30 @@ def _report_stale_view() -> Any:
 cli = AppGroup("freshlink", help="Inspect and control this app's freshlink cache.")
 
 
-@cli.command("stats")
+def _run(name: str, *args: Any) -> None:
+    try:
+        lines = run_command(_state(current_app), name, *args)
+    except CommandFailed as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in lines:
+        click.echo(line)
+
+
+@cli.command("stats", help=HELP["stats"])
 def stats_command() -> None:
     """Show the cache's URL, namespace, read mode, L1 size and breaker state."""
-    state = _state(current_app)
-    rows = describe_cache(state.cache)
-    rows.append(("stale reports", str(state.reports.total())))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        click.echo(f"{key:<{width}}  {value}")
+    _run("stats")
 
 
-@cli.command("invalidate")
+@cli.command("invalidate", help=HELP["invalidate"])
 @click.argument("tags", nargs=-1, required=True)
 def invalidate_command(tags: tuple[str, ...]) -> None:
     """Invalidate every entry stamped with any of TAGS, in every process."""
-    try:
-        _state(current_app).cache.invalidate(*tags)
-    except FreshlinkError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"invalidated {len(tags)} tag(s): {' '.join(tags)}")
+    _run("invalidate", tags)
 
 
-@cli.command("inspect")
+@cli.command("inspect", help=HELP["inspect"])
 @click.argument("key")
 def inspect_command(key: str) -> None:
     """Show the stored entry of KEY with its stamped and current generations."""
-    lines = describe_entry(_state(current_app).cache, key)
-    if lines is None:
-        raise click.ClickException(f"no entry stored under {key!r}")
-    for line in lines:
-        click.echo(line)
+    _run("inspect", key)

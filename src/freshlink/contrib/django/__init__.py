@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 from .conf import cache, get_cache, stale_reporter
-from .signals import invalidate_objects, invalidate_on, invalidate_on_commit, invalidate_queryset
+from .receivers import invalidate_objects, invalidate_on, invalidate_on_commit, invalidate_queryset
 
 __all__ = [
     "cache",

@@ -19,7 +19,7 @@ class FreshlinkConfig(AppConfig):  # type: ignore[misc]
         from django.core.signals import setting_changed
 
         from .checks import check_settings
-        from .conf import on_setting_changed
+        from .receivers import on_setting_changed
 
         checks.register(check_settings, "freshlink")
         setting_changed.connect(on_setting_changed, dispatch_uid="freshlink.setting_changed")

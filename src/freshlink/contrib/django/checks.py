@@ -15,15 +15,16 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import Error, Warning
 
-from .. import settings_problems
+from ...keyspace import MEMORY_SCHEMES, schemes_phrase
+from ..settings import settings_problems
 from .conf import DJANGO_KEYS, label, raw_settings
 
 __all__ = ["check_settings"]
 
 _HINTS = {
     "url": (
-        "Use 'memory://' (one process) or a Redis URL such as 'redis://localhost:6379/0' "
-        "('redis+cluster://...' and 'redis+sentinel://.../name' too)."
+        f"Use a {schemes_phrase()} URL: 'memory://' for one process, or a Redis all processes "
+        "share, such as 'redis://localhost:6379/0'."
     ),
     "value": "See the option table in freshlink's Django guide.",
     "unknown": "Check the spelling; option names are upper case, e.g. FRESHLINK['DEFAULT_TTL'].",
@@ -52,7 +53,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if messages:
         return messages
     url = str({str(k).lower(): v for k, v in raw.items()}.get("url", "memory://"))
-    if urlsplit(url).scheme.lower() == "memory" and not settings.DEBUG:
+    if urlsplit(url).scheme.lower() in MEMORY_SCHEMES and not settings.DEBUG:
         messages.append(
             Warning(
                 "FRESHLINK uses memory:// with DEBUG = False: each process has its own cache, "

@@ -10,16 +10,10 @@ from django.conf import settings
 
 from ...cache import Cache
 from ...errors import ConfigurationError
-from .. import (
-    KNOWN_KEYS,
-    Bindings,
-    CacheProxy,
-    RateLimiter,
-    Settings,
-    StaleReports,
-    build_cache,
-    parse_settings,
-)
+from .._plugin import PluginState
+from .._proxy import CacheProxy
+from ..reports import StaleReporters
+from ..settings import KNOWN_KEYS, build_cache, parse_settings
 
 __all__ = [
     "DJANGO_KEYS",
@@ -28,7 +22,6 @@ __all__ = [
     "get_cache",
     "get_state",
     "label",
-    "on_setting_changed",
     "raw_settings",
     "reporters",
     "reset",
@@ -53,16 +46,10 @@ def raw_settings() -> Any:
     return getattr(settings, "FRESHLINK", {})
 
 
-class DjangoState(Bindings):
-    """The Cache built from ``FRESHLINK`` plus its stale-report counter and rate limiter."""
+#: The Cache built from ``FRESHLINK`` plus its stale-report counter and rate limiter.
+DjangoState = PluginState
 
-    def __init__(self, cache: Cache, parsed: Settings) -> None:
-        super().__init__(cache)
-        self.settings = parsed
-        self.reports = StaleReports(cache.name, parsed.metrics)
-        self.limiter = RateLimiter(parsed.report_stale_rate, parsed.report_stale_burst)
-
-
+_reporters = StaleReporters()
 _state: DjangoState | None = None
 _lock = threading.Lock()
 
@@ -80,7 +67,7 @@ def get_state() -> DjangoState:
                         f"settings.FRESHLINK must be a dict, got {type(raw).__name__}"
                     )
                 parsed = parse_settings(raw, label, DJANGO_KEYS)
-                _state = DjangoState(build_cache(parsed), parsed)
+                _state = DjangoState(build_cache(parsed), parsed, _reporters)
             state = _state
     return state
 
@@ -99,17 +86,9 @@ def reset() -> None:
         old.cache.close()
 
 
-def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    """``setting_changed`` receiver: a new ``FRESHLINK`` value means a new Cache."""
-    if setting == "FRESHLINK":
-        reset()
-
-
 #: Decorators usable at import time (``@cache.cached``, ``@cache.invalidates``...): each call
 #: uses the Cache that ``settings.FRESHLINK`` configures at that moment.
 cache = CacheProxy(get_state)
-
-_reporters: dict[str, Reporter] = {}
 
 
 def stale_reporter(name: str) -> Callable[[F], F]:
@@ -118,14 +97,7 @@ def stale_reporter(name: str) -> Callable[[F], F]:
     The function receives the ``HttpRequest`` (to know the user) and typically calls
     ``my_cached_function.refresh(request.user.pk)``.
     """
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError(f"stale_reporter() needs a non-empty name, got {name!r}")
-
-    def register(func: F) -> F:
-        _reporters[name] = func
-        return func
-
-    return register
+    return _reporters.register(name)
 
 
 def reporters() -> dict[str, Reporter]:

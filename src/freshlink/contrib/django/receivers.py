@@ -1,4 +1,4 @@
-"""Model writes -> tag invalidations, deferred until the transaction commits.
+"""Signal receivers: model writes -> tag invalidations, and ``FRESHLINK`` changes -> a new Cache.
 
 An invalidation must not run before the write is visible: a reader that misses in between
 would load the old row and store it stamped with the *new* generations, valid until the next
@@ -22,14 +22,22 @@ from django.db.models.signals import (
 from ...cache import Cache
 from ...errors import KeyTemplateError
 from ...keys import Template, check_tag
-from .conf import get_cache
+from .conf import get_cache, reset
 
 __all__ = [
     "invalidate_objects",
     "invalidate_on",
     "invalidate_on_commit",
     "invalidate_queryset",
+    "on_setting_changed",
 ]
+
+
+def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """``setting_changed`` receiver: a new ``FRESHLINK`` value means a new Cache."""
+    if setting == "FRESHLINK":
+        reset()
+
 
 # Where a tracked instance keeps the tags rendered from the values it was loaded with, so a
 # save that moves a loan to another borrower also invalidates the old borrower's tags.
