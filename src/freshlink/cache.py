@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from ._engine import Engine
 from ._entries import UNREADABLE
@@ -20,6 +20,7 @@ from .breaker import CircuitBreaker
 from .decorators import FunctionSpec, make_cached, make_invalidates, make_updates
 from .errors import ConfigurationError
 from .events import Events
+from .handles import UNSET, CachedFactory, Unset
 from .keys import check_tag, safe_key
 from .keyspace import Keyspace
 from .local import Local, NearCache
@@ -29,21 +30,12 @@ from .refresh import AsyncRefresher, Refresher
 from .serializers import Codec, Serializer, make_codec
 from .stats import CacheStats
 
-if TYPE_CHECKING:
-    from .handles import AsyncCached, Cached, CachedDecorator
-
 __all__ = ["Cache"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class _Unset:
-    def __repr__(self) -> str:
-        return "<default>"
-
-
-_UNSET: Final = _Unset()
 _POLICY_OPTIONS = frozenset(
     {
         "jitter",
@@ -60,7 +52,7 @@ _POLICY_OPTIONS = frozenset(
 _NAMESPACE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
-class Cache:
+class Cache(CachedFactory):
     """A coherent cache in front of the functions that read your data.
 
     ``Cache()`` is the embedded default (``memory://``: one process, no server). Pass a
@@ -72,7 +64,7 @@ class Cache:
         url: Any = "memory://",
         *,
         namespace: str = "freshlink",
-        local: Local | _Unset | None = _UNSET,
+        local: Local | Unset | None = UNSET,
         serializer: str | Serializer = "json",
         default_ttl: float | None = 300.0,
         jitter: float = 0.0,
@@ -124,10 +116,10 @@ class Cache:
         self.codec: Codec = make_codec(serializer, secret=secret, max_value_size=max_value_size)
         if not isinstance(lease_ttl, int | float) or not lease_ttl > 0:
             raise ConfigurationError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
-        if local is not None and not isinstance(local, _Unset | Local):
+        if local is not None and not isinstance(local, Unset | Local):
             raise ConfigurationError(f"local= must be a freshlink.Local or None, got {local!r}")
         raw = backend if backend is not None else open_backend(url, namespace=namespace)
-        if isinstance(local, _Unset):
+        if isinstance(local, Unset):
             # An in-process backend delivers invalidations synchronously, so an L1 in front of
             # it is exactly as strict as the backend and only saves decoding: on by default.
             local = Local(mode="strict") if raw.synchronous else None
@@ -177,76 +169,28 @@ class Cache:
     def __repr__(self) -> str:
         return f"Cache({self.url!r}, namespace={self.namespace!r}, local={self.local!r})"
 
-    @overload
-    def cached(
-        self,
-        ttl: float | _Unset | None = ...,
-        *,
-        key: str | None = ...,
-        tags: Iterable[str] = ...,
-        version: str | int | None = ...,
-        code_identity: bool = ...,
-        jitter: float | _Unset = ...,
-        ahead: float | _Unset | None = ...,
-        beta: float | _Unset = ...,
-        stale_while_revalidate: float | _Unset = ...,
-        stale_if_error: float | _Unset = ...,
-        none_ttl: float | _Unset | None = ...,
-        cache_none: bool | _Unset = ...,
-        should_cache: Callable[[Any], bool] | None = ...,
-        expiring_within: float | _Unset | None = ...,
-    ) -> CachedDecorator: ...
-    @overload
-    def cached(  # type: ignore[overload-overlap]
-        self, ttl: Callable[P, Coroutine[Any, Any, R]]
-    ) -> AsyncCached[P, R]: ...
-    @overload
-    def cached(self, ttl: Callable[P, R]) -> Cached[P, R]: ...
-    def cached(
-        self,
-        ttl: Any = _UNSET,
-        *,
-        key: str | None = None,
-        tags: Iterable[str] = (),
-        version: str | int | None = None,
-        code_identity: bool = True,
-        should_cache: Callable[[Any], bool] | None = None,
-        **policy: Any,
-    ) -> Any:
-        """Decorate a function (sync or async, method, classmethod, staticmethod) to cache it.
-
-        ``key`` is a template such as ``"loan:{loan_id}"`` (default: a hash of all arguments);
-        ``tags`` are templates whose invalidation kills the entry; ``version`` is part of
-        every key, so bumping it makes old entries unreachable. The freshness options
-        (``ahead``, ``beta``, ``stale_while_revalidate``, ``stale_if_error``, ``none_ttl``,
-        ``cache_none``, ``should_cache``, ``jitter``, ``expiring_within``) default to the
-        cache's own; see :class:`~freshlink.policy.Freshness`.
-        """
-        if callable(ttl) and not isinstance(ttl, _Unset):
-            # Bare ``@cache.cached`` without parentheses.
-            return self._register(
-                ttl,
-                policy=self.freshness,
-                key=None,
-                tags=(),
-                version=None,
-                code_identity=True,
-            )
-        changes = {k: v for k, v in policy.items() if not isinstance(v, _Unset)}
+    def _decorator(self, ttl: Any, options: dict[str, Any]) -> Callable[[Any], Any]:
+        key = options.pop("key", None)
+        tags = options.pop("tags", ())
+        version = options.pop("version", None)
+        code_identity = options.pop("code_identity", True)
+        should_cache = options.pop("should_cache", None)
+        changes = {k: v for k, v in options.items() if not isinstance(v, Unset)}
         unknown = set(changes) - _POLICY_OPTIONS
         if unknown:
             raise ConfigurationError(
                 f"cached() got unknown option(s) {', '.join(sorted(unknown))}; freshness "
                 f"options are {', '.join(sorted(_POLICY_OPTIONS))}"
             )
-        if not isinstance(ttl, _Unset):
+        if not isinstance(ttl, Unset):
             changes["ttl"] = check_ttl(ttl)
         if should_cache is not None:
             changes["should_cache"] = should_cache
-        fresh = self.freshness.with_(**changes)
+        fresh = self.freshness.with_(**changes) if changes else self.freshness
 
         def decorate(func: Any) -> Any:
-            return self._register(
+            wrapper = make_cached(
+                self._path,
                 func,
                 policy=fresh,
                 key=key,
@@ -254,6 +198,8 @@ class Cache:
                 version=version,
                 code_identity=code_identity,
             )
+            self.specs.append(wrapper._self_spec)
+            return wrapper
 
         return decorate
 
@@ -264,11 +210,6 @@ class Cache:
     def updates(self, reader: Any) -> Callable[[Callable[..., R]], Callable[..., R]]:
         """Decorate a write whose return value becomes ``reader``'s entry (write-through)."""
         return make_updates(self._engine, reader)
-
-    def _register(self, func: Any, **options: Any) -> Any:
-        wrapper = make_cached(self._path, func, **options)
-        self.specs.append(wrapper._self_spec)
-        return wrapper
 
     # ------------------------------------------------------------------ invalidation
 
@@ -315,25 +256,25 @@ class Cache:
         return self._value(k, await self.backend.aread(self.keyspace.entry(k), names), default)
 
     def _setting(
-        self, key: str, value: Any, ttl: float | _Unset | None, tags: Sequence[str]
+        self, key: str, value: Any, ttl: float | Unset | None, tags: Sequence[str]
     ) -> Steps:
         k, names = self._located(key, tags)
         # A plain TTL for set(): explicit values get neither jitter nor a None-specific TTL.
         policy = (
             self.freshness
-            if isinstance(ttl, _Unset)
+            if isinstance(ttl, Unset)
             else self.freshness.with_(ttl=check_ttl(ttl), jitter=0.0, none_ttl=None)
         )
         return self._engine.writes.store_now("set", k, names, value, policy)
 
     def set(
-        self, key: str, value: Any, *, ttl: float | _Unset | None = _UNSET, tags: Sequence[str] = ()
+        self, key: str, value: Any, *, ttl: float | Unset | None = UNSET, tags: Sequence[str] = ()
     ) -> None:
         """Store ``value`` under ``key``, dying when any of ``tags`` is invalidated."""
         self._run(self._setting(key, value, ttl, tags))
 
     async def aset(
-        self, key: str, value: Any, *, ttl: float | _Unset | None = _UNSET, tags: Sequence[str] = ()
+        self, key: str, value: Any, *, ttl: float | Unset | None = UNSET, tags: Sequence[str] = ()
     ) -> None:
         """Async :meth:`set`."""
         await self._arun(self._setting(key, value, ttl, tags))

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ..cache import Cache
 from ..errors import ConfigurationError
+from ..handles import CachedFactory, Unset
 
 if TYPE_CHECKING:
-    from ..handles import AsyncCached, Cached, CachedDecorator
+    pass
 
 __all__ = ["Bindings", "CacheProxy"]
 
@@ -50,7 +51,6 @@ class Bindings:
 
 
 _validator_cache: Cache | None = None
-_DEFAULT: Any = object()  # "ttl not given": None is a valid TTL (no expiry)
 
 
 def _validator() -> Cache:
@@ -151,7 +151,7 @@ class _LazyBound:
         return self._lazy.__wrapped__.__get__(self._instance, self._owner)  # type: ignore[attr-defined]
 
 
-class CacheProxy:
+class CacheProxy(CachedFactory):
     """Decorators usable at import time; every call resolves the Cache through ``bindings``.
 
     ``bindings`` returns the current :class:`Bindings` (the Flask app's, or the one built from
@@ -167,29 +167,9 @@ class CacheProxy:
         """The Cache of the current app or settings."""
         return self.bindings().cache
 
-    @overload
-    def cached(
-        self,
-        ttl: float | None = ...,
-        *,
-        key: str | None = ...,
-        tags: Iterable[str] = ...,
-        version: str | int | None = ...,
-        code_identity: bool = ...,
-        should_cache: Callable[[Any], bool] | None = ...,
-        **policy: Any,
-    ) -> CachedDecorator: ...
-    @overload
-    def cached(  # type: ignore[overload-overlap]
-        self, ttl: Callable[P, Coroutine[Any, Any, R]]
-    ) -> AsyncCached[P, R]: ...
-    @overload
-    def cached(self, ttl: Callable[P, R]) -> Cached[P, R]: ...
-    def cached(self, ttl: Any = _DEFAULT, **options: Any) -> Any:
-        """Like :meth:`Cache.cached`; the wrapper is built per Cache when first called."""
-        if callable(ttl) and ttl is not _DEFAULT:
-            return self._lazy_cached(ttl, (), {})  # bare @proxy.cached
-        args = () if ttl is _DEFAULT else (ttl,)
+    def _decorator(self, ttl: Any, options: dict[str, Any]) -> Callable[[Any], Any]:
+        # Checked against a throwaway Cache now; the wrapper is built per Cache when first called.
+        args = () if isinstance(ttl, Unset) else (ttl,)
 
         def decorate(func: Any) -> Any:
             return self._lazy_cached(func, args, options)
