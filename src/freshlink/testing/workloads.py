@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._drive import adrive, drive
 from ..cache import Cache
 from ..errors import BackendError
 from ..local import Local
@@ -87,16 +88,11 @@ def _reader(
         time.sleep(rng.random() * 0.003)
         return v
 
-    steps, value = _reads(plan, rng), None
-    try:
-        while True:
-            op, arg = steps.send(value)
-            if op == "get":
-                value = get(int(arg))
-            else:
-                time.sleep(arg)
-    except StopIteration as done:
-        records = done.value
+    def perform(op: tuple[str, Any]) -> Any:
+        kind, arg = op
+        return get(int(arg)) if kind == "get" else time.sleep(arg)
+
+    records = drive(_reads(plan, rng), perform)
     cache.close()
     out.put(("reads", records))
 
@@ -116,17 +112,13 @@ def _areader(
             await asyncio.sleep(rng.random() * 0.003)
             return v
 
-        steps, value = _reads(plan, rng), None
-        try:
-            while True:
-                op, arg = steps.send(value)
-                if op == "get":
-                    value = await get(int(arg))
-                else:
-                    await asyncio.sleep(arg)
-        except StopIteration as done:
-            await cache.aclose()
-            return list(done.value)
+        async def perform(op: tuple[str, Any]) -> Any:
+            kind, arg = op
+            return await (get(int(arg)) if kind == "get" else asyncio.sleep(arg))
+
+        records = await adrive(_reads(plan, rng), perform)
+        await cache.aclose()
+        return list(records)
 
     out.put(("reads", asyncio.run(main())))
 
