@@ -1,0 +1,64 @@
+"""One side of ``python -m benchmarks.compare``: times freshlink's hot paths from one tree.
+
+Run as a script with ``PYTHONPATH=<tree>/src``; reads commands from stdin (``case n``), answers
+nanoseconds per call on stdout. Self-contained: it must run against any version of the tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+import timeit
+from typing import Any
+
+
+def _value(k: int) -> dict[str, Any]:
+    return {"loan": k, "status": "active", "link": f"https://pay.example/{k}"}
+
+
+def cases(url: str, ns: str) -> dict[str, Any]:
+    """Case name -> a zero-argument callable doing one operation."""
+    from freshlink import Cache, Local
+
+    mem = Cache(namespace=ns + "-mem")
+    l1_mem = mem.cached(ttl=600, key="loan:{k}", tags=["loan:{k}", "user:42"])(_value)
+    l1_mem(7)
+    strict = Cache(url, namespace=ns + "-strict")
+    l2 = strict.cached(ttl=600, key="loan:{k}", tags=["loan:{k}", "user:42"])(_value)
+    l2(7)
+    bounded = Cache(url, namespace=ns + "-bounded", local=Local(max_staleness=1.0))
+    l1_redis = bounded.cached(ttl=600, key="loan:{k}", tags=["loan:{k}", "user:42"])(_value)
+    l1_redis(7)
+    miss_fn = strict.cached(ttl=600, key="new:{k}", tags=["loan:{k}"])(_value)
+    fresh = itertools.count(10**6)
+    loop = asyncio.new_event_loop()
+    acache = Cache(url, namespace=ns + "-async")
+    al2 = acache.cached(ttl=600, key="loan:{k}", tags=["loan:{k}", "user:42"])(_avalue)
+    loop.run_until_complete(al2(7))
+    return {
+        "L1 hit, memory://": lambda: l1_mem(7),
+        "L1 hit, Redis bounded": lambda: l1_redis(7),
+        "L2 hit, Redis strict (sync)": lambda: l2(7),
+        "L2 hit, Redis strict (async)": lambda: loop.run_until_complete(al2(7)),
+        "miss, Redis strict (load + store)": lambda: miss_fn(next(fresh)),
+    }
+
+
+async def _avalue(k: int) -> dict[str, Any]:
+    return _value(k)
+
+
+def main() -> None:
+    url, ns = sys.argv[1], sys.argv[2]
+    table = cases(url, ns)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        name, _, n = line.rstrip("\n").rpartition(" ")
+        fn = table[name]
+        took = timeit.timeit(fn, number=int(n))
+        print(took / int(n) * 1e9, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Before/after: freshlink's hot paths from two trees, timed side by side in one run.
+
+``python -m benchmarks.compare --baseline DIR [--rounds N]`` times the L1 hit (memory:// and
+Redis bounded), the L2 hit (Redis strict, sync and async) and the miss (load + store) of the
+tree this module belongs to and of the tree at ``DIR`` (a checkout, e.g. made with
+``git worktree add /tmp/before <rev>``), each in its own worker process against one
+loopback ``redis-server``. Rounds are interleaved (before, after, after, before, ...), so a
+busy patch of the machine hits both sides alike; the table shows medians and the median of the
+per-round after/before ratios. It reports, it never fails on a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks._harness import md_table, num
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "_compare_worker.py"
+#: Calls per sample, per case: about 20-50 ms each on a 2-core laptop-class machine.
+CALLS = {
+    "L1 hit, memory://": 100_000,
+    "L1 hit, Redis bounded": 100_000,
+    "L2 hit, Redis strict (sync)": 1_000,
+    "L2 hit, Redis strict (async)": 500,
+    "miss, Redis strict (load + store)": 300,
+}
+
+
+class Worker:
+    """One tree's worker process."""
+
+    def __init__(self, src: Path, url: str, ns: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKER), url, ns],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the worker for {src} did not start")
+
+    def time(self, case: str, n: int) -> float:
+        """Nanoseconds per call of ``case`` over ``n`` calls."""
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(f"{case} {n}\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        """Stop the worker."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def compare(baseline: Path, rounds: int) -> str:
+    """The Markdown table of both trees' hot-path costs."""
+    from freshlink.testing.server import RedisServer
+
+    server = RedisServer()
+    server.start()
+    before = after = None
+    try:
+        before = Worker(baseline / "src", server.url, "before")
+        after = Worker(HERE.parent / "src", server.url, "after")
+        samples: dict[str, dict[str, list[float]]] = {c: {"b": [], "a": []} for c in CALLS}
+        for case, n in CALLS.items():  # warm-up round, not counted
+            before.time(case, n // 10)
+            after.time(case, n // 10)
+        for r in range(rounds):
+            for case, n in CALLS.items():
+                pair = [("b", before), ("a", after)]
+                for side, worker in pair if r % 2 == 0 else pair[::-1]:
+                    samples[case][side].append(worker.time(case, n))
+    finally:
+        for w in (before, after):
+            if w is not None:
+                w.close()
+        server.close()
+    rows = []
+    for case, s in samples.items():
+        ratio = statistics.median(a / b for a, b in zip(s["a"], s["b"], strict=True))
+        rows.append(
+            [case, num(statistics.median(s["b"])), num(statistics.median(s["a"])), f"{ratio:.2f}x"]
+        )
+    return md_table(
+        ["case", "before (ns/call)", "after (ns/call)", "after/before (median per round)"],
+        rows,
+        title=f"Hot paths, {rounds} interleaved rounds (baseline: {baseline})",
+    )
+
+
+def main(argv: list[str] | None = None) -> str:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", type=Path, required=True, help="a checkout to compare to")
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args(argv)
+    text = compare(args.baseline, args.rounds)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
