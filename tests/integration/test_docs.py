@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 DOC_FILES = [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]
 PYTHON_INFO = frozenset({"python", "py", "python3"})

@@ -39,7 +39,7 @@ from freshlink.serializers import Signer, make_codec
 from freshlink.testing import RedisServer, free_port
 from freshlink.testing.conformance import BackendConformance
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-for-tests"
 
 # ---------------------------------------------------------------------------- helpers
