@@ -8,7 +8,6 @@ import pytest
 
 from freshlink import Cache
 from freshlink.testing import RedisServer
-from freshlink.testing.cluster import RedisClusterSetup, RedisSentinelSetup
 
 
 @pytest.fixture
@@ -41,52 +40,24 @@ def caches() -> Iterator[list[Cache]]:
         c.close()
 
 
-def cache_factory(url: str, caches: list[Cache]) -> Callable[..., Cache]:
-    """Make caches on ``url`` (namespace "t" unless given), closed after the test."""
+@pytest.fixture
+def cache_factory(caches: list[Cache]) -> Callable[[str], Callable[..., Cache]]:
+    """``cache_factory(url)``: make caches on ``url`` (namespace "t" unless given), closed after."""
 
-    def make(**kw: Any) -> Cache:
-        kw.setdefault("namespace", "t")
-        c = Cache(url, **kw)
-        caches.append(c)
-        return c
+    def on(url: str) -> Callable[..., Cache]:
+        def make(**kw: Any) -> Cache:
+            kw.setdefault("namespace", "t")
+            c = Cache(url, **kw)
+            caches.append(c)
+            return c
 
-    return make
+        return make
+
+    return on
 
 
 @pytest.fixture
-def make_redis_cache(redis_url: str, caches: list[Cache]) -> Callable[..., Cache]:
-    return cache_factory(redis_url, caches)
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisClusterSetup]:
-    """A local Redis Cluster (3 masters, 1 replica each) shared by the session."""
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        pytest.fail("redis-server/redis-cli are not installed; .ci/run installs them")
-    with RedisClusterSetup() as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def cluster_url(redis_cluster: RedisClusterSetup) -> str:
-    """The cluster's URL, healthy (repaired or recreated if a test broke it) and empty."""
-    redis_cluster.reset()
-    redis_cluster.flushall()
-    return redis_cluster.url
-
-
-@pytest.fixture(scope="session")
-def redis_sentinel() -> Iterator[RedisSentinelSetup]:
-    """A local Sentinel setup (master, replica, 3 Sentinels) shared by the session."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed; .ci/run installs it")
-    with RedisSentinelSetup() as setup:
-        yield setup
-
-
-@pytest.fixture
-def sentinel_url(redis_sentinel: RedisSentinelSetup) -> str:
-    """The Sentinel URL, healthy (repaired or recreated if a test broke it) and empty."""
-    redis_sentinel.reset()
-    redis_sentinel.flushall()
-    return redis_sentinel.url
+def make_redis_cache(
+    redis_url: str, cache_factory: Callable[[str], Callable[..., Cache]]
+) -> Callable[..., Cache]:
+    return cache_factory(redis_url)
