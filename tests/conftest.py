@@ -1,5 +1,15 @@
+"""Fixtures every test layer uses (a cache, the session's redis-server), and the Redis skip.
+
+Without ``redis-server`` on PATH, every test that needs one (marked ``redis``, ``cluster`` or
+``sentinel``, or using a fixture that starts a server) is skipped with one reason, so that a
+first run on a machine without Redis is green. ``FRESHLINK_REQUIRE_REDIS=1`` (set by .ci/run)
+turns the same situation into a usage error: CI must never pass by skipping them.
+"""
+
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -9,6 +19,45 @@ import pytest
 from freshlink import Cache
 from freshlink.testing import RedisServer
 
+REDIS_MARKERS = frozenset({"redis", "cluster", "sentinel"})
+#: The fixtures that start a redis-server; the fixtures built on them follow (``fixturenames``
+#: is the closure), so a test that uses ``redis_url`` but lacks the marker is still covered.
+REDIS_FIXTURES = frozenset({"redis_server", "redis_cluster", "redis_sentinel", "acl_server"})
+NO_REDIS = "redis-server not found on PATH"
+INSTALL = "apt-get install redis-server redis-tools, or run bash .ci/run"
+
+
+@functools.cache
+def redis_missing() -> bool:
+    """No ``redis-server`` on PATH (looked up once per run)."""
+    return shutil.which("redis-server") is None
+
+
+def needs_redis(item: pytest.Item) -> bool:
+    """The test needs a real redis-server: a Redis marker, or a fixture that starts one."""
+    if any(mark.name in REDIS_MARKERS for mark in item.iter_markers()):
+        return True
+    return not REDIS_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """``FRESHLINK_REQUIRE_REDIS=1`` and no redis-server: a selected Redis test stops the run."""
+    if os.environ.get("FRESHLINK_REQUIRE_REDIS", "") in ("", "0") or not redis_missing():
+        return
+    wanted = sum(needs_redis(item) for item in session.items)
+    if wanted:
+        raise pytest.UsageError(
+            f"{NO_REDIS} and FRESHLINK_REQUIRE_REDIS=1: {wanted} selected tests need it ({INSTALL})"
+        )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a Redis test, before its fixtures start anything, when redis-server is missing."""
+    if redis_missing() and needs_redis(item):
+        # Raised here, not added as a mark: -ra then shows one line for all of them.
+        pytest.skip(f"{NO_REDIS}: Redis tests skipped ({INSTALL})")
+
 
 @pytest.fixture
 def cache() -> Cache:
@@ -17,8 +66,6 @@ def cache() -> Cache:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed; .ci/run installs it")
     with RedisServer() as server:
         yield server
 
