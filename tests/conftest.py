@@ -1,5 +1,15 @@
+"""Fixtures every test layer uses (a cache, the session's redis-server), and the Redis skip.
+
+Without ``redis-server`` on PATH, every test that needs one (marked ``redis``, ``cluster`` or
+``sentinel``, or using a fixture that starts a server) is skipped with one reason, so that a
+first run on a machine without Redis is green. ``FRESHLINK_REQUIRE_REDIS=1`` (set by .ci/run)
+turns the same situation into a usage error: CI must never pass by skipping them.
+"""
+
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -8,7 +18,45 @@ import pytest
 
 from freshlink import Cache
 from freshlink.testing import RedisServer
-from freshlink.testing.cluster import RedisClusterSetup, RedisSentinelSetup
+
+REDIS_MARKERS = frozenset({"redis", "cluster", "sentinel"})
+#: The fixtures that start a redis-server; the fixtures built on them follow (``fixturenames``
+#: is the closure), so a test that uses ``redis_url`` but lacks the marker is still covered.
+REDIS_FIXTURES = frozenset({"redis_server", "redis_cluster", "redis_sentinel", "acl_server"})
+NO_REDIS = "redis-server not found on PATH"
+INSTALL = "apt-get install redis-server redis-tools, or run bash .ci/run"
+
+
+@functools.cache
+def redis_missing() -> bool:
+    """No ``redis-server`` on PATH (looked up once per run)."""
+    return shutil.which("redis-server") is None
+
+
+def needs_redis(item: pytest.Item) -> bool:
+    """The test needs a real redis-server: a Redis marker, or a fixture that starts one."""
+    if any(mark.name in REDIS_MARKERS for mark in item.iter_markers()):
+        return True
+    return not REDIS_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """``FRESHLINK_REQUIRE_REDIS=1`` and no redis-server: a selected Redis test stops the run."""
+    if os.environ.get("FRESHLINK_REQUIRE_REDIS", "") in ("", "0") or not redis_missing():
+        return
+    wanted = sum(needs_redis(item) for item in session.items)
+    if wanted:
+        raise pytest.UsageError(
+            f"{NO_REDIS} and FRESHLINK_REQUIRE_REDIS=1: {wanted} selected tests need it ({INSTALL})"
+        )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a Redis test, before its fixtures start anything, when redis-server is missing."""
+    if redis_missing() and needs_redis(item):
+        # Raised here, not added as a mark: -ra then shows one line for all of them.
+        pytest.skip(f"{NO_REDIS}: Redis tests skipped ({INSTALL})")
 
 
 @pytest.fixture
@@ -18,8 +66,6 @@ def cache() -> Cache:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed; .ci/run installs it")
     with RedisServer() as server:
         yield server
 
@@ -41,52 +87,24 @@ def caches() -> Iterator[list[Cache]]:
         c.close()
 
 
-def cache_factory(url: str, caches: list[Cache]) -> Callable[..., Cache]:
-    """Make caches on ``url`` (namespace "t" unless given), closed after the test."""
+@pytest.fixture
+def cache_factory(caches: list[Cache]) -> Callable[[str], Callable[..., Cache]]:
+    """``cache_factory(url)``: make caches on ``url`` (namespace "t" unless given), closed after."""
 
-    def make(**kw: Any) -> Cache:
-        kw.setdefault("namespace", "t")
-        c = Cache(url, **kw)
-        caches.append(c)
-        return c
+    def on(url: str) -> Callable[..., Cache]:
+        def make(**kw: Any) -> Cache:
+            kw.setdefault("namespace", "t")
+            c = Cache(url, **kw)
+            caches.append(c)
+            return c
 
-    return make
+        return make
+
+    return on
 
 
 @pytest.fixture
-def make_redis_cache(redis_url: str, caches: list[Cache]) -> Callable[..., Cache]:
-    return cache_factory(redis_url, caches)
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisClusterSetup]:
-    """A local Redis Cluster (3 masters, 1 replica each) shared by the session."""
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        pytest.fail("redis-server/redis-cli are not installed; .ci/run installs them")
-    with RedisClusterSetup() as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def cluster_url(redis_cluster: RedisClusterSetup) -> str:
-    """The cluster's URL, healthy (repaired or recreated if a test broke it) and empty."""
-    redis_cluster.reset()
-    redis_cluster.flushall()
-    return redis_cluster.url
-
-
-@pytest.fixture(scope="session")
-def redis_sentinel() -> Iterator[RedisSentinelSetup]:
-    """A local Sentinel setup (master, replica, 3 Sentinels) shared by the session."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed; .ci/run installs it")
-    with RedisSentinelSetup() as setup:
-        yield setup
-
-
-@pytest.fixture
-def sentinel_url(redis_sentinel: RedisSentinelSetup) -> str:
-    """The Sentinel URL, healthy (repaired or recreated if a test broke it) and empty."""
-    redis_sentinel.reset()
-    redis_sentinel.flushall()
-    return redis_sentinel.url
+def make_redis_cache(
+    redis_url: str, cache_factory: Callable[[str], Callable[..., Cache]]
+) -> Callable[..., Cache]:
+    return cache_factory(redis_url)

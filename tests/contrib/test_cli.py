@@ -146,6 +146,7 @@ def test_invalidation_reaches_a_running_cache(redis_url: str, caches: list[Cache
     assert f() == 2
 
 
+@pytest.mark.redis
 def test_server_helper_is_usable_from_cli_tests() -> None:
     with RedisServer() as server:
         assert run("stats", "--url", server.url).returncode == 0

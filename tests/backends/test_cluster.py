@@ -1,8 +1,8 @@
 """freshlink on a real local Redis Cluster (3 masters, 3 replicas) and behind real Sentinels.
 
-The same conformance suite as on one server, sync and async; the key layout (one slot per
-script, tags spread over nodes); failovers that lose acknowledged increments must not bring an
-invalidated entry back; and the multi-process coherence test during manual failovers.
+The key layout (one slot per script, tags spread over nodes); failovers that lose acknowledged
+increments must not bring an invalidated entry back; and the multi-process coherence test during
+manual failovers. The conformance suite on both is in test_conformance.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
-from conftest import cache_factory
 from freshlink import Cache, Local
 from freshlink.backends.cluster import RedisClusterBackend, parse_cluster_url
 from freshlink.backends.sentinel import SentinelBackend, parse_sentinel_url
@@ -28,72 +27,12 @@ from freshlink.testing.cluster import (
     redis_command,
     role,
 )
-from freshlink.testing.conformance import BackendConformance
 from freshlink.testing.workloads import CoherenceRun, run_coherence
-
-
-@pytest.fixture
-def make_cluster_cache(cluster_url: str, caches: list[Cache]) -> Callable[..., Cache]:
-    return cache_factory(cluster_url, caches)
-
-
-@pytest.fixture
-def make_sentinel_cache(sentinel_url: str, caches: list[Cache]) -> Callable[..., Cache]:
-    return cache_factory(sentinel_url, caches)
 
 
 def _inner(cache: Cache) -> Any:
     """The backend under the circuit breaker's guard."""
     return getattr(cache.backend, "inner", cache.backend)
-
-
-def _bounded(make: Callable[..., Cache]) -> Callable[..., Cache]:
-    def build(**kw: Any) -> Cache:
-        cache = make(local=Local(mode="bounded", max_staleness=0.1), **kw)
-        listener = cache.backend.listener or cache.backend.ensure_listener()  # type: ignore[attr-defined]
-        assert listener.alive.wait(5), "the invalidation channel never came alive"
-        return cache
-
-    return build
-
-
-@pytest.mark.cluster
-class TestClusterStrict(BackendConformance):
-    @pytest.fixture
-    def make_cache(self, make_cluster_cache: Callable[..., Cache]) -> Callable[..., Cache]:
-        return make_cluster_cache
-
-
-@pytest.mark.cluster
-class TestClusterStrictL1(BackendConformance):
-    @pytest.fixture
-    def make_cache(self, make_cluster_cache: Callable[..., Cache]) -> Callable[..., Cache]:
-        return lambda **kw: make_cluster_cache(local=Local(mode="strict"), **kw)
-
-
-@pytest.mark.cluster
-class TestClusterBounded(BackendConformance):
-    staleness = 0.1
-
-    @pytest.fixture
-    def make_cache(self, make_cluster_cache: Callable[..., Cache]) -> Callable[..., Cache]:
-        return _bounded(make_cluster_cache)
-
-
-@pytest.mark.sentinel
-class TestSentinelStrict(BackendConformance):
-    @pytest.fixture
-    def make_cache(self, make_sentinel_cache: Callable[..., Cache]) -> Callable[..., Cache]:
-        return make_sentinel_cache
-
-
-@pytest.mark.sentinel
-class TestSentinelBounded(BackendConformance):
-    staleness = 0.1
-
-    @pytest.fixture
-    def make_cache(self, make_sentinel_cache: Callable[..., Cache]) -> Callable[..., Cache]:
-        return _bounded(make_sentinel_cache)
 
 
 # ---------------------------------------------------------------------------- URLs

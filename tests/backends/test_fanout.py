@@ -3,7 +3,7 @@
 What these pin down is Fanout's own logic: trust needs a proof from *every* master and a
 successful topology read, a change of masters resets L1 and waits for the new master's proof,
 and a message forwarded by several masters is delivered once. The real cluster behaviour is
-covered by ``tests/test_cluster.py``.
+covered by ``tests/backends/test_cluster.py``.
 """
 
 from __future__ import annotations

@@ -15,10 +15,11 @@ import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 DOC_FILES = [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]
 PYTHON_INFO = frozenset({"python", "py", "python3"})
@@ -107,7 +108,18 @@ def saved_as(text: str, block: Block) -> str | None:
     return found[-1] if found else None
 
 
-@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+_STARTS_REDIS = re.compile(r"\b(RedisServer|RedisClusterSetup|RedisSentinelSetup)\(")
+
+
+def page(path: Path) -> Any:
+    """A page as a parameter, marked ``redis`` if its examples start a redis-server."""
+    starts_redis = any(_STARTS_REDIS.search(b.source) for b in python_blocks(path))
+    return pytest.param(path, marks=[pytest.mark.redis] if starts_redis else [])
+
+
+@pytest.mark.parametrize(
+    "path", [page(p) for p in DOC_FILES], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_code_blocks_run(path: Path) -> None:
     namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
     text = path.read_text("utf-8")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def test_timeline_script_draws_a_png(tmp_path: Path) -> None:
-    script = Path(__file__).parent.parent / "docs" / "timeline.py"
+    script = Path(__file__).parents[2] / "docs" / "timeline.py"
     module = runpy.run_path(str(script))
     out = module["main"](str(tmp_path / "t.png"))
     data = Path(out).read_bytes()

@@ -28,7 +28,7 @@ from freshlink.testing import free_port
 
 pytestmark = pytest.mark.redis
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def evalsha_calls(client: redis.Redis) -> int:

@@ -26,7 +26,7 @@ from freshlink.errors import ConfigurationError
 from freshlink.metrics import PrometheusMetrics
 from freshlink.testing import RedisServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Clock:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # ``benchmarks`` is a folder of the repository, not part of the installed package.
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -48,6 +48,7 @@ def test_local_hits_tiny() -> None:
     assert section.data["l1_vs_goal"] > 0
 
 
+@pytest.mark.redis
 def test_every_peer_builds_and_serves_the_value(redis_url: str) -> None:
     for pid in ("ct-cond", "dogpile-redis", "flask-redis", "fl-bounded"):
         b = _peers.build(pid, url=redis_url, ns="t-" + pid)
@@ -63,6 +64,7 @@ def test_memory_tiny() -> None:
     assert "bytes per entry" in section.markdown
 
 
+@pytest.mark.redis
 def test_redis_hits_and_counted_commands(redis_url: str) -> None:
     hits = bench_redis.hit_tables(redis_url, rounds=1, target=0.001)
     assert "freshlink strict, no L1 (L2 hit)" in hits.markdown
@@ -73,6 +75,7 @@ def test_redis_hits_and_counted_commands(redis_url: str) -> None:
     assert counted.data["commands"]["raw"] == (1, 2)
 
 
+@pytest.mark.redis
 def test_monitor_counts_a_window(redis_url: str) -> None:
     import redis
 

@@ -1,4 +1,4 @@
-"""Type-checked by tests/test_typing.py with mypy --strict: the handles keep the signature."""
+"""Type-checked by tests/unit/test_typing.py with mypy --strict: the handles keep the signature."""
 
 from __future__ import annotations
 

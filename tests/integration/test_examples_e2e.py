@@ -27,7 +27,7 @@ from freshlink.testing import RedisServer, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STATE = re.compile(r'data-link-state="(\w+)" data-token="([^"]*)"')
 
 

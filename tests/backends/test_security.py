@@ -8,8 +8,8 @@ resource bounds under hostile load. The threat model is in docs/security.md.
   ones with B, which a cache that only knows A can no longer read.
 * Isolation: two namespaces on one Redis never see each other's entries, invalidations or
   channel messages.
-* ACL: the whole conformance suite passes as a Redis user restricted to the ACL documented in
-  docs/security.md, with nothing denied in ``ACL LOG``.
+* ACL: the ACL documented in docs/security.md is the tested one, and keeps its user out of
+  other namespaces (the whole conformance suite runs as that user in test_conformance.py).
 * TLS: ``rediss://`` with a self-signed CA, including the bounded-L1 pub/sub channel.
 * Bounds: L1 entries, refresh queue, and a key-cardinality attack against process memory.
 """
@@ -37,9 +37,9 @@ from freshlink.backends.redis import server_identity
 from freshlink.errors import InvalidationError, TamperedPayloadError
 from freshlink.serializers import Signer, make_codec
 from freshlink.testing import RedisServer, free_port
-from freshlink.testing.conformance import BackendConformance
+from restricted_acl import ACL_RULES, acl_url
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-for-tests"
 
 # ---------------------------------------------------------------------------- helpers
@@ -389,38 +389,6 @@ def test_garbage_on_the_channel_fails_closed_and_heals(
 
 # ---------------------------------------------------------------------------- ACL
 
-#: The minimal ACL, found empirically (start from nothing, add what ACL LOG reports denied).
-#: docs/security.md shows the same line; test_the_documented_acl_is_the_tested_one checks it.
-ACL_NAMESPACE = "app"
-ACL_RULES = (
-    "reset on >acl-test-password ~app:* &app:* "
-    "+evalsha +script|load +info +ping +subscribe "
-    "+get +set +mget +incr +del +hset +hmget +pexpire +persist +pttl +publish"
-)
-
-
-@pytest.fixture(scope="module")
-def acl_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        server.cli("ACL", "SETUSER", "freshlink", *ACL_RULES.split())
-        yield server
-
-
-def acl_url(server: RedisServer) -> str:
-    return f"redis://freshlink:acl-test-password@127.0.0.1:{server.port}/0"
-
-
-@pytest.fixture
-def acl_admin(acl_server: RedisServer) -> Iterator[redis.Redis]:
-    """The default (admin) user: flushes before each test, and checks nothing was denied."""
-    admin = redis.Redis.from_url(acl_server.url)
-    admin.flushall()
-    admin.acl_log_reset()
-    yield admin
-    denied = admin.acl_log()
-    admin.close()
-    assert not denied, f"the restricted user was denied: {denied}"
-
 
 def test_the_documented_acl_is_the_tested_one() -> None:
     text = (ROOT / "docs" / "security.md").read_text("utf-8")
@@ -431,40 +399,6 @@ def test_the_documented_acl_is_the_tested_one() -> None:
     example = re.search(r'^RULES = "(.+)"$', text, re.MULTILINE)  # the page's runnable example
     assert example, "docs/security.md has no RULES = ... example"
     assert example[1].split() == expected.split()
-
-
-class _AsRestrictedUser(BackendConformance):
-    local: Local | None = None
-
-    @pytest.fixture
-    def make_cache(
-        self, acl_server: RedisServer, acl_admin: redis.Redis, caches: list[Cache]
-    ) -> Callable[..., Cache]:
-        def make(**kw: Any) -> Cache:
-            kw.setdefault("local", self.local)
-            cache = Cache(acl_url(acl_server), namespace=ACL_NAMESPACE, **kw)
-            caches.append(cache)
-            if self.staleness:
-                assert cache.backend.listener.alive.wait(5)  # type: ignore[attr-defined]
-            return cache
-
-        return make
-
-
-@pytest.mark.redis
-class TestConformanceAsRestrictedUser(_AsRestrictedUser):
-    pass
-
-
-@pytest.mark.redis
-class TestConformanceAsRestrictedUserStrictL1(_AsRestrictedUser):
-    local = Local(mode="strict")
-
-
-@pytest.mark.redis
-class TestConformanceAsRestrictedUserBounded(_AsRestrictedUser):
-    local = Local(mode="bounded", max_staleness=0.1)
-    staleness = 0.1
 
 
 @pytest.mark.redis
