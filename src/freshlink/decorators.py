@@ -53,7 +53,7 @@ class FunctionSpec:
 
     def __init__(self, path: ReadPath, func: Any, keys: KeySpec, policy: Freshness) -> None:
         self.path = path
-        self.engine = engine = path.c
+        self.engine = engine = path.engine
         self.keys = keys
         self.policy = policy
         self.fname = keys.name

@@ -43,7 +43,7 @@ class ReadPath:
     """The read-path generators of one cache."""
 
     def __init__(self, engine: Engine) -> None:
-        self.c = engine
+        self.engine = engine
 
     def fetch(
         self,
@@ -55,18 +55,20 @@ class ReadPath:
         near_key: Hashable | None = None,
     ) -> Any:
         """Return the cached value for ``key`` or load, stamp and store it (sync)."""
-        if self.c.near is not None:
-            return run(self.c, self.steps(fname, key, names, policy, near_key), load)
+        if self.engine.near is not None:
+            return run(self.engine, self.steps(fname, key, names, policy, near_key), load)
         # Strict without L1, the common L2 hit: one read and a fresh entry need none of the
         # read path's machinery. Anything else continues there with this read in hand.
         try:
-            read: Read | BackendError = self.c.backend.read(self.c.keyspace.entry(key), names)
+            read: Read | BackendError = self.engine.backend.read(
+                self.engine.keyspace.entry(key), names
+            )
         except BackendError as exc:
             read = exc
         value, first = self._fresh_hit(fname, key, read, policy)
         if value is not MISS:
             return value
-        return run(self.c, self.steps(fname, key, names, policy, near_key, first), load)
+        return run(self.engine, self.steps(fname, key, names, policy, near_key, first), load)
 
     async def afetch(
         self,
@@ -80,7 +82,7 @@ class ReadPath:
         """Async :meth:`fetch`: the same steps with the backend's async methods."""
         # No direct L2 attempt as in fetch: next to an awaited round trip, driving the steps
         # costs little, and the steps serve a fresh L2 entry the same way.
-        return await arun(self.c, self.steps(fname, key, names, policy, near_key), load)
+        return await arun(self.engine, self.steps(fname, key, names, policy, near_key), load)
 
     def _fresh_hit(
         self, fname: str, key: str, read: Read | BackendError, policy: Freshness
@@ -92,13 +94,13 @@ class ReadPath:
         entry = read.entry
         left = None
         if entry.ttl is not None:
-            action, left = self.c.entries.judge(entry, policy)
+            action, left = self.engine.entries.judge(entry, policy)
             if action is not Action.SERVE:
                 return MISS, read
-        value = self.c.entries.value(fname, key, entry)
+        value = self.engine.entries.value(fname, key, entry)
         if value is UNREADABLE:
             return MISS, Read(None, read.gens)
-        self.c.outcomes.served(fname, key, "l2", Action.SERVE, policy, left)
+        self.engine.outcomes.served(fname, key, "l2", Action.SERVE, policy, left)
         return value, read
 
     def steps(
@@ -115,24 +117,29 @@ class ReadPath:
         ``first`` is the outcome of a backend read already made (the direct L2-hit attempt,
         when there is no L1): it is used instead of reading again.
         """
-        c = self.c
-        if c.reopen:
-            c.reopen_channel()  # a forked child's first read starts its channel
-        nk = key if near_key is None else near_key
-        job = Job(fname, key, c.keyspace.entry(key), tuple(names), policy, nk)
-        mark = c.entries.mark()
+        eng = self.engine
+        if eng.reopen:
+            eng.reopen_channel()  # a forked child's first read starts its channel
+        if near_key is None:
+            near_key = key
+        job = Job(fname, key, eng.keyspace.entry(key), tuple(names), policy, near_key)
+        mark = eng.entries.mark()
         stale: Stale | None = None
-        e = c.near.get(nk, c.monotonic()) if c.near is not None and first is None else None
+        e = (
+            eng.near.get(near_key, eng.monotonic())
+            if eng.near is not None and first is None
+            else None
+        )
         try:
             if isinstance(first, BackendError):
                 raise first
-            if e is None and c.verify_near:
-                e = c.near.peek(nk, c.monotonic())  # type: ignore[union-attr]
+            if e is None and eng.verify_near:
+                e = eng.near.peek(near_key, eng.monotonic())  # type: ignore[union-attr]
                 # Strict L1: one small read confirms the entry's generations are current.
                 if e is not None and tuple((yield Call("current", (e.names,)))) != e.values:
                     e = None
             if e is not None:
-                action, left = c.entries.judge_near(e, policy)
+                action, left = eng.entries.judge_near(e, policy)
                 if action is not Action.LOAD:
                     yield from self._serve(job, "l1", action, left, e.names, e.values, e.created)
                     return e.value
@@ -140,37 +147,37 @@ class ReadPath:
             read: Read = first if first is not None else (yield Call("read", (job.ekey, names)))
         except BackendError as exc:
             # Redis down or slow: the page still renders, from the source of truth.
-            c.outcomes.backend_failed(fname, key, exc, "read")
-            c.outcomes.missed(fname, key)
+            eng.outcomes.backend_failed(fname, key, exc, "read")
+            eng.outcomes.missed(fname, key)
             # Still one load per key in this process, so an outage of the cache does not
             # turn into a stampede on the database. (A caller can only land here if its own
             # read failed, i.e. no invalidation could be acknowledged when it started.)
             return (yield SingleFlight((key, None), lambda: self.degraded(job, stale)))
         entry = read.entry
         if entry is not None:
-            value = c.entries.value(fname, key, entry)
+            value = eng.entries.value(fname, key, entry)
             if value is not UNREADABLE:
-                action, left = c.entries.judge(entry, policy)
+                action, left = eng.entries.judge(entry, policy)
                 if action is not Action.LOAD:
-                    c.entries.fill_near(nk, value, entry, policy, mark)
+                    eng.entries.fill_near(near_key, value, entry, policy, mark)
                     yield from self._serve(
                         job, "l2", action, left, entry.names, entry.stamps, entry.created
                     )
                     return value
                 stale = Stale(value, left)
-        c.outcomes.missed(fname, key)
+        eng.outcomes.missed(fname, key)
         stamps = read.gens
         return (yield SingleFlight((key, stamps), lambda: self.fill(job, stamps, mark, stale)))
 
     def degraded(self, job: Job, stale: Stale | None) -> Steps:
         """The loader alone, while the backend cannot be read."""
-        c = self.c
-        t0 = c.monotonic()
+        eng = self.engine
+        t0 = eng.monotonic()
         try:
             value = yield LOAD
         except Exception as err:
-            return c.outcomes.loader_failed(job.fname, job.key, err, job.policy, stale)
-        c.outcomes.loaded(job.fname, job.key, c.monotonic() - t0)
+            return eng.outcomes.loader_failed(job.fname, job.key, err, job.policy, stale)
+        eng.outcomes.loaded(job.fname, job.key, eng.monotonic() - t0)
         return value
 
     def _serve(
@@ -184,45 +191,45 @@ class ReadPath:
         created: float,
     ) -> Steps:
         """Report a value about to be served; refresh it in the background if it is due."""
-        c = self.c
-        c.outcomes.served(job.fname, job.key, tier, action, job.policy, left)
-        if action is not Action.SERVE and not c.outcomes.backing_off(job.key):
-            mark = c.entries.mark()
+        eng = self.engine
+        eng.outcomes.served(job.fname, job.key, tier, action, job.policy, left)
+        if action is not Action.SERVE and not eng.outcomes.backing_off(job.key):
+            mark = eng.entries.mark()
             stamped = (tuple(names), tuple(stamps))
             yield Spawn(job.key, lambda: self.refresh(job, *stamped, mark), created)
 
     def fill(self, job: Job, stamps: tuple[int, ...], mark: int, stale: Stale | None) -> Steps:
         """Load, stamp with the generations read before loading, store if still current."""
-        c = self.c
+        eng = self.engine
         fname, key, policy = job.fname, job.key, job.policy
-        if stale is not None and stale.usable(policy) and c.outcomes.backing_off(key):
+        if stale is not None and stale.usable(policy) and eng.outcomes.backing_off(key):
             return stale.value  # the loader failed recently: wait for the retry time
         token = ""
-        if c.backend.supports_leases:
+        if eng.backend.supports_leases:
             try:
                 token, stamps, served = yield from self.lease(job, stamps, mark)
             except BackendError as exc:
-                c.outcomes.backend_failed(fname, key, exc, "lease")
+                eng.outcomes.backend_failed(fname, key, exc, "lease")
                 token = ""
             except RemoteLoaderError as exc:
                 # Retried once already: stale-if-error applies to waiters as to the leader.
-                return c.outcomes.loader_failed(fname, key, exc, policy, stale)
+                return eng.outcomes.loader_failed(fname, key, exc, policy, stale)
             else:
                 if served is not MISS:
                     return served
-        t0 = c.monotonic()
+        t0 = eng.monotonic()
         try:
             value = yield LOAD
         except Exception as exc:
             if token:
                 yield from self.release(job, token, f"{type(exc).__name__}: {exc}")
-            return c.outcomes.loader_failed(fname, key, exc, policy, stale)
+            return eng.outcomes.loader_failed(fname, key, exc, policy, stale)
         except BaseException:
             if token:
                 yield from self.release(job, token, "")
             raise
-        took = c.monotonic() - t0
-        c.outcomes.loaded(fname, key, took)
+        took = eng.monotonic() - t0
+        eng.outcomes.loaded(fname, key, took)
         stamped = yield from self._stamped(job, job.names, stamps, value, took, token)
         if stamped is None:
             return value
@@ -231,9 +238,9 @@ class ReadPath:
         # caller still gets the value, which is allowed: its read began before the write.
         try:
             if (yield Call("write", (job.ekey, entry, retain, token))):
-                c.entries.fill_near(job.nk, copy, entry, policy, mark)
+                eng.entries.fill_near(job.near_key, copy, entry, policy, mark)
         except BackendError as exc:
-            c.outcomes.backend_failed(fname, key, exc, "write")
+            eng.outcomes.backend_failed(fname, key, exc, "write")
         # The caller gets the loader's own object, L1 keeps a decoded copy: mutating the
         # result of a call can never change what the next caller is served.
         return value
@@ -255,7 +262,7 @@ class ReadPath:
         """
         try:
             if job.policy.storable(value):
-                return self.c.entries.loaded(
+                return self.engine.entries.loaded(
                     job.fname, job.key, names, stamps, value, job.policy, took
                 )
         except FreshlinkError:
@@ -274,10 +281,10 @@ class ReadPath:
         whose leader's loader failed takes the lease and loads once itself (still one load at
         a time per key); only if the next leader fails too does it give up.
         """
-        c = self.c
+        eng = self.engine
         handed_on = False
         while True:
-            token, left = yield Call("lease", (job.ekey, c.lease_ttl))
+            token, left = yield Call("lease", (job.ekey, eng.lease_ttl))
             if token is not None:
                 return token, stamps, MISS
             outcome, found = yield WaitFill(job.ekey, left, job.names)
@@ -286,9 +293,9 @@ class ReadPath:
                 if value is not MISS:
                     return "", stamps, value
             if outcome is not None and outcome[0] == "err":
-                if c.events.remote_failure:
+                if eng.events.remote_failure:
                     error = RemoteLoaderError(outcome[1])
-                    c.events.emit(Event("remote_failure", job.fname, job.key, error=error))
+                    eng.events.emit(Event("remote_failure", job.fname, job.key, error=error))
                 if handed_on:
                     raise RemoteLoaderError(
                         f"{job.fname}: the processes loading {job.key} failed: {outcome[1]}"
@@ -302,14 +309,14 @@ class ReadPath:
 
     def _taken_over(self, job: Job, read: Read, mark: int) -> Any:
         """The value another process just stored, if ``read`` found it valid."""
-        c = self.c
+        eng = self.engine
         if read.entry is None:
             return MISS
-        value = c.entries.value(job.fname, job.key, read.entry)
+        value = eng.entries.value(job.fname, job.key, read.entry)
         if value is UNREADABLE:
             return MISS
-        c.entries.fill_near(job.nk, value, read.entry, job.policy, mark)
-        c.outcomes.taken_over(job.fname, job.key)
+        eng.entries.fill_near(job.near_key, value, read.entry, job.policy, mark)
+        eng.outcomes.taken_over(job.fname, job.key)
         return value
 
     def release(self, job: Job, token: str, why: str) -> Steps:
@@ -327,28 +334,28 @@ class ReadPath:
         Returns whether the served entry's refresh is settled (stored, discarded, or left to
         another process); False after a failure, so it may be tried again after its backoff.
         """
-        c = self.c
+        eng = self.engine
         fname, key, policy = job.fname, job.key, job.policy
         token = ""
         try:
-            if c.backend.supports_leases:
-                got, _left = yield Call("lease", (job.ekey, c.lease_ttl))
+            if eng.backend.supports_leases:
+                got, _left = yield Call("lease", (job.ekey, eng.lease_ttl))
                 if got is None:
                     return True  # another process is refreshing (or filling) it
                 token = got
-            t0 = c.monotonic()
+            t0 = eng.monotonic()
             value = yield LOAD
         except Exception as exc:
             if token:
                 yield from self.release(job, token, "")
-            c.outcomes.refresh_failed(fname, key, exc, policy)
+            eng.outcomes.refresh_failed(fname, key, exc, policy)
             return False
-        took = c.monotonic() - t0
-        c.outcomes.loaded(fname, key, took, emit=False)
+        took = eng.monotonic() - t0
+        eng.outcomes.loaded(fname, key, took, emit=False)
         try:
             stamped = yield from self._stamped(job, names, stamps, value, took, token)
         except FreshlinkError as exc:  # unstorable (its lease is already given back)
-            c.outcomes.refresh_failed(fname, key, exc, policy)
+            eng.outcomes.refresh_failed(fname, key, exc, policy)
             return False
         if stamped is None:
             return True
@@ -358,11 +365,11 @@ class ReadPath:
             # an invalidation is discarded, never stored.
             stored = yield Call("write", (job.ekey, entry, retain, token))
         except BackendError as exc:
-            c.outcomes.refresh_failed(fname, key, exc, policy)
+            eng.outcomes.refresh_failed(fname, key, exc, policy)
             return False
         if stored:
-            c.entries.fill_near(job.nk, copy, entry, policy, mark)
-            c.outcomes.refreshed(fname, key, took)
+            eng.entries.fill_near(job.near_key, copy, entry, policy, mark)
+            eng.outcomes.refreshed(fname, key, took)
         return True
 
 
@@ -375,4 +382,5 @@ class Job:
     ekey: str
     names: tuple[str, ...]
     policy: Freshness
-    nk: Hashable
+    #: Where L1 keeps the value: the key, or the call's raw key when the decorator memoizes.
+    near_key: Hashable
