@@ -1,24 +1,4 @@
-"""Prometheus metrics of a cache: requests by tier and result, loads, errors, L1 coherence.
-
-``PrometheusMetrics(cache, registry)`` never touches the hot path. The cache already counts
-what it does (:meth:`freshlink.Cache.enable_stats`; L1 hits served inline are one integer
-increment on the function's spec); this module moves the *differences* since the last flush
-into real Prometheus counters:
-
-* at scrape time: the metrics are exposed by one collector per registry whose ``collect()``
-  flushes every cache attached to it before yielding the metrics, so a scrape is never behind;
-* every ``flush_interval`` from a daemon thread: that is what makes gunicorn's multiprocess
-  mode work, where each worker writes its counters to files that the scraping process reads
-  (nobody scrapes the worker itself).
-
-Load durations, circuit state and consistency checks are written as they happen: they are off
-the hot path (a load already costs a loader call).
-
-The consistency checker (``consistency_interval=``) is the Polaris idea (Meta, "Cache made
-consistent"): sample entries L1 would serve right now and re-read their generations from the
-backend. A mismatch that L1 would *still* serve after the mode's staleness bound is a
-violation of the guarantees and is counted as ``inconsistent``.
-"""
+"""``PrometheusMetrics``: moves one cache's counts into its metric set; fork and exit hooks."""
 
 from __future__ import annotations
 
@@ -27,41 +7,19 @@ import os
 import random
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
-from .errors import BackendError, ConfigurationError, MissingDependencyError
-from .events import Event, logger
-from .stats import FunctionStats
+from ..errors import BackendError, ConfigurationError, MissingDependencyError
+from ..events import Event, logger
+from ..stats import FunctionStats
+from ._families import Children, metric_set
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-    from prometheus_client.metrics_core import Metric
+    from prometheus_client import CollectorRegistry, Counter, Histogram
 
-    from .cache import Cache
-    from .local import NearEntry
-
-__all__ = ["LOAD_BUCKETS", "PrometheusMetrics"]
-
-#: Histogram buckets of ``load_duration_seconds``: loaders are database or HTTP reads, often
-#: around a millisecond, so the buckets start lower than Prometheus' default 5 ms.
-LOAD_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+    from ..cache import Cache
+    from ..local import NearEntry
 
 # How long after its backend read a mismatching L1 entry is re-checked, on top of the mode's
 # staleness bound: the sample may have seen an invalidation between its backend write and its
@@ -76,183 +34,6 @@ def _require_prometheus() -> None:
         raise MissingDependencyError(
             "freshlink.metrics needs prometheus_client: pip install 'freshlink[prometheus]'"
         ) from exc
-
-
-class _MetricSet:
-    """The metric objects of one namespace in one registry, exposed by one collector.
-
-    Created once per (registry, namespace) so several caches can share a registry (they are
-    told apart by the ``cache`` label) without "Duplicated timeseries". The metric objects are
-    not registered themselves: this collector flushes the attached caches, then yields them,
-    so a scrape sees current counts without relying on the registry's collector order, and a
-    restricted scrape (``?name[]=...``) flushes too.
-    """
-
-    def __init__(self, namespace: str) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
-
-        fn = ["cache", "function"]
-        self.requests = Counter(
-            "requests",
-            "Calls of cached functions by the tier that answered (l1, l2, none) and result "
-            "(hit, miss, stale).",
-            [*fn, "tier", "result"],
-            namespace=namespace,
-            registry=None,
-        )
-        self.loads = Counter(
-            "loads", "Loader calls on a miss.", fn, namespace=namespace, registry=None
-        )
-        self.load_duration = Histogram(
-            "load_duration_seconds",
-            "Duration of loader calls on a miss, in seconds.",
-            fn,
-            buckets=LOAD_BUCKETS,
-            namespace=namespace,
-            registry=None,
-        )
-        self.refreshes = Counter(
-            "refreshes",
-            "Background refreshes (refresh-ahead, XFetch, SWR) stored.",
-            fn,
-            namespace=namespace,
-            registry=None,
-        )
-        self.stale_served = Counter(
-            "stale_served",
-            "Stale values served (stale-while-revalidate or stale-if-error).",
-            fn,
-            namespace=namespace,
-            registry=None,
-        )
-        self.errors = Counter(
-            "errors",
-            "Loader, refresh and backend failures (function is empty for invalidations that "
-            "could not be confirmed).",
-            fn,
-            namespace=namespace,
-            registry=None,
-        )
-        self.remote_failures = Counter(
-            "remote_load_failures",
-            "Loader failures in another process that callers here were waiting for (each "
-            "waiter then takes the lease and loads once itself).",
-            fn,
-            namespace=namespace,
-            registry=None,
-        )
-        self.invalidations = Counter(
-            "invalidations",
-            "Invalidations confirmed by the backend.",
-            ["cache"],
-            namespace=namespace,
-            registry=None,
-        )
-        # Multiprocess aggregation: a dead worker's open circuit or L1 size must not be
-        # reported for ever, so both gauges count live processes only ("live*" files are
-        # removed by multiprocess.mark_process_dead).
-        self.circuit_open = Gauge(
-            "circuit_open",
-            "1 while the backend circuit breaker is not closed, else 0.",
-            ["cache"],
-            multiprocess_mode="livemax",
-            namespace=namespace,
-            registry=None,
-        )
-        self.l1_entries = Gauge(
-            "l1_entries",
-            "Entries in the in-process L1 cache (summed over live processes).",
-            ["cache"],
-            multiprocess_mode="livesum",
-            namespace=namespace,
-            registry=None,
-        )
-        self.consistency = Counter(
-            "consistency_checks",
-            "Sampled L1 entries re-checked against the backend, by result (consistent, "
-            "inconsistent).",
-            ["cache", "result"],
-            namespace=namespace,
-            registry=None,
-        )
-        self.all: tuple[Counter | Gauge | Histogram, ...] = (
-            self.requests,
-            self.loads,
-            self.load_duration,
-            self.refreshes,
-            self.stale_served,
-            self.errors,
-            self.remote_failures,
-            self.invalidations,
-            self.circuit_open,
-            self.l1_entries,
-            self.consistency,
-        )
-        self.members: dict[str, PrometheusMetrics] = {}
-        self.lock = threading.Lock()
-
-    def attach(self, member: PrometheusMetrics) -> None:
-        with self.lock:
-            if member.label in self.members:
-                raise ConfigurationError(
-                    f"a cache named {member.label!r} already reports to this registry; give "
-                    f"each cache its own name (Cache(..., name='...'))"
-                )
-            self.members[member.label] = member
-
-    def detach(self, member: PrometheusMetrics) -> None:
-        with self.lock:
-            if self.members.get(member.label) is member:
-                del self.members[member.label]
-
-    def describe(self) -> Iterable[Metric]:
-        """The metric families (so the registry can detect name clashes)."""
-        for metric in self.all:
-            yield from metric.describe()
-
-    def collect(self) -> Iterable[Metric]:
-        """Flush every attached cache, then yield the metric families."""
-        with self.lock:
-            members = list(self.members.values())
-        for member in members:
-            try:
-                member.flush()
-            except Exception:  # a broken cache must not break the whole scrape
-                logger.exception("freshlink: flushing metrics of %s failed", member.label)
-        for metric in self.all:
-            yield from metric.collect()
-
-
-_sets: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, _MetricSet]] = (
-    weakref.WeakKeyDictionary()
-)
-_sets_lock = threading.Lock()
-
-
-def _metric_set(registry: CollectorRegistry, namespace: str) -> _MetricSet:
-    with _sets_lock:
-        by_namespace = _sets.setdefault(registry, {})
-        found = by_namespace.get(namespace)
-        if found is None:
-            found = _MetricSet(namespace)
-            registry.register(found)  # raises on a clash with the application's own metrics
-            by_namespace[namespace] = found
-        return found
-
-
-@dataclass(slots=True)
-class _Children:
-    """The labelled counters of one function, resolved once."""
-
-    l1_hit: Counter
-    l2_hit: Counter
-    miss: Counter
-    stale: Counter
-    loads: Counter
-    refreshes: Counter
-    stale_served: Counter
-    errors: Counter
-    remote_failures: Counter
 
 
 class PrometheusMetrics:
@@ -299,14 +80,14 @@ class PrometheusMetrics:
         # Held while counts move into Prometheus (and across fork(), see _before_fork).
         self._lock = threading.Lock()
         self._seen: dict[str, FunctionStats] = {}
-        self._children: dict[str, _Children] = {}
+        self._children: dict[str, Children] = {}
         self._durations: dict[str, Histogram] = {}
         self._invalidations_seen = 0
         self._cache_errors_seen = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._closed = False
-        self._set = _metric_set(self.registry, namespace)
+        self._set = metric_set(self.registry, namespace)
         self._set.attach(self)
         m, label = self._set, self.label
         self._invalidations = m.invalidations.labels(label)
@@ -383,21 +164,10 @@ class PrometheusMetrics:
         # Half-open is still "not healed": the gauge drops to 0 only when the circuit closes.
         self._circuit.set(0 if breaker is None or breaker.state == "closed" else 1)
 
-    def _of(self, fname: str) -> _Children:
+    def _of(self, fname: str) -> Children:
         ch = self._children.get(fname)
         if ch is None:
-            m, c = self._set, self.label
-            ch = self._children[fname] = _Children(
-                l1_hit=m.requests.labels(c, fname, "l1", "hit"),
-                l2_hit=m.requests.labels(c, fname, "l2", "hit"),
-                miss=m.requests.labels(c, fname, "none", "miss"),
-                stale=m.requests.labels(c, fname, "none", "stale"),
-                loads=m.loads.labels(c, fname),
-                refreshes=m.refreshes.labels(c, fname),
-                stale_served=m.stale_served.labels(c, fname),
-                errors=m.errors.labels(c, fname),
-                remote_failures=m.remote_failures.labels(c, fname),
-            )
+            ch = self._children[fname] = self._set.children(self.label, fname)
         return ch
 
     # ------------------------------------------------------------------ event hooks
