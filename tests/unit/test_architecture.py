@@ -18,10 +18,6 @@ MAX_CLASS_LINES = 350
 _NOT_YET_SPLIT = {
     "freshlink.backends.cluster",
     "freshlink.backends.redis",
-    "freshlink.demo",
-    "freshlink.metrics",
-    "freshlink.serializers",
-    "freshlink.testing.cluster",
 }
 
 
