@@ -1,7 +1,7 @@
 """A circuit breaker: stop hammering a backend that keeps failing, probe it, heal by itself.
 
 Pure state: the clock is passed in and nothing here does I/O, so the transitions are tested
-exactly (tests/test_breaker.py). :class:`~freshlink.backends.guard.GuardedBackend` applies it.
+exactly (tests/unit/test_breaker.py). :class:`~freshlink.backends.guard.GuardedBackend` applies it.
 
     closed --(``failures`` in a row)--> open --(``reset_after`` passed)--> half-open
     half-open --(the one probe succeeds)--> closed

@@ -1,4 +1,4 @@
-"""Typed handles carried by decorated functions (checked with mypy in tests/typing)."""
+"""Typed handles carried by decorated functions (checked with mypy in tests/unit/typing)."""
 
 from __future__ import annotations
 
