@@ -1,6 +1,7 @@
 """Freshness decisions as pure functions: time and randomness are always passed in.
 
-Nothing here does I/O or reads a clock, so every policy is tested exactly (tests/unit/test_policy.py).
+Nothing here does I/O or reads a clock, so every policy is tested exactly
+(tests/unit/test_policy.py).
 The cache asks :func:`decide` what to do with an entry that is *valid* (its generations are
 current); an invalidated entry is never served, whatever these policies say.
 

@@ -80,9 +80,18 @@ class ReadPath:
         near_key: Hashable | None = None,
     ) -> Any:
         """Async :meth:`fetch`: the same steps with the backend's async methods."""
-        # No direct L2 attempt as in fetch: next to an awaited round trip, driving the steps
-        # costs little, and the steps serve a fresh L2 entry the same way.
-        return await arun(self.engine, self.steps(fname, key, names, policy, near_key), load)
+        eng = self.engine
+        if eng.near is None:  # the direct L2 attempt, as in fetch
+            try:
+                read = await eng.backend.aread(eng.keyspace.entry(key), names)
+            except BackendError as exc:
+                return await arun(eng, self.steps(fname, key, names, policy, near_key, exc), load)
+            value, first = self._fresh_hit(fname, key, read, policy)
+            if value is MISS:
+                steps = self.steps(fname, key, names, policy, near_key, first)
+                return await arun(eng, steps, load)
+            return value
+        return await arun(eng, self.steps(fname, key, names, policy, near_key), load)
 
     def _fresh_hit(
         self, fname: str, key: str, read: Read | BackendError, policy: Freshness
