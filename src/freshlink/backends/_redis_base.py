@@ -1,8 +1,8 @@
-"""What the Redis backends share: client settings, the retry and WAIT policies, leases, fill
-waiters and the channel wiring.
+"""What the Redis backends share: client settings, the retry and WAIT policies, leases, and
+(from :class:`~freshlink.backends._channel_base.ChannelBackend`) fill waiters and the channel.
 
-Every operation is written once, as a generator that yields what it needs from Redis (a
-:class:`Call` of a Lua script, a round of them on a cluster, or plain :class:`Commands`) and
+Every operation is written once, as a generator that yields what it needs from Redis (see
+:mod:`freshlink.backends._wire`: a script, a round of them on a cluster, or plain commands) and
 returns the result; :meth:`RedisBase._drive` performs the requests with blocking calls and
 :meth:`RedisBase._adrive` with awaited ones (:mod:`freshlink._drive`). A backend supplies the
 operations that differ (reads, writes, invalidations) and how it sends a script.
@@ -17,15 +17,16 @@ import importlib
 import math
 import random
 import secrets
-from collections.abc import Callable, Generator, Sequence
-from typing import Any, NamedTuple, Self, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Self, TypeVar
 
 from .._drive import adrive, drive
 from ..errors import BackendError, ConfigurationError, InvalidationError, MissingDependencyError
 from ._channel_base import ChannelBackend
+from ._wire import Call, Commands, Op, Steps, decode_entry, pipelined, release_message
 from .base import Entry, Read, new_generation
 
-__all__ = ["DEFAULT_CLIENT_OPTIONS", "Call", "Commands", "RedisBase"]
+__all__ = ["DEFAULT_CLIENT_OPTIONS", "RedisBase"]
 
 R = TypeVar("R")
 
@@ -62,63 +63,6 @@ def _retry(asyncio: bool = False) -> Any:
     from redis.retry import Retry
 
     return Retry(backoff, retries=1)
-
-
-class Call(NamedTuple):
-    """One Lua script to run: its name in the backend's script module, its keys and args."""
-
-    name: str
-    keys: list[str]
-    args: list[Any]
-
-
-class Commands(NamedTuple):
-    """Plain commands sent in one round trip (a pipeline when several); answered by a list."""
-
-    commands: tuple[tuple[Any, ...], ...]
-
-
-#: What an operation yields: a script, a round of scripts (a cluster's), or plain commands.
-Op = Call | list[Call] | Commands
-#: An operation: yields requests, receives their replies, returns its result.
-Steps = Generator[Op, Any, R]
-
-
-def _entry_from(
-    names: tuple[str, ...] | bytes, stamps_b: bytes, meta_b: bytes, payload: bytes
-) -> Entry:
-    created, ttl, load_time = meta_b.split(b",")
-    return Entry(
-        payload,
-        names if isinstance(names, tuple) else tuple(names.decode().split("\n")),
-        tuple(map(int, stamps_b.split(b","))),
-        float(created),
-        float(ttl) if ttl else None,
-        float(load_time),
-    )
-
-
-def _meta(entry: Entry) -> str:
-    ttl = "" if entry.ttl is None else repr(entry.ttl)
-    return f"{entry.created!r},{ttl},{entry.load_time!r}"
-
-
-def _retain_ms(retain: float | None) -> int:
-    return -1 if retain is None else max(int(retain * 1000), 1)
-
-
-def _release_message(key: str, error: str) -> str:
-    # "err": the loader raised, waiters raise RemoteLoaderError; "skip": nothing was stored
-    # (the value was not cacheable, or the refresh gave up), waiters read and lease again.
-    return f"err\n{key}\n{error}" if error else f"skip\n{key}\n"
-
-
-def _pipeline(client: Any, commands: Sequence[tuple[Any, ...]]) -> Any:
-    """A pipeline (sync or asyncio, single server or cluster) with ``commands`` queued."""
-    p = client.pipeline(transaction=False)
-    for command in commands:
-        p.execute_command(*command)
-    return p
 
 
 class RedisBase(ChannelBackend):
@@ -257,7 +201,7 @@ class RedisBase(ChannelBackend):
             commands = op.commands
             if len(commands) == 1:
                 return [self.client.execute_command(*commands[0])]
-            return _pipeline(self.client, commands).execute()
+            return pipelined(self.client, commands).execute()
         return self._script(op)  # type: ignore[arg-type]
 
     async def _aperform(self, op: Op) -> Any:
@@ -266,7 +210,7 @@ class RedisBase(ChannelBackend):
             commands = op.commands
             if len(commands) == 1:
                 return [await self.aclient.execute_command(*commands[0])]
-            return await _pipeline(self.aclient, commands).execute()
+            return await pipelined(self.aclient, commands).execute()
         return await self._ascript(op)  # type: ignore[arg-type]
 
     @abc.abstractmethod
@@ -344,7 +288,7 @@ class RedisBase(ChannelBackend):
 
     def _get_entry(self, key: str) -> Steps[Entry | None]:
         (e,) = yield Commands((("HMGET", self._stored(key), "n", "s", "m", "p"),))
-        return _entry_from(e[0], e[1], e[2], e[3]) if e[3] is not None else None
+        return decode_entry(e[0], e[1], e[2], e[3]) if e[3] is not None else None
 
     def _delete(self, key: str) -> Steps[bool]:
         (n,) = yield Commands((("DEL", self._stored(key)),))
@@ -359,7 +303,7 @@ class RedisBase(ChannelBackend):
         return (token, 0.0) if got else (None, max(left, 0) / 1000)
 
     def _release(self, key: str, token: str, error: str) -> Steps[None]:
-        message = _release_message(key, error)
+        message = release_message(key, error)
         yield Call("RELEASE", [self.lease_key(key)], [token, self.keyspace.fills, message])
 
     # The Backend API: each operation driven with blocking calls, or awaited.

@@ -25,16 +25,8 @@ from typing import Any
 
 from ..keyspace import Keyspace
 from . import _cluster_scripts as scripts
-from ._redis_base import (
-    DEFAULT_CLIENT_OPTIONS,
-    Call,
-    RedisBase,
-    Steps,
-    _entry_from,
-    _meta,
-    _redis,
-    _retain_ms,
-)
+from ._redis_base import DEFAULT_CLIENT_OPTIONS, RedisBase, _redis
+from ._wire import Call, Steps, decode_entry, encode_meta, retain_ms
 from .base import Entry, Read
 from .channel import Fanout
 from .topology import Replicas
@@ -277,10 +269,10 @@ class RedisClusterBackend(RedisBase):
             return Read(None, gens)
         try:
             if stored_names == "\n".join(names).encode():
-                entry = _entry_from(tuple(names), stamps, meta, payload)
+                entry = decode_entry(tuple(names), stamps, meta, payload)
                 return Read(entry if entry.stamps == gens else None, gens)
             # A reader that does not know the entry's tags (cache.get): check its own names.
-            entry = _entry_from(stored_names, stamps, meta, payload)
+            entry = decode_entry(stored_names, stamps, meta, payload)
         except (ValueError, TypeError, UnicodeDecodeError):
             return Read(None, gens)  # garbage someone wrote into the entry: a miss
         current = yield from self._current(entry.names)
@@ -289,7 +281,7 @@ class RedisClusterBackend(RedisBase):
     def _write(self, key: str, entry: Entry, retain: float | None, token: str) -> Steps[bool]:
         names, stamps = entry.names, entry.stamps
         here, others = self._split(key, names)
-        retain_ms = str(_retain_ms(retain))
+        ms = str(retain_ms(retain))
         calls: list[Call] = [
             Call(
                 "WRITE",
@@ -300,9 +292,9 @@ class RedisClusterBackend(RedisBase):
                     "\n".join(names),
                     ",".join(map(str, stamps)),
                     ",".join(str(stamps[i]) for i in here),
-                    _meta(entry),
+                    encode_meta(entry),
                     entry.payload,
-                    retain_ms,
+                    ms,
                     token,
                     self.keyspace.fills,
                     key,
@@ -317,7 +309,7 @@ class RedisClusterBackend(RedisBase):
                     [
                         self._gen_ttl_ms,
                         self._seed(),
-                        retain_ms,
+                        ms,
                         ",".join(str(stamps[i]) for i in idx),
                     ],
                 )
@@ -349,11 +341,11 @@ class RedisClusterBackend(RedisBase):
         # cannot leave the older value valid: the later bump of either sees a moved value.
         names = entry.names
         here, others = self._split(key, names)
-        retain_ms = str(_retain_ms(retain))
+        ms = str(retain_ms(retain))
         new: list[str] = ["?"] * len(names)
         moved = True
         if others:
-            replies = yield [self._bump_call(names, idx, retain_ms) for idx in others.values()]
+            replies = yield [self._bump_call(names, idx, ms) for idx in others.values()]
             for idx, reply in zip(others.values(), replies, strict=True):
                 for i, v in zip(idx, reply, strict=True):
                     new[i] = str(int(v))
@@ -365,12 +357,12 @@ class RedisClusterBackend(RedisBase):
                 self._gen_ttl_ms,
                 self._seed(),
                 self.keyspace.invalidations,
-                retain_ms,
+                ms,
                 "\n".join(names),
                 ",".join(new),
                 ",".join(str(expected[i]) for i in here),
                 "1" if moved else "0",
-                _meta(entry),
+                encode_meta(entry),
                 entry.payload,
             ],
         )

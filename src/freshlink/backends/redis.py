@@ -14,19 +14,8 @@ from typing import Any
 
 from ..errors import BackendError
 from . import _scripts
-from ._redis_base import (
-    DEFAULT_CLIENT_OPTIONS,
-    Call,
-    Commands,
-    RedisBase,
-    Steps,
-    _entry_from,
-    _meta,
-    _pipeline,
-    _redis,
-    _retain_ms,
-    _retry,
-)
+from ._redis_base import DEFAULT_CLIENT_OPTIONS, RedisBase, _redis, _retry
+from ._wire import Call, Commands, Steps, decode_entry, encode_meta, pipelined, retain_ms
 from .base import Entry, Read
 from .channel import Listener
 
@@ -71,7 +60,7 @@ def _read_result(reply: Any, gens: Sequence[str]) -> Read:
     if kind == 0:
         return Read(None, tuple(map(int, reply[1:])))
     try:
-        entry = _entry_from(tuple(gens) if kind == 1 else reply[4], *reply[1:4])
+        entry = decode_entry(tuple(gens) if kind == 1 else reply[4], *reply[1:4])
     except (ValueError, TypeError, UnicodeDecodeError):
         # Garbage someone wrote into the entry: a miss. (On a kind-1 reply the script
         # checked that the stamps are exactly the current generations.)
@@ -209,7 +198,7 @@ class RedisBackend(RedisBase):
             try:
                 if not need:
                     return client.execute_command(*_evalsha(call))
-                replies = self._pipeline(client, call, need).execute()
+                replies = self._confirming(client, call, need).execute()
                 return self._after_waits(replies, [need])[0]
             except _redis().exceptions.NoScriptError:
                 if attempt:
@@ -225,7 +214,7 @@ class RedisBackend(RedisBase):
             try:
                 if not need:
                     return await client.execute_command(*_evalsha(call))
-                replies = await self._pipeline(client, call, need).execute()
+                replies = await self._confirming(client, call, need).execute()
                 return self._after_waits(replies, [need])[0]
             except _redis().exceptions.NoScriptError:
                 if attempt:
@@ -233,10 +222,10 @@ class RedisBackend(RedisBase):
                 await client.script_load(_SOURCE[call.name])
         raise AssertionError("unreachable")
 
-    def _pipeline(self, client: Any, call: Call, need: int) -> Any:
+    def _confirming(self, client: Any, call: Call, need: int) -> Any:
         # An invalidation followed by WAIT on the same connection (a pipeline): acknowledged
         # only once a replica has it.
-        return _pipeline(client, [_evalsha(call), *self._waits(need)])
+        return pipelined(client, [_evalsha(call), *self._waits(need)])
 
     def _replicas_of(self, node: Any) -> int:
         """A single server is assumed to have a replica (``wait_replicas="auto"``: wait for one)."""
@@ -286,9 +275,9 @@ class RedisBackend(RedisBase):
             run_id,
             "\n".join(entry.names),
             ",".join(map(str, entry.stamps)),
-            _meta(entry),
+            encode_meta(entry),
             entry.payload,
-            _retain_ms(retain),
+            retain_ms(retain),
             self.lease_key(key),
             token,
             self.keyspace.fills,
@@ -303,9 +292,9 @@ class RedisBackend(RedisBase):
             run_id,
             "\n".join(entry.names),
             ",".join(map(str, expected)),
-            _meta(entry),
+            encode_meta(entry),
             entry.payload,
-            _retain_ms(retain),
+            retain_ms(retain),
             self.keyspace.invalidations,
             self._gen_ttl_ms,
             self._seed(),

@@ -22,7 +22,8 @@ import time
 from typing import Any
 
 from ..errors import ConfigurationError
-from ._redis_base import Op, _redis, _retry
+from ._redis_base import _redis, _retry
+from ._wire import Op
 from .channel import Channel
 from .redis import RedisBackend
 from .urls import parse_sentinel_url, pop_wait_options
