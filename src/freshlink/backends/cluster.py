@@ -47,13 +47,14 @@ _INHERITED = frozenset(
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _place(keyspace: Keyspace, name: str) -> tuple[str, int]:
+def _place(namespace: str, name: str) -> tuple[str, int]:
     """The cluster key of a name and its slot (memoised: names repeat on every read)."""
     from redis.crc import key_slot
 
     # An entry and its own-key generation share the key's hash (and the entry's lease its hash
     # tag: see lease_key); a tag hashes alone. The hash is hex, so a key or tag containing
     # braces cannot change the slot.
+    keyspace = Keyspace(namespace)
     rest = name
     for prefix in (keyspace.entry_prefix, keyspace.own_prefix):
         if name.startswith(prefix):
@@ -133,13 +134,13 @@ class RedisClusterBackend(RedisBase):
     # ------------------------------------------------------------------ rounds
 
     def _key(self, name: str) -> str:
-        return _place(self.keyspace, name)[0]
+        return _place(self.namespace, name)[0]
 
     def _by_slot(self, names: Sequence[str]) -> dict[int, list[int]]:
         """Positions of ``names`` grouped by slot, in order."""
         groups: dict[int, list[int]] = {}
         for i, name in enumerate(names):
-            groups.setdefault(_place(self.keyspace, name)[1], []).append(i)
+            groups.setdefault(_place(self.namespace, name)[1], []).append(i)
         return groups
 
     def _gens_calls(self, names: Sequence[str], groups: dict[int, list[int]]) -> list[Call]:
@@ -243,7 +244,7 @@ class RedisClusterBackend(RedisBase):
     def _split(self, key: str, names: Sequence[str]) -> tuple[list[int], dict[int, list[int]]]:
         """Positions of ``names`` in the entry's slot, and the others grouped by slot."""
         groups = self._by_slot(names)
-        return groups.pop(_place(self.keyspace, key)[1], []), groups
+        return groups.pop(_place(self.namespace, key)[1], []), groups
 
     def _current(self, names: Sequence[str]) -> Steps[tuple[int, ...]]:
         groups = self._by_slot(names)
