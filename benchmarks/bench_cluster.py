@@ -122,7 +122,7 @@ def _layout(ns: str, fkey: str, tags: Sequence[str]) -> list[int]:
     probe = Cache(namespace=ns)  # names only: gen_names and entry_key are pure
     names = [probe.keyspace.entry(fkey), *probe.keyspace.names(fkey, tags)]
     probe.close()
-    return [_place(ns + ":", n)[1] for n in names]
+    return [_place(ns, n)[1] for n in names]
 
 
 def pick_namespace(client: RedisCluster, fkey: str, tags: Sequence[str], spread: bool) -> str:

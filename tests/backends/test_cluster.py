@@ -525,13 +525,13 @@ def test_write_through_interleavings_never_leave_an_older_value_valid(
             ns = f"il{cases}"
             key = ns + ":e:k"
             names = [ns + ":k:k"]
-            used = {_place(backend._prefix, key)[1]}
+            used = {_place(backend.namespace, key)[1]}
             i = 0
             while len(names) < 3:  # two tags, each on a slot of its own
                 tag = f"{ns}:t:tag{i}"
                 i += 1
-                if _place(backend._prefix, tag)[1] not in used:
-                    used.add(_place(backend._prefix, tag)[1])
+                if _place(backend.namespace, tag)[1] not in used:
+                    used.add(_place(backend.namespace, tag)[1])
                     names.append(tag)
             state: dict[int, dict[str, Any]] = {0: {}, 1: {}}
             at = {0: 0, 1: 0}

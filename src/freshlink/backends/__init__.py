@@ -7,13 +7,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
+from ..keyspace import (
+    CLUSTER_SCHEMES,
+    MEMORY_SCHEMES,
+    REDIS_SCHEMES,
+    SENTINEL_SCHEMES,
+    schemes_phrase,
+)
 from .base import Backend, Entry, Read
 
 __all__ = ["Backend", "Entry", "Read", "open_backend"]
-
-_REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
-_CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
-_SENTINEL_SCHEMES = frozenset({"redis+sentinel", "rediss+sentinel"})
 
 
 def _client_kind(client: Any) -> tuple[str, bool] | None:
@@ -60,24 +63,23 @@ def open_backend(url: Any, *, namespace: str = "freshlink", **options: Any) -> B
             f"the cache URL must be a str or a redis-py client, got {type(url).__name__}"
         )
     scheme = urlsplit(url).scheme.lower()
-    if scheme == "memory":
+    if scheme in MEMORY_SCHEMES:
         from .memory import MemoryBackend
 
         return MemoryBackend(**options)
-    if scheme in _REDIS_SCHEMES:
+    if scheme in REDIS_SCHEMES:
         from .redis import RedisBackend  # imports redis-py lazily, naming the extra if missing
 
         backend: Backend = RedisBackend.from_url(url, namespace=namespace, **options)
         return backend
-    if scheme in _CLUSTER_SCHEMES:
+    if scheme in CLUSTER_SCHEMES:
         from .cluster import RedisClusterBackend
 
         return RedisClusterBackend.from_url(url, namespace=namespace, **options)
-    if scheme in _SENTINEL_SCHEMES:
+    if scheme in SENTINEL_SCHEMES:
         from .sentinel import SentinelBackend
 
         return SentinelBackend.from_url(url, namespace=namespace, **options)
     raise ConfigurationError(
-        f"unknown cache URL scheme {scheme!r} in {url!r}; use memory://, redis://, rediss://, "
-        "unix://, redis+cluster:// or redis+sentinel://"
+        f"unknown cache URL scheme {scheme!r} in {url!r}; use {schemes_phrase()}"
     )

@@ -1,9 +1,10 @@
 """The Lua scripts of the Redis Cluster backend. Each touches the keys of one hash slot only.
 
 Layout: every key is ``{h}name``, where ``name`` is the generation or entry name the cache uses
-(``ns:e:<key>``, ``ns:k:<key>``, ``ns:t:<tag>``, ``ns:l:<key>``) and ``h`` a short hash of
-the part after the kind, so an entry, its own-key generation and its lease share one slot while
-tags spread over the cluster. A generation is a string ``<value>:<node identity>``.
+(``ns:e:<key>``, ``ns:k:<key>``, ``ns:t:<tag>``; see :mod:`freshlink.keyspace`) and ``h`` a
+short hash of the part after the kind, so an entry and its own-key generation share one slot
+while tags spread over the cluster; an entry's lease (``ns:l:ns:e:<key>``) takes the entry's
+``{h}``, so it lives in that slot too. A generation is a string ``<value>:<node identity>``.
 
 Why the node identity: a failover to a replica that missed the last increments brings a tag's
 generation *back* to an older value, and an entry stamped with that value (on another node,
@@ -23,7 +24,9 @@ is not needed for it.
 
 from __future__ import annotations
 
-__all__ = ["BUMP", "CHECK", "GENS", "READ", "WRITE"]
+from ._scripts import RELEASE  # one key (the lease): the single-server script runs as it is
+
+__all__ = ["BUMP", "CHECK", "GENS", "READ", "RELEASE", "WRITE"]
 
 _COMMON = """
 local function fresh(seed, i)

@@ -6,7 +6,7 @@ Layout of the keys (``ns`` is the namespace):
   ``n`` (its generation names, newline-separated), ``s`` (their stamps, comma-separated),
   ``m`` (``created,ttl,load_time``) and ``p`` (the payload).
 * ``ns:t:<tag>``, ``ns:k:<key>``: generation counters, plain integers.
-* ``ns:l:<key>``: a single-flight lease (a random token, with an expiry).
+* ``ns:l:ns:e:<key>``: the single-flight lease of an entry (a random token, with an expiry).
 
 Generations are compared as strings: they are integers below 2**53, written by ``INCR`` or by
 the client, so equal numbers always have equal decimal strings, and no Lua double rounding can

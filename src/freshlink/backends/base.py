@@ -61,10 +61,6 @@ class Entry:
     ttl: float | None
     load_time: float = 0.0
 
-    def expires_at(self) -> float:
-        """Wall-clock time after which the entry is no longer fresh (inf without a TTL)."""
-        return float("inf") if self.ttl is None else self.created + self.ttl
-
 
 class Read(NamedTuple):
     """The answer to a generation-aware read."""

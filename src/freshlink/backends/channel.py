@@ -23,11 +23,29 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Listener"]
+__all__ = ["Channel", "Fanout", "Listener"]
 
 logger = logging.getLogger("freshlink")
+
+
+class Channel(Protocol):
+    """What a backend drives of its channel (a :class:`Listener` or a :class:`Fanout`)."""
+
+    #: Set while subscribed; cleared when the connection is lost.
+    connected: threading.Event
+    #: Set once a pong has proved delivery; cleared when the connection is lost.
+    alive: threading.Event
+
+    def start(self) -> None:
+        """Start listening (idempotent)."""
+
+    def stop(self) -> None:
+        """Stop listening and close the connections."""
+
+    def reconnect(self) -> None:
+        """Drop the connections now: they are made again, and reported lost meanwhile."""
 
 
 class Listener:

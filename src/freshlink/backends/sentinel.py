@@ -20,33 +20,17 @@ import math
 import threading
 import time
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigurationError
-from .cluster import parse_cluster_url
-from .redis import RedisBackend, _redis, _retry
+from ._redis_base import _redis, _retry
+from ._wire import Op
+from .channel import Channel
+from .redis import RedisBackend
+from .urls import parse_sentinel_url, pop_wait_options
 
 __all__ = ["SentinelBackend", "parse_sentinel_url"]
 
 logger = logging.getLogger("freshlink")
-
-
-def parse_sentinel_url(url: str) -> dict[str, Any]:
-    """Sentinels, service name, db and options from ``redis+sentinel://h:p[,h:p]/name[/db]``."""
-    parsed = parse_cluster_url(url, db=True)
-    parts = urlsplit(url)
-    path = [p for p in parts.path.split("/") if p]
-    if not path:
-        raise ConfigurationError(
-            f"{url!r} names no Sentinel service: use redis+sentinel://host:port/service_name"
-        )
-    options = parsed["options"]
-    if len(path) > 1:
-        try:
-            options["db"] = int(path[1])
-        except ValueError:
-            raise ConfigurationError(f"bad database number {path[1]!r} in {url!r}") from None
-    return {"sentinels": parsed["nodes"], "service": unquote(path[0]), "options": options}
 
 
 def is_sentinel_managed(client: Any) -> bool:
@@ -75,9 +59,12 @@ _FROM_CLIENT = frozenset({"username", "password", "db", "ssl", "ssl_ca_certs", "
 
 
 class SentinelBackend(RedisBackend):
-    """The Redis backend on the master a set of Sentinels points to."""
+    """The Redis backend on the master a set of Sentinels points to.
 
-    _checks_master = True
+    A subclass of :class:`RedisBackend`, not a sibling: it is the same single-master Redis
+    (the same scripts and operations, the same server identity learnt by every connection);
+    only where its connections go is decided by the sentinels, and it watches them.
+    """
 
     def __init__(
         self,
@@ -101,10 +88,10 @@ class SentinelBackend(RedisBackend):
             sentinel_url = _from_client(given)
         else:
             raise ConfigurationError("SentinelBackend needs a URL or a Sentinel-managed client")
-        wait_replicas = sentinel_url["options"].pop("wait_replicas", wait_replicas)
-        if "wait_timeout" in sentinel_url["options"]:
-            kw["wait_timeout"] = sentinel_url["options"].pop("wait_timeout")
-        super().__init__(client, aclient, url=url, wait_replicas=wait_replicas, **kw)
+        kw |= pop_wait_options(sentinel_url["options"], wait_replicas)
+        super().__init__(client, aclient, url=url, **kw)
+        # Set (by the master watch) when async connections point at an old master.
+        self._async_stale = False
         self._sentinel_url = sentinel_url
         self._sentinel: Any = None
         self._asentinel: Any = None  # the asyncio manager, when this backend made one
@@ -179,9 +166,17 @@ class SentinelBackend(RedisBackend):
                 self._healthy, self._counted = healthy, started
             self._confirmed = started
 
-    def _before_script(self) -> None:
-        """See :meth:`RedisBackend._before_script`: the master answer must be recent."""
+    def _perform(self, op: Op) -> Any:
+        """See :meth:`RedisBackend._perform`, once the master answer is recent."""
         self._fresh()
+        return super()._perform(op)
+
+    async def _aperform(self, op: Op) -> Any:
+        """See :meth:`RedisBackend._aperform`, on connections to the current master."""
+        if self._async_stale:
+            await self._aprepare()
+        self._fresh()  # a blocking round trip, only when the master watch lags
+        return await super()._aperform(op)
 
     def _fresh(self) -> None:
         # A read must not go to a master named by an answer older than half the fence: if this
@@ -247,7 +242,7 @@ class SentinelBackend(RedisBackend):
     def _dispatch_alive(self, t: float) -> None:
         super()._dispatch_alive(min(t, self._confirmed))
 
-    def ensure_listener(self) -> Any:
+    def ensure_listener(self) -> Channel:
         """Start the channel (and the master watch)."""
         self._ensure_watch()
         return super().ensure_listener()
@@ -259,12 +254,6 @@ class SentinelBackend(RedisBackend):
                 self._sentinel_url["sentinels"], sentinel_kwargs=self._sentinel_kwargs()
             )
         return self._sentinel
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> SentinelBackend:
-        """A backend for ``redis+sentinel://`` (or ``rediss+sentinel://``) URLs."""
-        _redis()
-        return cls(url=url, **options)
 
     def _kwargs(self) -> dict[str, Any]:
         return {**self._options, **self._sentinel_url["options"]}
@@ -296,16 +285,13 @@ class SentinelBackend(RedisBackend):
     def aclient(self) -> Any:
         """The asyncio client on the current master (created on first use)."""
         if self._aclient is None:
-            from redis.asyncio.retry import Retry as AsyncRetry
-            from redis.backoff import ExponentialBackoff
-
             sentinel = self._asentinel = _redis("redis.asyncio.sentinel").Sentinel(
                 self._sentinel_url["sentinels"], sentinel_kwargs=self._sentinel_kwargs()
             )
             self._aclient = sentinel.master_for(
                 self._sentinel_url["service"],
                 redis_connect_func=self._aon_connect,
-                retry=AsyncRetry(ExponentialBackoff(cap=0.02, base=0.002), retries=1),
+                retry=_retry(asyncio=True),
                 **self._kwargs(),
             )
         return self._aclient
