@@ -113,7 +113,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         info = client.info()
         counts, truncated = count_keys(client, args.namespace, args.max_scan)
         hits, misses = info.get("keyspace_hits", 0), info.get("keyspace_misses", 0)
-        gens = cache.backend.current([cache.keyspace.tag(t) for t in tags]) if tags else ()
+        current = cache.backend.current([cache.keyspace.tag(t) for t in tags]) if tags else ()
         report = {
             "url": args.url,
             "namespace": args.namespace,
@@ -124,7 +124,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             "scan_truncated": truncated,
             "redis_keyspace_hit_ratio": None if hits + misses == 0 else hits / (hits + misses),
             "breaker": cache.breaker.state if cache.breaker is not None else None,
-            "tags": dict(zip(tags, gens, strict=True)),
+            "tags": dict(zip(tags, current, strict=True)),
         }
     if args.json:
         print(json.dumps(report, indent=2))

@@ -82,16 +82,16 @@ class NearEntry:
         "load_time",
         "names",
         "size",
+        "stamps",
         "ttl",
         "value",
-        "values",
     )
 
     def __init__(
         self,
         value: Any,
         names: tuple[str, ...],
-        values: tuple[int, ...],
+        stamps: tuple[int, ...],
         expires: float,
         fresh: float | None = None,
         born: float = 0.0,
@@ -101,10 +101,10 @@ class NearEntry:
         size: int = 0,
     ) -> None:
         self.value = value
-        # Names and values as two tuples: the names tuple is the one the function's key memo
+        # Names and stamps as two tuples: the names tuple is the one the function's key memo
         # and the backend entry already hold, so an L1 entry does not copy it.
         self.names = names
-        self.values = values
+        self.stamps = stamps
         self.expires = expires
         self.fresh = expires if fresh is None else min(fresh, expires)
         self.born = born
@@ -114,11 +114,6 @@ class NearEntry:
         self.size = size  # serialized size plus a fixed overhead: what max_bytes counts
         # -1 never equals an epoch, so a new entry is validated against ``known`` on first use.
         self.epoch = -1
-
-    @property
-    def stamps(self) -> tuple[tuple[str, int], ...]:
-        """(name, generation) pairs the entry was stamped with."""
-        return tuple(zip(self.names, self.values, strict=True))
 
 
 def _entry_size(entry: NearEntry) -> int:
@@ -195,7 +190,7 @@ class NearCache:
         epoch = self.epoch  # read before checking, so a concurrent bump forces a re-check
         if e.epoch != epoch:
             known = self.known
-            for name, value in zip(e.names, e.values):  # noqa: B905 - equal by construction
+            for name, value in zip(e.names, e.stamps):  # noqa: B905 - equal by construction
                 if known.get(name) != value:
                     return None
             e.epoch = epoch

@@ -108,7 +108,7 @@ class ReadPath:
                 return MISS, read
         value = self.engine.entries.value(fname, key, entry)
         if value is UNREADABLE:
-            return MISS, Read(None, read.gens)
+            return MISS, Read(None, read.current)
         self.engine.outcomes.served(fname, key, "l2", Action.SERVE, policy, left)
         return value, read
 
@@ -145,12 +145,12 @@ class ReadPath:
             if e is None and eng.verify_near:
                 e = eng.near.peek(near_key, eng.monotonic())  # type: ignore[union-attr]
                 # Strict L1: one small read confirms the entry's generations are current.
-                if e is not None and tuple((yield Call("current", (e.names,)))) != e.values:
+                if e is not None and tuple((yield Call("current", (e.names,)))) != e.stamps:
                     e = None
             if e is not None:
                 action, left = eng.entries.judge_near(e, policy)
                 if action is not Action.LOAD:
-                    yield from self._serve(job, "l1", action, left, e.names, e.values, e.created)
+                    yield from self._serve(job, "l1", action, left, e.names, e.stamps, e.created)
                     return e.value
                 stale = Stale(e.value, left)
             read: Read = first if first is not None else (yield Call("read", (job.ekey, names)))
@@ -175,7 +175,7 @@ class ReadPath:
                     return value
                 stale = Stale(value, left)
         eng.outcomes.missed(fname, key)
-        stamps = read.gens
+        stamps = read.current
         return (yield SingleFlight((key, stamps), lambda: self.fill(job, stamps, mark, stale)))
 
     def degraded(self, job: Job, stale: Stale | None) -> Steps:
@@ -314,7 +314,7 @@ class ReadPath:
             value = self._taken_over(job, read, mark)
             if value is not MISS:
                 return "", stamps, value
-            stamps = read.gens  # invalidated meanwhile: the next load stamps the newer ones
+            stamps = read.current  # invalidated meanwhile: the next load stamps the newer ones
 
     def _taken_over(self, job: Job, read: Read, mark: int) -> Any:
         """The value another process just stored, if ``read`` found it valid."""

@@ -257,7 +257,7 @@ class RedisBase(ChannelBackend):
     # ------------------------------------------------------------------ operations
 
     @abc.abstractmethod
-    def _read(self, key: str, gens: Sequence[str]) -> Steps[Read]:
+    def _read(self, key: str, names: Sequence[str]) -> Steps[Read]:
         """See :meth:`Backend.read`."""
 
     @abc.abstractmethod
@@ -271,11 +271,11 @@ class RedisBase(ChannelBackend):
         """See :meth:`Backend.write_through`."""
 
     @abc.abstractmethod
-    def _invalidate(self, gens: Sequence[str]) -> Steps[tuple[int, ...]]:
+    def _invalidate(self, names: Sequence[str]) -> Steps[tuple[int, ...]]:
         """See :meth:`Backend.invalidate`."""
 
     @abc.abstractmethod
-    def _current(self, gens: Sequence[str]) -> Steps[tuple[int, ...]]:
+    def _current(self, names: Sequence[str]) -> Steps[tuple[int, ...]]:
         """See :meth:`Backend.current`."""
 
     @abc.abstractmethod
@@ -308,13 +308,13 @@ class RedisBase(ChannelBackend):
 
     # The Backend API: each operation driven with blocking calls, or awaited.
 
-    def read(self, key: str, gens: Sequence[str]) -> Read:
+    def read(self, key: str, names: Sequence[str]) -> Read:
         """See :meth:`Backend.read`."""
-        return self._drive(self._read(key, gens))
+        return self._drive(self._read(key, names))
 
-    async def aread(self, key: str, gens: Sequence[str]) -> Read:
+    async def aread(self, key: str, names: Sequence[str]) -> Read:
         """See :meth:`Backend.read`."""
-        return await self._adrive(self._read(key, gens))
+        return await self._adrive(self._read(key, names))
 
     def write(self, key: str, entry: Entry, retain: float | None, token: str = "") -> bool:
         """See :meth:`Backend.write`; also ends the lease ``token`` and wakes waiters."""
@@ -337,21 +337,21 @@ class RedisBase(ChannelBackend):
         steps = self._write_through(key, entry, expected, retain)
         return await self._adrive(steps, InvalidationError)
 
-    def invalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
+    def invalidate(self, names: Sequence[str]) -> tuple[int, ...]:
         """See :meth:`Backend.invalidate`."""
-        return self._drive(self._invalidate(gens), InvalidationError)
+        return self._drive(self._invalidate(names), InvalidationError)
 
-    async def ainvalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
+    async def ainvalidate(self, names: Sequence[str]) -> tuple[int, ...]:
         """See :meth:`Backend.invalidate`."""
-        return await self._adrive(self._invalidate(gens), InvalidationError)
+        return await self._adrive(self._invalidate(names), InvalidationError)
 
-    def current(self, gens: Sequence[str]) -> tuple[int, ...]:
+    def current(self, names: Sequence[str]) -> tuple[int, ...]:
         """See :meth:`Backend.current`."""
-        return self._drive(self._current(gens))
+        return self._drive(self._current(names))
 
-    async def acurrent(self, gens: Sequence[str]) -> tuple[int, ...]:
+    async def acurrent(self, names: Sequence[str]) -> tuple[int, ...]:
         """See :meth:`Backend.current`."""
-        return await self._adrive(self._current(gens))
+        return await self._adrive(self._current(names))
 
     def get_entry(self, key: str) -> Entry | None:
         """See :meth:`Backend.get_entry`."""

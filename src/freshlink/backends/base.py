@@ -67,7 +67,7 @@ class Read(NamedTuple):
 
     entry: Entry | None
     """The stored entry if it exists and its stamps are all current, else None."""
-    gens: tuple[int, ...]
+    current: tuple[int, ...]
     """The current generations of the names asked for (fresh ones created where missing)."""
 
 
@@ -78,7 +78,7 @@ InvalidationListener = Callable[[Sequence[str], Sequence[int]], None]
 class Backend(abc.ABC):
     """Storage for entries and generations. Sync and async methods have the same semantics.
 
-    ``gens`` arguments are full generation names (namespaced by the caller), in the same order
+    ``names`` arguments are full generation names (namespaced by the caller), in the same order
     as an entry's ``stamps``. The async methods default to calling the sync ones, which is right
     for backends that never block (memory); I/O backends override both.
     """
@@ -88,8 +88,8 @@ class Backend(abc.ABC):
     synchronous = False
 
     @abc.abstractmethod
-    def read(self, key: str, gens: Sequence[str]) -> Read:
-        """Return the entry under ``key`` if all its stamps are current, and ``gens``' values."""
+    def read(self, key: str, names: Sequence[str]) -> Read:
+        """Return the entry under ``key`` if all its stamps are current, and ``names``' values."""
 
     #: True when the backend coordinates fills across processes (lease / wait_fill / release).
     supports_leases = False
@@ -111,11 +111,11 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def invalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
-        """Increment every generation in ``gens`` atomically and tell listeners; return them."""
+    def invalidate(self, names: Sequence[str]) -> tuple[int, ...]:
+        """Increment every generation in ``names`` atomically and tell listeners; return them."""
 
     @abc.abstractmethod
-    def current(self, gens: Sequence[str]) -> tuple[int, ...]:
+    def current(self, names: Sequence[str]) -> tuple[int, ...]:
         """The current generations (fresh random values are created for missing ones)."""
 
     @abc.abstractmethod
@@ -136,9 +136,9 @@ class Backend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and threads."""
 
-    async def aread(self, key: str, gens: Sequence[str]) -> Read:
+    async def aread(self, key: str, names: Sequence[str]) -> Read:
         """Async :meth:`read`."""
-        return self.read(key, gens)
+        return self.read(key, names)
 
     async def awrite(self, key: str, entry: Entry, retain: float | None, token: str = "") -> bool:
         """Async :meth:`write`."""
@@ -184,13 +184,13 @@ class Backend(abc.ABC):
         """Async :meth:`write_through`."""
         return self.write_through(key, entry, expected, retain)
 
-    async def ainvalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
+    async def ainvalidate(self, names: Sequence[str]) -> tuple[int, ...]:
         """Async :meth:`invalidate`."""
-        return self.invalidate(gens)
+        return self.invalidate(names)
 
-    async def acurrent(self, gens: Sequence[str]) -> tuple[int, ...]:
+    async def acurrent(self, names: Sequence[str]) -> tuple[int, ...]:
         """Async :meth:`current`."""
-        return self.current(gens)
+        return self.current(names)
 
     async def adelete(self, key: str) -> bool:
         """Async :meth:`delete`."""

@@ -264,20 +264,20 @@ class RedisClusterBackend(RedisBase):
         ]
         replies = yield calls
         first = replies[0]
-        gens = _gather(len(names), [here, *others.values()], [first[4:], *replies[1:]])
+        latest = _gather(len(names), [here, *others.values()], [first[4:], *replies[1:]])
         stored_names, stamps, meta, payload = first[:4]
         if stored_names is None:
-            return Read(None, gens)
+            return Read(None, latest)
         try:
             if stored_names == "\n".join(names).encode():
                 entry = decode_entry(tuple(names), stamps, meta, payload)
-                return Read(entry if entry.stamps == gens else None, gens)
+                return Read(entry if entry.stamps == latest else None, latest)
             # A reader that does not know the entry's tags (cache.get): check its own names.
             entry = decode_entry(stored_names, stamps, meta, payload)
         except (ValueError, TypeError, UnicodeDecodeError):
-            return Read(None, gens)  # garbage someone wrote into the entry: a miss
+            return Read(None, latest)  # garbage someone wrote into the entry: a miss
         current = yield from self._current(entry.names)
-        return Read(entry if entry.stamps == current else None, gens)
+        return Read(entry if entry.stamps == current else None, latest)
 
     def _write(self, key: str, entry: Entry, retain: float | None, token: str) -> Steps[bool]:
         names, stamps = entry.names, entry.stamps

@@ -111,13 +111,13 @@ class GuardedBackend(Backend):
 
     # Backend API -----------------------------------------------------------------------
 
-    def read(self, key: str, gens: Sequence[str]) -> Read:
+    def read(self, key: str, names: Sequence[str]) -> Read:
         """Guarded :meth:`Backend.read`."""
-        return self._call(self.inner.read, key, gens)
+        return self._call(self.inner.read, key, names)
 
-    async def aread(self, key: str, gens: Sequence[str]) -> Read:
+    async def aread(self, key: str, names: Sequence[str]) -> Read:
         """Guarded :meth:`Backend.aread`."""
-        return await self._acall(self.inner.aread, key, gens)
+        return await self._acall(self.inner.aread, key, names)
 
     def write(self, key: str, entry: Entry, retain: float | None, token: str = "") -> bool:
         """Guarded :meth:`Backend.write`."""
@@ -139,21 +139,21 @@ class GuardedBackend(Backend):
         """Guarded, retried :meth:`Backend.awrite_through`."""
         return await self._aconfirm(self.inner.awrite_through, key, entry, expected, retain)
 
-    def invalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
+    def invalidate(self, names: Sequence[str]) -> tuple[int, ...]:
         """Guarded, retried :meth:`Backend.invalidate`."""
-        return self._confirm(self.inner.invalidate, gens)
+        return self._confirm(self.inner.invalidate, names)
 
-    async def ainvalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
+    async def ainvalidate(self, names: Sequence[str]) -> tuple[int, ...]:
         """Guarded, retried :meth:`Backend.ainvalidate`."""
-        return await self._aconfirm(self.inner.ainvalidate, gens)
+        return await self._aconfirm(self.inner.ainvalidate, names)
 
-    def current(self, gens: Sequence[str]) -> tuple[int, ...]:
+    def current(self, names: Sequence[str]) -> tuple[int, ...]:
         """Guarded :meth:`Backend.current`."""
-        return self._call(self.inner.current, gens)
+        return self._call(self.inner.current, names)
 
-    async def acurrent(self, gens: Sequence[str]) -> tuple[int, ...]:
+    async def acurrent(self, names: Sequence[str]) -> tuple[int, ...]:
         """Guarded :meth:`Backend.acurrent`."""
-        return await self._acall(self.inner.acurrent, gens)
+        return await self._acall(self.inner.acurrent, names)
 
     def get_entry(self, key: str) -> Entry | None:
         """Guarded :meth:`Backend.get_entry`."""

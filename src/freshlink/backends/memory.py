@@ -40,9 +40,9 @@ class MemoryBackend(Backend):
         self._gens: LRUCache[str, int] = LRUCache(maxsize * 4)
         self._listeners: list[InvalidationListener] = []
 
-    def _current(self, gens: Sequence[str]) -> tuple[int, ...]:
+    def _current(self, names: Sequence[str]) -> tuple[int, ...]:
         out = []
-        for name in gens:
+        for name in names:
             value = self._gens.get(name)
             if value is None:
                 value = self._gens[name] = new_generation(self._rng)
@@ -59,10 +59,10 @@ class MemoryBackend(Backend):
             return None
         return entry
 
-    def read(self, key: str, gens: Sequence[str]) -> Read:
+    def read(self, key: str, names: Sequence[str]) -> Read:
         """See :meth:`Backend.read`."""
         with self._lock:
-            current = self._current(gens)
+            current = self._current(names)
             entry = self._live(key)
             if entry is not None and self._current(entry.names) != entry.stamps:
                 entry = None
@@ -91,23 +91,23 @@ class MemoryBackend(Backend):
                 self._store(key, entry, retain)
             return fresh
 
-    def _bump(self, gens: Sequence[str]) -> tuple[int, ...]:
-        values = tuple(v + 1 for v in self._current(gens))
-        for name, value in zip(gens, values, strict=True):
+    def _bump(self, names: Sequence[str]) -> tuple[int, ...]:
+        values = tuple(v + 1 for v in self._current(names))
+        for name, value in zip(names, values, strict=True):
             self._gens[name] = value
         for listener in self._listeners:
-            listener(gens, values)
+            listener(names, values)
         return values
 
-    def invalidate(self, gens: Sequence[str]) -> tuple[int, ...]:
+    def invalidate(self, names: Sequence[str]) -> tuple[int, ...]:
         """See :meth:`Backend.invalidate`."""
         with self._lock:
-            return self._bump(gens)
+            return self._bump(names)
 
-    def current(self, gens: Sequence[str]) -> tuple[int, ...]:
+    def current(self, names: Sequence[str]) -> tuple[int, ...]:
         """See :meth:`Backend.current`."""
         with self._lock:
-            return self._current(gens)
+            return self._current(names)
 
     def get_entry(self, key: str) -> Entry | None:
         """See :meth:`Backend.get_entry`."""

@@ -55,12 +55,12 @@ def _evalsha(call: Call) -> tuple[Any, ...]:
     return ("EVALSHA", _SHA[call.name], len(call.keys), *call.keys, *call.args)
 
 
-def _read_result(reply: Any, gens: Sequence[str]) -> Read:
+def _read_result(reply: Any, names: Sequence[str]) -> Read:
     kind = reply[0]
     if kind == 0:
         return Read(None, tuple(map(int, reply[1:])))
     try:
-        entry = decode_entry(tuple(gens) if kind == 1 else reply[4], *reply[1:4])
+        entry = decode_entry(tuple(names) if kind == 1 else reply[4], *reply[1:4])
     except (ValueError, TypeError, UnicodeDecodeError):
         # Garbage someone wrote into the entry: a miss. (On a kind-1 reply the script
         # checked that the stamps are exactly the current generations.)
@@ -233,41 +233,41 @@ class RedisBackend(RedisBase):
 
     # ------------------------------------------------------------------ operations
 
-    def _read(self, key: str, gens: Sequence[str]) -> Steps[Read]:
+    def _read(self, key: str, names: Sequence[str]) -> Steps[Read]:
         """One EVALSHA."""
         while True:
             run_id = self._run_id or (yield from self._identity())
-            reply = yield self._read_call(key, gens, run_id)
+            reply = yield self._read_call(key, names, run_id)
             # If the connection was re-made during the call (a retry after a restart), the
             # script ran on a new server with the old run id, which an entry restored from an
             # old snapshot also carries: ask again with the run id just learned.
             if self._run_id == run_id:
-                return _read_result(reply, gens)
+                return _read_result(reply, names)
 
-    def _read_call(self, key: str, gens: Sequence[str], run_id: str) -> Call:
-        return Call("READ", [key, *gens], [run_id, self._gen_ttl_ms, self._seed()])
+    def _read_call(self, key: str, names: Sequence[str], run_id: str) -> Call:
+        return Call("READ", [key, *names], [run_id, self._gen_ttl_ms, self._seed()])
 
     # The warm read is the hot path: when the run id is known and does not change during the
     # call, its one script answers it as _read would, so the generator is not even started
     # (that saves about 3% of a hit's CPU time). Anything else is left to _read.
 
-    def read(self, key: str, gens: Sequence[str]) -> Read:
+    def read(self, key: str, names: Sequence[str]) -> Read:
         """See :meth:`Backend.read` (one EVALSHA)."""
         run_id = self._run_id
         if run_id is not None:
-            reply = self._send(self._read_call(key, gens, run_id))
+            reply = self._send(self._read_call(key, names, run_id))
             if self._run_id == run_id:
-                return _read_result(reply, gens)
-        return self._drive(self._read(key, gens))
+                return _read_result(reply, names)
+        return self._drive(self._read(key, names))
 
-    async def aread(self, key: str, gens: Sequence[str]) -> Read:
+    async def aread(self, key: str, names: Sequence[str]) -> Read:
         """See :meth:`Backend.read` (one EVALSHA)."""
         run_id = self._run_id
         if run_id is not None:
-            reply = await self._asend(self._read_call(key, gens, run_id))
+            reply = await self._asend(self._read_call(key, names, run_id))
             if self._run_id == run_id:
-                return _read_result(reply, gens)
-        return await self._adrive(self._read(key, gens))
+                return _read_result(reply, names)
+        return await self._adrive(self._read(key, names))
 
     def _write(self, key: str, entry: Entry, retain: float | None, token: str) -> Steps[bool]:
         run_id = self._run_id or (yield from self._identity())
@@ -301,14 +301,14 @@ class RedisBackend(RedisBase):
         ]
         return bool((yield Call("WRITE_THROUGH", [key, *entry.names], args)))
 
-    def _invalidate(self, gens: Sequence[str]) -> Steps[tuple[int, ...]]:
+    def _invalidate(self, names: Sequence[str]) -> Steps[tuple[int, ...]]:
         """One EVALSHA: INCR each, then PUBLISH."""
         args = [self.keyspace.invalidations, self._gen_ttl_ms, self._seed()]
-        reply = yield Call("INVALIDATE", list(gens), args)
+        reply = yield Call("INVALIDATE", list(names), args)
         return tuple(int(v) for v in reply)
 
-    def _current(self, gens: Sequence[str]) -> Steps[tuple[int, ...]]:
-        reply = yield Call("CURRENT", list(gens), [self._gen_ttl_ms, self._seed()])
+    def _current(self, names: Sequence[str]) -> Steps[tuple[int, ...]]:
+        reply = yield Call("CURRENT", list(names), [self._gen_ttl_ms, self._seed()])
         return tuple(int(v) for v in reply)
 
     def _stored(self, key: str) -> str:

@@ -211,7 +211,7 @@ class PrometheusMetrics:
                 current = cache.backend.current(e.names)
             except BackendError:
                 continue
-            if current == e.values:
+            if current == e.stamps:
                 consistent += 1
             else:
                 suspects.append((key, e))
