@@ -51,6 +51,7 @@ from benchmarks._monitor import Monitor, Window
 from benchmarks._peers import value
 from freshlink import Cache, Local
 from freshlink.backends.cluster import _place
+from freshlink.keyspace import Keyspace
 from freshlink.testing import RedisServer
 from freshlink.testing.cluster import RedisClusterSetup, RedisSentinelSetup
 
@@ -119,9 +120,8 @@ def _node_of(client: RedisCluster, slot: int) -> int:
 
 def _layout(ns: str, fkey: str, tags: Sequence[str]) -> list[int]:
     """Slots of the entry, then of its generations (own key, tags), under namespace ``ns``."""
-    probe = Cache(namespace=ns)  # names only: gen_names and entry_key are pure
-    names = [probe.keyspace.entry(fkey), *probe.keyspace.names(fkey, tags)]
-    probe.close()
+    space = Keyspace(ns)
+    names = [space.entry(fkey), *space.names(fkey, tags)]
     return [_place(ns, n)[1] for n in names]
 
 

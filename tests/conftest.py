@@ -2,7 +2,7 @@
 
 Without ``redis-server`` on PATH, every test that needs one (marked ``redis``, ``cluster`` or
 ``sentinel``, or using a fixture that starts a server) is skipped with one reason, so that a
-first run on a machine without Redis is green. ``FRESHLINK_REQUIRE_REDIS=1`` (set by .ci/run)
+first run on a machine without Redis is green. ``REQUIRE_REDIS_SERVER=1`` (set by .ci/run)
 turns the same situation into a usage error: CI must never pass by skipping them.
 """
 
@@ -41,13 +41,13 @@ def needs_redis(item: pytest.Item) -> bool:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """``FRESHLINK_REQUIRE_REDIS=1`` and no redis-server: a selected Redis test stops the run."""
-    if os.environ.get("FRESHLINK_REQUIRE_REDIS", "") in ("", "0") or not redis_missing():
+    """``REQUIRE_REDIS_SERVER=1`` and no redis-server: a selected Redis test stops the run."""
+    if os.environ.get("REQUIRE_REDIS_SERVER", "") in ("", "0") or not redis_missing():
         return
     wanted = sum(needs_redis(item) for item in session.items)
     if wanted:
         raise pytest.UsageError(
-            f"{NO_REDIS} and FRESHLINK_REQUIRE_REDIS=1: {wanted} selected tests need it ({INSTALL})"
+            f"{NO_REDIS} and REQUIRE_REDIS_SERVER=1: {wanted} selected tests need it ({INSTALL})"
         )
 
 

@@ -78,9 +78,13 @@ class Outcomes:
         if self.events.miss:
             self.events.emit(Event("miss", fname, key))
 
-    def loaded(self, fname: str, key: str, took: float, *, emit: bool = True) -> None:
-        """A loader returned: its key's back-off is over; emit the load (not for a refresh)."""
-        self._retry_at.pop(key, None)
+    def loaded(
+        self, fname: str, key: str, took: float, *, emit: bool = True, settled: bool = True
+    ) -> None:
+        """A loader returned: emit the load (not for a refresh), and end its key's back-off
+        once the value is ``settled`` (a load while the backend is down settles nothing)."""
+        if settled:
+            self._retry_at.pop(key, None)
         if emit and self.events.load:
             self.events.emit(Event("load", fname, key, duration=took))
 

@@ -1,69 +1,20 @@
-"""The read path's I/O requests, and the two drivers that perform them.
+"""The two drivers of the read path: its requests (:mod:`freshlink._ops`) performed.
 
-The read path (:mod:`freshlink.readpath`) yields these instead of doing I/O: a :class:`Call` to
-the backend, :data:`LOAD` to run the loader, a :class:`SingleFlight` to run sub-steps under
-single-flight, a :class:`WaitFill` for another process's fill, a :class:`Spawn` for a
-background refresh. :func:`run` performs them with the sync backend methods and threads;
-:func:`arun` with the async ones and tasks (both through :mod:`freshlink._drive`).
+:func:`run` performs them with the sync backend methods and threads; :func:`arun` with the
+async ones and tasks (both through :mod:`freshlink._drive`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Generator, Hashable, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from ._drive import adrive, drive
 from ._engine import Engine
+from ._ops import LOAD, Call, Op, SingleFlight, Spawn, Steps, WaitFill
 from .backends.base import Read
 
-__all__ = ["LOAD", "Call", "SingleFlight", "Spawn", "Steps", "WaitFill", "arun", "run"]
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """Call the backend method ``name`` (``a`` + name in async code) with ``args``."""
-
-    name: str
-    args: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SingleFlight:
-    """Run ``steps()`` under single-flight keyed by ``key``; send back its result."""
-
-    key: Hashable
-    steps: Callable[[], Steps]
-
-
-@dataclass(frozen=True, slots=True)
-class WaitFill:
-    """Wait for another process's fill of ``key``; send back (outcome, valid read or None)."""
-
-    key: str
-    timeout: float
-    names: Sequence[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Spawn:
-    """Refresh in the background: at most one per ``key``, and once per served ``version``."""
-
-    key: Hashable
-    steps: Callable[[], Steps]
-    version: float
-
-
-class _Load:
-    def __repr__(self) -> str:
-        return "LOAD"
-
-
-#: Run the loader; send back its value (or throw its exception in).
-LOAD: Final = _Load()
-
-Op = Call | SingleFlight | WaitFill | Spawn | _Load
-Steps = Generator[Op, Any, Any]
+__all__ = ["arun", "run"]
 
 
 def run(engine: Engine, steps: Steps, load: Callable[[], Any]) -> Any:

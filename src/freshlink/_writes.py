@@ -14,6 +14,7 @@ from typing import Any
 
 from ._drive import adrive, drive
 from ._entries import Entries
+from ._ops import Call
 from .backends.base import Backend
 from .errors import BackendError, FreshlinkError, InvalidationError
 from .events import Event, Events, logger
@@ -24,8 +25,7 @@ from .policy import Freshness
 
 __all__ = ["Writes"]
 
-#: A write step: the name of a backend method and its arguments (``a`` + name when async).
-Call = tuple[str, tuple[Any, ...]]
+#: A write's steps: backend calls (``a`` + name in async code), the value of the last.
 Steps = Generator[Call, Any, Any]
 
 
@@ -56,10 +56,10 @@ class Writes:
     # -- driving the steps below with the sync or the async backend
 
     def _perform(self, call: Call) -> Any:
-        return getattr(self.backend, call[0])(*call[1])
+        return getattr(self.backend, call.name)(*call.args)
 
     async def _aperform(self, call: Call) -> Any:
-        return await getattr(self.backend, "a" + call[0])(*call[1])
+        return await getattr(self.backend, "a" + call.name)(*call.args)
 
     def run(self, steps: Steps) -> Any:
         """Perform write steps with the sync backend."""
@@ -85,7 +85,7 @@ class Writes:
         """Invalidate raw generation names (tags' or entry keys')."""
         mark = self.entries.mark()
         with self._confirming(names):
-            values = yield ("invalidate", (names,))
+            values = yield Call("invalidate", (names,))
         self._learn_own(names, values, mark)
         self._emitted(tags)
 
@@ -116,7 +116,9 @@ class Writes:
             raise
         mark = self.entries.mark()
         with self._confirming(names):
-            stored = yield ("write_through", (self.keyspace.entry(key), entry, expected, retain))
+            stored = yield Call(
+                "write_through", (self.keyspace.entry(key), entry, expected, retain)
+            )
         self._learn_own(entry.names, entry.stamps if stored else None, mark)
         if stored:
             self.entries.fill_near(key, copy, entry, policy, mark)
@@ -127,7 +129,7 @@ class Writes:
         self, fname: str, key: str, names: Sequence[str], value: Any, policy: Freshness
     ) -> Steps:
         """:meth:`store` reading the current generations first (``cache.set``)."""
-        expected = yield ("current", (names,))
+        expected = yield Call("current", (names,))
         return (yield from self.store(fname, key, names, expected, value, policy))
 
     @contextlib.contextmanager

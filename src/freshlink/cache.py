@@ -1,7 +1,7 @@
 """Cache: configuration and the public API.
 
 ``Cache`` checks its options, builds its :class:`~freshlink._engine.Engine` (the backend, the L1,
-the read path, writes, events) and delegates to it; every method here is documented API.
+writes, events) and the read path, and delegates to them; nothing here is plumbing.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from ._engine import Engine
 from ._entries import UNREADABLE
-from ._writes import Steps
+from ._writes import Steps as WriteSteps
 from .backends import open_backend
 from .backends.base import Backend, Read
 from .breaker import CircuitBreaker
@@ -32,7 +32,6 @@ from .stats import CacheStats
 
 __all__ = ["Cache"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 
@@ -113,7 +112,7 @@ class Cache(CachedFactory):
             cache_none=cache_none,
             expiring_within=expiring_within,
         )
-        self.codec: Codec = make_codec(serializer, secret=secret, max_value_size=max_value_size)
+        codec = make_codec(serializer, secret=secret, max_value_size=max_value_size)
         if not isinstance(lease_ttl, int | float) or not lease_ttl > 0:
             raise ConfigurationError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
         if local is not None and not isinstance(local, Unset | Local):
@@ -124,12 +123,10 @@ class Cache(CachedFactory):
             # it is exactly as strict as the backend and only saves decoding: on by default.
             local = Local(mode="strict") if raw.synchronous else None
         self.local = local
-        self.clock = clock
-        self.monotonic = monotonic
         self._engine = Engine(
             raw,
             keyspace=self.keyspace,
-            codec=self.codec,
+            codec=codec,
             local=local,
             name=self.name,
             breaker=breaker,
@@ -141,13 +138,51 @@ class Cache(CachedFactory):
             rng=rng,
         )
         self._path = ReadPath(self._engine)
-        self.events: Events = self._engine.events
-        self.backend: Backend = self._engine.backend
-        self.breaker: CircuitBreaker | None = self._engine.breaker
-        self.near: NearCache | None = self._engine.near
         #: The decorated functions' specs (their hot-path counters feed :attr:`stats`).
         self.specs: list[FunctionSpec] = []
-        self.stats: CacheStats | None = None
+
+    # The engine's parts, read-only: the engine holds its own references, so reassigning one
+    # here could only leave the cache half-changed.
+
+    @property
+    def backend(self) -> Backend:
+        """The backend (wrapped by the circuit breaker when it is shared)."""
+        return self._engine.backend
+
+    @property
+    def near(self) -> NearCache | None:
+        """This process's L1 store, or None without ``local=``."""
+        return self._engine.near
+
+    @property
+    def events(self) -> Events:
+        """The hooks: ``cache.events.on("miss", callback)``."""
+        return self._engine.events
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker in front of a shared backend (None for ``memory://``)."""
+        return self._engine.breaker
+
+    @property
+    def codec(self) -> Codec:
+        """The serializer (and signer, with ``secret=``) of stored values."""
+        return self._engine.entries.codec
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The wall clock entries are stamped and aged with."""
+        return self._engine.entries.clock
+
+    @property
+    def monotonic(self) -> Callable[[], float]:
+        """The monotonic clock of L1 ages, back-off and the breaker."""
+        return self._engine.monotonic
+
+    @property
+    def stats(self) -> CacheStats | None:
+        """Per-function counters, once :meth:`enable_stats` was called."""
+        return self._engine.outcomes.stats
 
     @property
     def refresher(self) -> Refresher:
@@ -161,10 +196,11 @@ class Cache(CachedFactory):
 
     def enable_stats(self) -> CacheStats:
         """Start counting hits, misses, loads... per function (idempotent); return the stats."""
-        if self.stats is None:
-            self.stats = self._engine.outcomes.stats = CacheStats(self.events, self.specs)
-            self.stats.attach()
-        return self.stats
+        outcomes = self._engine.outcomes
+        if outcomes.stats is None:
+            outcomes.stats = CacheStats(self.events, self.specs)
+            outcomes.stats.attach()
+        return outcomes.stats
 
     def __repr__(self) -> str:
         return f"Cache({self.url!r}, namespace={self.namespace!r}, local={self.local!r})"
@@ -213,10 +249,10 @@ class Cache(CachedFactory):
 
     # ------------------------------------------------------------------ invalidation
 
-    def _run(self, steps: Steps) -> Any:
+    def _run(self, steps: WriteSteps) -> Any:
         return self._engine.writes.run(steps)
 
-    async def _arun(self, steps: Steps) -> Any:
+    async def _arun(self, steps: WriteSteps) -> Any:
         return await self._engine.writes.arun(steps)
 
     def invalidate(self, *tags: str) -> None:
@@ -257,7 +293,7 @@ class Cache(CachedFactory):
 
     def _setting(
         self, key: str, value: Any, ttl: float | Unset | None, tags: Sequence[str]
-    ) -> Steps:
+    ) -> WriteSteps:
         k, names = self._located(key, tags)
         # A plain TTL for set(): explicit values get neither jitter nor a None-specific TTL.
         policy = (

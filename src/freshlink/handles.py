@@ -1,4 +1,5 @@
-"""Typed handles carried by decorated functions (checked with mypy in tests/unit/typing)."""
+"""What ``cache.cached`` returns and takes: typed handles (checked with mypy in tests/unit/typing),
+the one overloaded ``cached`` factory shared by Cache and the plugins' proxies, and UNSET."""
 
 from __future__ import annotations
 

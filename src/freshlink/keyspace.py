@@ -3,7 +3,8 @@
 One namespace ``ns`` owns, in the backend:
 
 * ``ns:e:<key>``: an entry (payload, the generation names it was stamped with, their stamps);
-* ``ns:k:<key>``: the generation of the entry's own key (``delete``/``invalidate_key`` bump it);
+* ``ns:k:<key>``: the generation of the entry's own key (bumped by ``cache.delete`` and by a
+  cached function's ``.invalidate(...)``);
 * ``ns:t:<tag>``: a tag's generation (``invalidate(tag)`` bumps it);
 * ``ns:l:ns:e:<key>``: the lease of whoever is filling the entry (cross-process single-flight;
   on a cluster prefixed with the entry's hash tag, so both live in one slot);

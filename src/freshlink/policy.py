@@ -123,7 +123,7 @@ class Freshness:
             _check_window(self.expiring_within, "expiring_within")
 
     def with_(self, **changes: Any) -> Freshness:
-        """A copy with some fields changed (``_UNSET``-free keyword arguments only)."""
+        """A copy with some fields changed (keyword arguments already checked: no ``UNSET``)."""
         return replace(self, **changes)
 
     @property

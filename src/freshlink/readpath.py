@@ -13,7 +13,7 @@ In order, each step only when the previous one did not answer:
    write's invalidation has already made those generations old.
 
 Background refreshes and stale-if-error ride on the same steps. The algorithm lives in
-generators that *yield* the I/O they need (:mod:`freshlink._steps`); errors raised by the I/O
+generators that *yield* the I/O they need (:mod:`freshlink._ops`); errors raised by the I/O
 are thrown back in at the ``yield`` that asked for it, so every ``try``/``except`` below reads
 like ordinary straight-line code.
 """
@@ -26,8 +26,9 @@ from typing import Any, Final
 
 from ._engine import Engine
 from ._entries import UNREADABLE
+from ._ops import LOAD, Call, SingleFlight, Spawn, Steps, WaitFill
 from ._outcomes import Stale
-from ._steps import LOAD, Call, SingleFlight, Spawn, Steps, WaitFill, arun, run
+from ._steps import arun, run
 from .backends.base import Read
 from .errors import BackendError, FreshlinkError, RemoteLoaderError
 from .events import Event, logger
@@ -186,7 +187,7 @@ class ReadPath:
             value = yield LOAD
         except Exception as err:
             return eng.outcomes.loader_failed(job.fname, job.key, err, job.policy, stale)
-        eng.outcomes.loaded(job.fname, job.key, eng.monotonic() - t0)
+        eng.outcomes.loaded(job.fname, job.key, eng.monotonic() - t0, settled=False)
         return value
 
     def _serve(

@@ -345,7 +345,9 @@ def test_forged_channel_messages_cannot_resurrect_an_invalidated_l1_entry(
     time.sleep(0.05)
     attacker = redis.Redis.from_url(redis_url)
     try:
-        for name, old_value in l1_entry.stamps:  # an old generation, announced twice
+        for name, old_value in zip(
+            l1_entry.names, l1_entry.stamps, strict=True
+        ):  # an old generation, announced twice
             attacker.publish("ch:inv", f"{name}\n\n{old_value}")
             attacker.publish("ch:inv", f"{name}\n\n{old_value}")
     finally:

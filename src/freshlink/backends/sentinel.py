@@ -173,9 +173,11 @@ class SentinelBackend(RedisBackend):
 
     async def _aperform(self, op: Op) -> Any:
         """See :meth:`RedisBackend._aperform`, on connections to the current master."""
+        # The master check first: if it is the one that finds a failover, the connections to
+        # the old master must be dropped before this request, not after it.
+        self._fresh()  # a blocking round trip, only when the master watch lags
         if self._async_stale:
             await self._aprepare()
-        self._fresh()  # a blocking round trip, only when the master watch lags
         return await super()._aperform(op)
 
     def _fresh(self) -> None:

@@ -10,14 +10,11 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from ..cache import Cache
 from ..errors import ConfigurationError
 from ..handles import CachedFactory, Unset
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Bindings", "CacheProxy"]
 

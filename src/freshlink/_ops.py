@@ -1,0 +1,61 @@
+"""The requests the read path and the writes yield instead of doing I/O.
+
+A :class:`Call` to the backend, :data:`LOAD` to run the loader, a :class:`SingleFlight` to run
+sub-steps under single-flight, a :class:`WaitFill` for another process's fill, a :class:`Spawn`
+for a background refresh. :mod:`freshlink._steps` performs them for the read path,
+:class:`freshlink._writes.Writes` the calls of a write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = ["LOAD", "Call", "Op", "SingleFlight", "Spawn", "Steps", "WaitFill"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call the backend method ``name`` (``a`` + name in async code) with ``args``."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SingleFlight:
+    """Run ``steps()`` under single-flight keyed by ``key``; send back its result."""
+
+    key: Hashable
+    steps: Callable[[], Steps]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitFill:
+    """Wait for another process's fill of ``key``; send back (outcome, valid read or None)."""
+
+    key: str
+    timeout: float
+    names: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Refresh in the background: at most one per ``key``, and once per served ``version``."""
+
+    key: Hashable
+    steps: Callable[[], Steps]
+    version: float
+
+
+class _Load:
+    def __repr__(self) -> str:
+        return "LOAD"
+
+
+#: Run the loader; send back its value (or throw its exception in).
+LOAD: Final = _Load()
+
+Op = Call | SingleFlight | WaitFill | Spawn | _Load
+Steps = Generator[Op, Any, Any]
