@@ -41,3 +41,21 @@ nitpicky = False
 
 html_theme = "furo"
 html_title = f"freshlink {release}"
+
+
+def _share_inherited_overloads(app: object) -> None:
+    """Show the overloads of ``CachedFactory.cached`` on ``Cache.cached`` too.
+
+    autodoc looks an inherited method's overloads up under the subclass's name in the
+    defining module, so without this the reference shows ``cached(ttl, **options)`` only.
+    """
+    from sphinx.pycode import ModuleAnalyzer
+
+    analyzer = ModuleAnalyzer.for_module("freshlink.handles")  # the instance autodoc reuses
+    analyzer.analyze()
+    analyzer.overloads["Cache.cached"] = analyzer.overloads["CachedFactory.cached"]
+
+
+def setup(app: object) -> None:
+    """Sphinx extension hook of this configuration."""
+    app.connect("builder-inited", _share_inherited_overloads)  # type: ignore[attr-defined]
