@@ -13,6 +13,7 @@ library's own cost, without the wait for Redis). It reports, it never fails on a
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import subprocess
 import sys
@@ -77,8 +78,8 @@ def compare(baseline: Path, rounds: int) -> str:
             c: {"b": [], "a": []} for c in CALLS
         }
         for case, n in CALLS.items():  # warm-up round, not counted
-            before.time(case, n // 10)
-            after.time(case, n // 10)
+            before.time(case, max(n // 10, 1))
+            after.time(case, max(n // 10, 1))
         for r in range(rounds):
             for case, n in CALLS.items():
                 pair = [("b", before), ("a", after)]
@@ -95,7 +96,8 @@ def compare(baseline: Path, rounds: int) -> str:
         for i in (0, 1):  # wall time, then CPU time
             before_ns = [x[i] for x in s["b"]]
             after_ns = [x[i] for x in s["a"]]
-            ratio = statistics.median(a / b for a, b in zip(after_ns, before_ns, strict=True))
+            pairs = zip(after_ns, before_ns, strict=True)
+            ratio = statistics.median(a / b if b else math.nan for a, b in pairs)
             row += [num(statistics.median(before_ns)), num(statistics.median(after_ns))]
             row.append(f"{ratio:.2f}x")
         rows.append(row)

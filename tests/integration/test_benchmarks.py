@@ -21,6 +21,7 @@ from benchmarks import (  # noqa: E402
     bench_redis,
     bench_stampede,
     bench_throughput,
+    compare,
 )
 from benchmarks._harness import Figure, interleaved, table  # noqa: E402
 from benchmarks._monitor import Monitor  # noqa: E402
@@ -149,3 +150,13 @@ def test_entry_point_writes_results(tmp_path: Path) -> None:
     assert "L1 hit, sync" in text
     assert "freshlink against its goals" in text
     assert (tmp_path / "l1_sync.png").exists()
+
+
+@pytest.mark.redis
+def test_compare_times_two_trees_side_by_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The tree against itself, one short round: every hot-path row, wall and CPU columns.
+    monkeypatch.setattr(compare, "CALLS", {k: max(n // 100, 2) for k, n in compare.CALLS.items()})
+    text = compare.compare(ROOT, rounds=1)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == list(compare.CALLS)
+    assert all(r.count("x |") == 2 for r in rows[1:]), rows  # two after/before ratios each
