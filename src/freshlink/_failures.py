@@ -96,7 +96,7 @@ def _first_answer(url: str, addresses: list[tuple[str, int]], kind: str, *comman
 
 
 def _check_sentinels(url: str) -> None:
-    from .backends.sentinel import parse_sentinel_url
+    from .backends.urls import parse_sentinel_url
 
     try:
         parsed = parse_sentinel_url(url)
@@ -111,7 +111,7 @@ def _check_sentinels(url: str) -> None:
 
 
 def _check_cluster(url: str) -> None:
-    from .backends.cluster import parse_cluster_url
+    from .backends.urls import parse_cluster_url
 
     try:
         parsed = parse_cluster_url(url)
