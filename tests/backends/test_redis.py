@@ -234,6 +234,36 @@ def test_flushall_and_restart_keep_l1_honest(
     assert read() == 3
 
 
+async def test_warm_reads_survive_a_script_flush(
+    make_redis_cache: Callable[..., Cache], redis_server: RedisServer
+) -> None:
+    # The warm read sends its script directly; NOSCRIPT (a flushed or restarted server) must
+    # reload it and still answer from the stored entry, on the sync and the async path.
+    cache = make_redis_cache()
+    loads: list[int] = []
+
+    @cache.cached(ttl=60, tags=["loan:{k}"])
+    def get(k: int) -> int:
+        loads.append(k)
+        return k * 10
+
+    @cache.cached(ttl=60, tags=["loan:{k}"])
+    async def aget(k: int) -> int:
+        loads.append(-k)
+        return k * 10
+
+    assert get(1) == 10
+    assert await aget(2) == 20
+    assert get(1) == 10
+    assert await aget(2) == 20  # both warm: the direct path
+    for _ in range(2):
+        redis_server.cli("SCRIPT", "FLUSH")
+        assert get(1) == 10
+        redis_server.cli("SCRIPT", "FLUSH")
+        assert await aget(2) == 20
+    assert loads == [1, -2]
+
+
 def test_redis_down_reads_fall_through_and_invalidations_raise(
     make_redis_cache: Callable[..., Cache], redis_server: RedisServer
 ) -> None:

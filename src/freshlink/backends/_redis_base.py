@@ -177,24 +177,6 @@ class RedisBase(ChannelBackend):
         except Exception as exc:
             raise self._error(exc, kind) from exc
 
-    def _send(self, op: Op) -> Any:
-        """Perform one request outside an operation (a fast path); failures as :meth:`_drive`."""
-        try:
-            return self._perform(op)
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise self._error(exc) from exc
-
-    async def _asend(self, op: Op) -> Any:
-        """Async :meth:`_send`."""
-        try:
-            return await self._aperform(op)
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise self._error(exc) from exc
-
     def _perform(self, op: Op) -> Any:
         """Send one request with the sync client."""
         if type(op) is Commands:

@@ -66,6 +66,9 @@ class SentinelBackend(RedisBackend):
     only where its connections go is decided by the sentinels, and it watches them.
     """
 
+    #: Every request goes through _perform, which checks the master first.
+    _direct_reads = False
+
     def __init__(
         self,
         client: Any = None,
