@@ -1,7 +1,8 @@
 """Before/after: freshlink's hot paths from two trees, timed side by side in one run.
 
 ``python -m benchmarks.compare --baseline DIR [--rounds N]`` times the L1 hit (memory:// and
-Redis bounded), the L2 hit (Redis strict, sync and async) and the miss (load + store) of the
+Redis bounded), the L2 hit (Redis strict, sync and async; also with Redis's reply canned, so
+that only freshlink's own Python runs) and the miss (load + store) of the
 tree this module belongs to and of the tree at ``DIR`` (a checkout, e.g. made with
 ``git worktree add /tmp/before <rev>``), each in its own worker process against one
 loopback ``redis-server``. Rounds are interleaved (before, after, after, before, ...), so a
@@ -31,6 +32,8 @@ CALLS = {
     "L2 hit, Redis strict (sync)": 3_000,
     "L2 hit, Redis strict (async)": 1_500,
     "miss, Redis strict (load + store)": 600,
+    "L2 hit, canned reply (sync)": 20_000,
+    "L2 hit, canned reply (async)": 10_000,
 }
 
 
