@@ -7,7 +7,8 @@ One namespace ``ns`` owns, in the backend:
   cached function's ``.invalidate(...)``);
 * ``ns:t:<tag>``: a tag's generation (``invalidate(tag)`` bumps it);
 * ``ns:l:ns:e:<key>``: the lease of whoever is filling the entry (cross-process single-flight;
-  on a cluster prefixed with the entry's hash tag, so both live in one slot);
+  on a cluster prefixed with the entry's hash tag, so both live in one slot), and
+  ``<lease>:w``, the mark of a process waiting for that fill (the Lua scripts derive it);
 * channels ``ns:inv`` (invalidations) and ``ns:fill`` (fill outcomes for waiters).
 
 Nothing else in the package spells these out: backends, the CLI and the plugins ask here.

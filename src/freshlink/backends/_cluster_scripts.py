@@ -24,9 +24,11 @@ is not needed for it.
 
 from __future__ import annotations
 
-from ._scripts import RELEASE  # one key (the lease): the single-server script runs as it is
+# One key each (the lease; its waiters' mark shares its slot): the single-server scripts run as
+# they are.
+from ._scripts import LEASE, RELEASE
 
-__all__ = ["BUMP", "CHECK", "GENS", "READ", "RELEASE", "WRITE"]
+__all__ = ["BUMP", "CHECK", "GENS", "LEASE", "READ", "RELEASE", "WRITE"]
 
 _COMMON = """
 local function fresh(seed, i)
@@ -142,7 +144,10 @@ if table.concat(gens(3, ARGV[2], ARGV[1]), ',') == ARGV[5] then
 end
 if ARGV[9] ~= '' and redis.call('GET', KEYS[2]) == ARGV[9] then
   redis.call('DEL', KEYS[2])
-  redis.call('PUBLISH', ARGV[10], 'ok\\n' .. ARGV[11])
+  -- Only if a process waits (see the single-server LEASE).
+  if redis.call('DEL', KEYS[2] .. ':w') == 1 then
+    redis.call('PUBLISH', ARGV[10], 'ok\\n' .. ARGV[11])
+  end
 end
 return ok
 """

@@ -15,7 +15,7 @@ make two different generations look equal.
 
 from __future__ import annotations
 
-__all__ = ["CURRENT", "INVALIDATE", "READ", "RELEASE", "WRITE", "WRITE_THROUGH"]
+__all__ = ["CURRENT", "INVALIDATE", "LEASE", "READ", "RELEASE", "WRITE", "WRITE_THROUGH"]
 
 # A missing generation is *unknown*, never zero: it is created from a fresh random value the
 # client sends (``seed``, below 2**52 - 2**20, plus the key's position: exact in a double), so
@@ -143,7 +143,10 @@ if ok == 1 and table.concat(cur, ',') ~= ARGV[3] then ok = 0 end
 if ok == 1 then store(ARGV[3]) end
 if ARGV[8] ~= '' and redis.call('GET', ARGV[7]) == ARGV[8] then
   redis.call('DEL', ARGV[7])
-  redis.call('PUBLISH', ARGV[9], 'ok\\n' .. KEYS[1])
+  -- Only if a process waits (see LEASE): a fill nobody waits for sends no message at all.
+  if redis.call('DEL', ARGV[7] .. ':w') == 1 then
+    redis.call('PUBLISH', ARGV[9], 'ok\\n' .. KEYS[1])
+  end
 end
 return ok
 """
@@ -212,8 +215,22 @@ return ok
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  if redis.call('DEL', KEYS[1] .. ':w') == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
   return 1
 end
 return 0
+"""
+
+# LEASE: take the single-flight lease KEYS[1] with token ARGV[1] for ARGV[2] ms; if another
+# process holds it, mark in the same step that someone waits for its fill (``<lease>:w``, until
+# the lease ends). WRITE and RELEASE publish the fill's outcome only when that mark exists, so a
+# fill nobody waits for costs no message in any process. A waiter cannot miss the notice: its
+# mark is set before it registers and re-reads the entry, and the leader's WRITE either ran
+# before the mark (the re-read finds the entry) or sees it (and publishes). The mark lives in
+# the lease's hash slot on a cluster (same ``{tag}`` prefix). Returns {1, 0} or {0, ms left}.
+LEASE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, 0} end
+local left = redis.call('PTTL', KEYS[1])
+if left > 0 then redis.call('SET', KEYS[1] .. ':w', '1', 'PX', left) end
+return {0, left}
 """
