@@ -29,7 +29,7 @@ from typing import Any
 import cachetools
 
 from benchmarks._harness import environment
-from freshlink import Cache
+from freshlink import Cache, Local
 from freshlink.testing import RedisServer
 
 TTL = 1.0
@@ -128,12 +128,26 @@ def run_tasks(
 # --------------------------------------------------------------------------- cases
 
 
-def freshlink_case(name: str, url: str, seconds: float, **options: Any) -> Result:
+def freshlink_case(
+    name: str,
+    url: str,
+    seconds: float,
+    *,
+    l1: bool = False,
+    asynchronous: bool = False,
+    **options: Any,
+) -> Result:
     loader = Loader()
-    local: dict[str, Any] = {} if url == "memory://" else {"local": None}
+    local: dict[str, Any] = {}
+    if url != "memory://":
+        local["local"] = Local(max_staleness=1.0) if l1 else None
     cache = Cache(url, namespace="spike", **local)
     try:
-        fn = cache.cached(ttl=TTL, key="loan:{key}", **options)(loader.sync)
+        cached = cache.cached(ttl=TTL, key="loan:{key}", **options)
+        if asynchronous:
+            afn = cached(loader.aio)
+            return run_tasks(name, lambda: afn(7), loader, seconds)
+        fn = cached(loader.sync)
         return run_threads(name, lambda: fn(7), loader, seconds)
     finally:
         cache.refresher.close(wait=True)
@@ -242,12 +256,25 @@ def main(argv: list[str] | None = None) -> str:
             stale_while_revalidate=2,
         )
     )
-    with RedisServer() as server:
-        results.append(
-            freshlink_case(
-                "freshlink Redis strict, no L1, ahead=0.8", server.url, seconds, ahead=0.8
-            )
+    results.append(
+        freshlink_case(
+            "freshlink memory://, ahead=0.8, 8 tasks", mem, seconds, asynchronous=True, ahead=0.8
         )
+    )
+    with RedisServer() as server:
+        for label, l1 in (("strict, no L1", False), ("bounded L1", True)):
+            for asynchronous in (False, True):
+                callers = ", 8 tasks" if asynchronous else ""
+                results.append(
+                    freshlink_case(
+                        f"freshlink Redis {label}, ahead=0.8{callers}",
+                        server.url,
+                        seconds,
+                        l1=l1,
+                        asynchronous=asynchronous,
+                        ahead=0.8,
+                    )
+                )
     results.append(cachetools_case(seconds, condition=False))
     results.append(cachetools_case(seconds, condition=True))
     for extra in (dogpile_case(seconds), cashews_case(seconds)):
