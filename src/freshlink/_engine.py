@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import weakref
 from collections.abc import Callable
 
@@ -72,6 +73,9 @@ class Engine:
         self.writes = Writes(self.backend, self.entries, self.near, self.events, keyspace)
         self.flight = Flight()
         self.aflight = AsyncFlight()
+        #: Fill leases a miss's read took (entry key -> token), until a fill takes them up.
+        self.held: dict[str, str] = {}
+        self._held_lock = threading.Lock()
         self.refresher = Refresher(refresh_workers, max_pending_refreshes)
         self.arefresher = AsyncRefresher(max_pending_refreshes)
         # Set in a forked child whose L1 needs the channel: the first read there starts it.
@@ -98,12 +102,28 @@ class Engine:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def hold(self, ekey: str, token: str) -> None:
+        """Keep the lease a miss's read took, for whichever caller leads the key's fill."""
+        with self._held_lock:
+            self.held[ekey] = token
+
+    def take_held(self, ekey: str, token: str | None = None) -> str:
+        """The lease held for ``ekey`` (only if it is ``token``, when given), now the caller's."""
+        with self._held_lock:
+            held = self.held.get(ekey)
+            if held is None or (token is not None and held != token):
+                return ""
+            del self.held[ekey]
+            return held
+
     def after_fork(self) -> None:
         """Start afresh in a forked child (threads did not survive; their locks stay held)."""
         # gunicorn --preload, Celery prefork, multiprocessing: the backend drops the parent's
         # channel and connections and flushes a bounded L1 through its reset hook.
         self.flight = Flight()
         self.aflight = AsyncFlight()
+        self.held = {}  # the parent's leases are the parent's to use
+        self._held_lock = threading.Lock()
         self.refresher = Refresher(self.refresher.workers, self.refresher.max_pending)
         self.arefresher = AsyncRefresher(self.arefresher.max_pending)
         if self.breaker is not None:

@@ -25,10 +25,14 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class SingleFlight:
-    """Run ``steps()`` under single-flight keyed by ``key``; send back its result."""
+    """Run ``steps()`` under single-flight keyed by ``key``; send back its result.
+
+    A caller that joins a flight already running runs ``follow()`` first, if given.
+    """
 
     key: Hashable
     steps: Callable[[], Steps]
+    follow: Callable[[], Steps] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,12 @@ def run(engine: Engine, steps: Steps, load: Callable[[], Any]) -> Any:
         if isinstance(op, Call):
             return getattr(engine.backend, op.name)(*op.args)
         if isinstance(op, SingleFlight):
-            return engine.flight.run(op.key, lambda: run(engine, op.steps(), load))[0]
+            follow = op.follow
+            return engine.flight.run(
+                op.key,
+                lambda: run(engine, op.steps(), load),
+                None if follow is None else lambda: run(engine, follow(), load),
+            )[0]
         if isinstance(op, WaitFill):
             found: list[Read] = []
 
@@ -53,7 +58,13 @@ async def arun(engine: Engine, steps: Steps, load: Callable[[], Coroutine[Any, A
         if isinstance(op, Call):
             return await getattr(engine.backend, "a" + op.name)(*op.args)
         if isinstance(op, SingleFlight):
-            return (await engine.aflight.run(op.key, lambda: arun(engine, op.steps(), load)))[0]
+            follow = op.follow
+            flown = await engine.aflight.run(
+                op.key,
+                lambda: arun(engine, op.steps(), load),
+                None if follow is None else lambda: arun(engine, follow(), load),
+            )
+            return flown[0]
         if isinstance(op, WaitFill):
             found: list[Read] = []
 

@@ -30,14 +30,21 @@ class Flight:
         self._lock = threading.Lock()
         self._calls: dict[Hashable, Future[Any]] = {}
 
-    def run(self, key: Hashable, fn: Callable[[], T]) -> tuple[T, bool]:
-        """Run ``fn`` once for all concurrent callers of ``key``; return (result, was_leader)."""
+    def run(
+        self, key: Hashable, fn: Callable[[], T], on_follow: Callable[[], object] | None = None
+    ) -> tuple[T, bool]:
+        """Run ``fn`` once for all concurrent callers of ``key``; return (result, was_leader).
+
+        ``on_follow`` runs in a caller that finds a flight already running, before it waits.
+        """
         with self._lock:
             fut = self._calls.get(key)
             leader = fut is None
             if fut is None:
                 fut = self._calls[key] = Future()
         if not leader:
+            if on_follow is not None:
+                on_follow()
             return fut.result(), False
         try:
             result = fn()
@@ -65,8 +72,16 @@ class AsyncFlight:
             asyncio.AbstractEventLoop, dict[Hashable, asyncio.Future[Any]]
         ] = weakref.WeakKeyDictionary()
 
-    async def run(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """Await ``fn()`` once for all concurrent tasks of ``key``; return (result, was_leader)."""
+    async def run(
+        self,
+        key: Hashable,
+        fn: Callable[[], Awaitable[T]],
+        on_follow: Callable[[], Awaitable[object]] | None = None,
+    ) -> tuple[T, bool]:
+        """Await ``fn()`` once for all concurrent tasks of ``key``; return (result, was_leader).
+
+        ``on_follow`` is awaited by a task that finds a flight already running, before it waits.
+        """
         import asyncio  # here: already loaded in async code, and `import freshlink` stays light
 
         loop = asyncio.get_running_loop()
@@ -75,6 +90,8 @@ class AsyncFlight:
             table = self._tables[loop] = {}
         fut = table.get(key)
         if fut is not None:
+            if on_follow is not None:
+                await on_follow()
             # shield: a waiter being cancelled must not cancel the shared load.
             return await asyncio.shield(fut), False
         fut = table[key] = loop.create_future()

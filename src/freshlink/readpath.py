@@ -21,23 +21,19 @@ like ordinary straight-line code.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Hashable, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from ._engine import Engine
 from ._entries import UNREADABLE
-from ._ops import LOAD, Call, SingleFlight, Spawn, Steps, WaitFill
+from ._leases import MISS, Job, lease, read_call, release, unheld
+from ._ops import LOAD, Call, SingleFlight, Spawn, Steps
 from ._outcomes import Stale
 from ._steps import arun, run
 from .backends.base import Read
 from .errors import BackendError, FreshlinkError, RemoteLoaderError
-from .events import Event, logger
 from .policy import Action, Freshness
 
 __all__ = ["MISS", "ReadPath"]
-
-#: What a read path step returns for "no usable value" (distinct from a cached None).
-MISS: Final = object()
 
 
 class ReadPath:
@@ -60,9 +56,13 @@ class ReadPath:
             return run(self.engine, self.steps(fname, key, names, policy, near_key), load)
         # Strict without L1, the common L2 hit: one read and a fresh entry need none of the
         # read path's machinery. Anything else continues there with this read in hand.
+        eng = self.engine
         try:
-            read: Read | BackendError = self.engine.backend.read(
-                self.engine.keyspace.entry(key), names
+            # One round trip answers a hit, and on a miss also takes the fill's lease.
+            read: Read | BackendError = (
+                eng.backend.read_lease(eng.keyspace.entry(key), names, eng.lease_ttl)
+                if eng.backend.supports_leases
+                else eng.backend.read(eng.keyspace.entry(key), names)
             )
         except BackendError as exc:
             read = exc
@@ -84,7 +84,11 @@ class ReadPath:
         eng = self.engine
         if eng.near is None:  # the direct L2 attempt, as in fetch
             try:
-                read = await eng.backend.aread(eng.keyspace.entry(key), names)
+                read = await (
+                    eng.backend.aread_lease(eng.keyspace.entry(key), names, eng.lease_ttl)
+                    if eng.backend.supports_leases
+                    else eng.backend.aread(eng.keyspace.entry(key), names)
+                )
             except BackendError as exc:
                 return await arun(eng, self.steps(fname, key, names, policy, near_key, exc), load)
             value, first = self._fresh_hit(fname, key, read, policy)
@@ -154,7 +158,7 @@ class ReadPath:
                     yield from self._serve(job, "l1", action, left, e.names, e.stamps, e.created)
                     return e.value
                 stale = Stale(e.value, left)
-            read: Read = first if first is not None else (yield Call("read", (job.ekey, names)))
+            read: Read = first if first is not None else (yield read_call(self.engine, job))
         except BackendError as exc:
             # Redis down or slow: the page still renders, from the source of truth.
             eng.outcomes.backend_failed(fname, key, exc, "read")
@@ -176,8 +180,28 @@ class ReadPath:
                     return value
                 stale = Stale(value, left)
         eng.outcomes.missed(fname, key)
-        stamps = read.current
-        return (yield SingleFlight((key, stamps), lambda: self.fill(job, stamps, mark, stale)))
+        stamps, token, left = read.current, read.token, read.left
+        if token is None:
+            fill = lambda: self.fill(job, stamps, mark, stale, left)  # noqa: E731
+            return (yield SingleFlight((key, stamps), fill))
+        # This read took the fill's lease: it is held for the flight's leader (which may be
+        # another thread, whose own read found the lease taken). A caller that joins a running
+        # flight gives its lease back at once if no leader took it up, or the leader could be
+        # waiting for a fill that this caller would never make; so does a leader that ended
+        # without using it.
+        eng.hold(job.ekey, token)
+        flight = SingleFlight(
+            (key, stamps),
+            lambda: self.fill(job, stamps, mark, stale, None),
+            lambda: unheld(self.engine, job, token),
+        )
+        try:
+            value = yield flight
+        except Exception:
+            yield from unheld(self.engine, job, token)
+            raise
+        yield from unheld(self.engine, job, token)
+        return value
 
     def degraded(self, job: Job, stale: Stale | None) -> Steps:
         """The loader alone, while the backend cannot be read."""
@@ -208,16 +232,29 @@ class ReadPath:
             stamped = (tuple(names), tuple(stamps))
             yield Spawn(job.key, lambda: self.refresh(job, *stamped, mark), created)
 
-    def fill(self, job: Job, stamps: tuple[int, ...], mark: int, stale: Stale | None) -> Steps:
-        """Load, stamp with the generations read before loading, store if still current."""
+    def fill(
+        self,
+        job: Job,
+        stamps: tuple[int, ...],
+        mark: int,
+        stale: Stale | None,
+        left: float | None,
+    ) -> Steps:
+        """Load, stamp with the generations read before loading, store if still current.
+
+        ``left``: the seconds another caller's lease had left when the miss was read (None if
+        the read did not try to take it).
+        """
         eng = self.engine
         fname, key, policy = job.fname, job.key, job.policy
+        token = eng.take_held(job.ekey) if eng.backend.supports_leases else ""
         if stale is not None and stale.usable(policy) and eng.outcomes.backing_off(key):
+            if token:
+                yield from release(job, token, "")
             return stale.value  # the loader failed recently: wait for the retry time
-        token = ""
-        if eng.backend.supports_leases:
+        if eng.backend.supports_leases and not token:
             try:
-                token, stamps, served = yield from self.lease(job, stamps, mark)
+                token, stamps, served = yield from lease(self.engine, job, stamps, mark, left)
             except BackendError as exc:
                 eng.outcomes.backend_failed(fname, key, exc, "lease")
                 token = ""
@@ -232,11 +269,11 @@ class ReadPath:
             value = yield LOAD
         except Exception as exc:
             if token:
-                yield from self.release(job, token, f"{type(exc).__name__}: {exc}")
+                yield from release(job, token, f"{type(exc).__name__}: {exc}")
             return eng.outcomes.loader_failed(fname, key, exc, policy, stale)
         except BaseException:
             if token:
-                yield from self.release(job, token, "")
+                yield from release(job, token, "")
             raise
         took = eng.monotonic() - t0
         eng.outcomes.loaded(fname, key, took)
@@ -277,64 +314,11 @@ class ReadPath:
                 )
         except FreshlinkError:
             if token:
-                yield from self.release(job, token, "")
+                yield from release(job, token, "")
             raise
         if token:
-            yield from self.release(job, token, "")
+            yield from release(job, token, "")
         return None
-
-    def lease(self, job: Job, stamps: tuple[int, ...], mark: int) -> Steps:
-        """Cross-process single-flight: (token, stamps, MISS) or ("", stamps, served value).
-
-        Waiters do not poll: they sleep until the fill channel says the leader wrote (or
-        failed), or until the leader's lease runs out, when one of them takes over. A waiter
-        whose leader's loader failed takes the lease and loads once itself (still one load at
-        a time per key); only if the next leader fails too does it give up.
-        """
-        eng = self.engine
-        handed_on = False
-        while True:
-            token, left = yield Call("lease", (job.ekey, eng.lease_ttl))
-            if token is not None:
-                return token, stamps, MISS
-            outcome, found = yield WaitFill(job.ekey, left, job.names)
-            if found is not None:
-                value = self._taken_over(job, found, mark)
-                if value is not MISS:
-                    return "", stamps, value
-            if outcome is not None and outcome[0] == "err":
-                if eng.events.remote_failure:
-                    error = RemoteLoaderError(outcome[1])
-                    eng.events.emit(Event("remote_failure", job.fname, job.key, error=error))
-                if handed_on:
-                    raise RemoteLoaderError(
-                        f"{job.fname}: the processes loading {job.key} failed: {outcome[1]}"
-                    )
-                handed_on = True  # the leader gave its lease back: take it and try once
-            read = yield Call("read", (job.ekey, job.names))
-            value = self._taken_over(job, read, mark)
-            if value is not MISS:
-                return "", stamps, value
-            stamps = read.current  # invalidated meanwhile: the next load stamps the newer ones
-
-    def _taken_over(self, job: Job, read: Read, mark: int) -> Any:
-        """The value another process just stored, if ``read`` found it valid."""
-        eng = self.engine
-        if read.entry is None:
-            return MISS
-        value = eng.entries.value(job.fname, job.key, read.entry)
-        if value is UNREADABLE:
-            return MISS
-        eng.entries.fill_near(job.near_key, value, read.entry, job.policy, mark)
-        eng.outcomes.taken_over(job.fname, job.key)
-        return value
-
-    def release(self, job: Job, token: str, why: str) -> Steps:
-        """Give a lease back; a failure to do so only delays waiters until it expires."""
-        try:
-            yield Call("release", (job.ekey, token, why))
-        except BackendError:
-            logger.warning("freshlink: could not release the lease of %s", job.ekey)
 
     def refresh(
         self, job: Job, names: tuple[str, ...], stamps: tuple[int, ...], mark: int
@@ -357,7 +341,7 @@ class ReadPath:
             value = yield LOAD
         except Exception as exc:
             if token:
-                yield from self.release(job, token, "")
+                yield from release(job, token, "")
             eng.outcomes.refresh_failed(fname, key, exc, policy)
             return False
         took = eng.monotonic() - t0
@@ -381,16 +365,3 @@ class ReadPath:
             eng.entries.fill_near(job.near_key, copy, entry, policy, mark)
             eng.outcomes.refreshed(fname, key, took)
         return True
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One read's constants, carried through its steps."""
-
-    fname: str
-    key: str
-    ekey: str
-    names: tuple[str, ...]
-    policy: Freshness
-    #: Where L1 keeps the value: the key, or the call's raw key when the decorator memoizes.
-    near_key: Hashable

@@ -81,7 +81,7 @@ def commands(lines: list[str]) -> list[str]:
     return out
 
 
-def test_warm_hit_is_one_command_and_miss_fill_at_most_three(
+def test_warm_hit_is_one_command_and_miss_two(
     make_redis_cache: Callable[..., Cache], monitor: Monitor
 ) -> None:
     cache = make_redis_cache()
@@ -99,8 +99,8 @@ def test_warm_hit_is_one_command_and_miss_fill_at_most_three(
     get_loan(1, 2)
     warm = commands(monitor.since_mark())
     assert warm == ["EVALSHA"], warm
-    # READ, LEASE (SET NX, or PTTL and the waiters' mark), WRITE: three scripts, nothing else
-    assert cold == ["EVALSHA"] * 3, cold
+    # READ (which takes the fill's lease on a miss) and WRITE: two scripts, nothing else
+    assert cold == ["EVALSHA"] * 2, cold
 
 
 def test_bounded_l1_hit_sends_nothing(

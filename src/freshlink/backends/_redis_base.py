@@ -279,8 +279,8 @@ class RedisBase(ChannelBackend):
     def _lease(self, key: str, ttl: float) -> Steps[tuple[str | None, float]]:
         token = secrets.token_hex(8)
         ms = max(int(ttl * 1000), 1)
-        got, left = yield Call("LEASE", [self.lease_key(key)], [token, ms])
-        return (token, 0.0) if got else (None, max(int(left), 0) / 1000)
+        left = yield Call("LEASE", [self.lease_key(key)], [token, ms])
+        return (token, 0.0) if left == -1 else (None, max(int(left), 0) / 1000)
 
     def _release(self, key: str, token: str, error: str) -> Steps[None]:
         message = release_message(key, error)

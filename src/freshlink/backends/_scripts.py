@@ -50,40 +50,96 @@ end
 """
 )
 
-# READ: the generation-aware read in one round trip. It returns the current generations the
-# caller stamps a fill with (reading them in the same atomic step as the entry means a fill can
-# never be stamped newer than what was current when the miss was seen) and the entry only if
-# it was written under this server's run id and all its stamps are current.
-# KEYS[1] entry, KEYS[2..] generation names; ARGV[1] run id, ARGV[2] gen ttl ms,
-# ARGV[3] fresh seed. The reply is kept small because it is the hot path:
+# Extending a key's expiry to at least ``ms``: PEXPIRE's GT option (Redis >= 7) does it in one
+# command (a key without an expiry counts as infinite, so it is left alone); older servers
+# refuse the option, and then PTTL decides, as GT would.
+_EXTEND = """
+local gt_ok = true
+local function extend(k, ms)
+  if gt_ok then
+    local r = redis.pcall('PEXPIRE', k, ms, 'GT')
+    if type(r) ~= 'table' or not r.err then return end
+    gt_ok = false
+  end
+  local left = redis.call('PTTL', k)
+  if left >= 0 and left < tonumber(ms) then redis.call('PEXPIRE', k, ms) end
+end
+"""
+
+# Take the single-flight lease ``lease`` with ``token`` for ``ms``: -1 if taken (or already
+# ours: a command resent after a lost reply must not wait for its own fill), else the ms the
+# holder has left. A caller that finds it taken marks, in the same step, that someone waits
+# for its fill (``<lease>:w``, until the lease ends): WRITE and RELEASE publish the fill's
+# outcome only when that mark exists, so a fill nobody waits for costs no message in any
+# process. A waiter cannot miss the notice: its mark is set before it registers and re-reads
+# the entry, and the leader's WRITE either ran before the mark (the re-read finds the entry)
+# or sees it (and publishes). The mark lives in the lease's hash slot on a cluster (same
+# ``{tag}`` prefix).
+_TAKE = """
+local function take(lease, token, ms)
+  if redis.call('SET', lease, token, 'NX', 'PX', ms) then return -1 end
+  if redis.call('GET', lease) == token then return -1 end
+  local left = redis.call('PTTL', lease)
+  if left > 0 then redis.call('SET', lease .. ':w', '1', 'PX', left) end
+  return math.max(left, 0)
+end
+"""
+
+# READ: the generation-aware read in one round trip; on a miss it also takes the fill's lease
+# (when a lease key is given), so a miss costs two round trips in all: this one and WRITE.
+# It returns the current generations the caller stamps a fill with (reading them in the same
+# atomic step as the entry means a fill can never be stamped newer than what was current when
+# the miss was seen) and the entry only if it was written under this server's run id and all
+# its stamps are current.
+# KEYS[1] entry, KEYS[2] its lease, KEYS[3..] generation names; ARGV[1] run id, ARGV[2] gen ttl
+# ms, ARGV[3] fresh seed, ARGV[4] lease ms ('': take no lease), ARGV[5] lease token. The lease
+# is named even when not taken: ACLs check every key a script names.
+# The reply is kept small because it is the hot path:
 #   {0, gen, gen, ...}            a miss, with the current generations to stamp the fill with
+#   {3, -1, gen, ...}             a miss, and the lease is ours
+#   {3, ms, gen, ...}             a miss, and another caller holds the lease for ms more
 #   {1, stamps, meta, payload}    a hit whose names are the ones asked for
 #   {2, stamps, meta, payload, names, gen, ...}  a hit on an entry with other names
 READ = (
     _GENS
+    + _TAKE
     + """
-local gens = current(2, ARGV[3], ARGV[2])
 local e = redis.pcall('HMGET', KEYS[1], 'r', 'n', 's', 'm', 'p')
-if e.err or e[1] ~= ARGV[1] or not (e[2] and e[3] and e[4] and e[5]) then
-  return {0, unpack(gens)}
+local ok = not e.err and e[1] == ARGV[1] and e[2] and e[3] and e[4] and e[5]
+local same = ok and e[2] == table.concat(KEYS, '\\n', 3)
+if same and #KEYS > 2 then
+  -- The usual hit, checked before any generation is validated: the stored stamps are n
+  -- decimal integers joined by n - 1 commas, so the n current values, joined the same way,
+  -- can only equal them if each one equals its stamp (a value with a comma in it would make
+  -- one comma too many).
+  local gens = redis.call('MGET', unpack(KEYS, 3))
+  local all = true
+  for i = 1, #KEYS - 2 do
+    if not gens[i] then all = false break end
+  end
+  if all and table.concat(gens, ',') == e[3] then return {1, e[3], e[4], e[5]} end
 end
-local same = e[2] == table.concat(KEYS, '\\n', 2)
+local gens = current(3, ARGV[3], ARGV[2])
+local function miss()
+  if ARGV[4] == '' then return {0, unpack(gens)} end
+  return {3, take(KEYS[2], ARGV[5], ARGV[4]), unpack(gens)}
+end
+if not ok then return miss() end
 local stamps
 if same then
-  -- the usual case: the caller asked for exactly the entry's generations
   stamps = table.concat(gens, ',')
 else
   -- a reader that does not know the entry's tags (cache.get): read the stored names
   local names = {}
   for name in string.gmatch(e[2], '[^\\n]+') do names[#names + 1] = name end
-  if #names == 0 then return {0, unpack(gens)} end
+  if #names == 0 then return miss() end
   local cur = redis.call('MGET', unpack(names))
   for i = 1, #names do
-    if not cur[i] then return {0, unpack(gens)} end
+    if not cur[i] then return miss() end
   end
   stamps = table.concat(cur, ',')
 end
-if stamps ~= e[3] then return {0, unpack(gens)} end
+if stamps ~= e[3] then return miss() end
 if same then return {1, e[3], e[4], e[5]} end
 return {2, e[3], e[4], e[5], e[2], unpack(gens)}
 """
@@ -100,14 +156,15 @@ return current(1, ARGV[2], ARGV[1])
 
 # Extend each generation so it outlives the entry stamped with it (else the entry would be
 # lost early, which is safe but wasteful); ttl -1 means the entry never expires.
-_KEEP = """
+_KEEP = (
+    _EXTEND
+    + """
 local function keep(first, retain)
   for i = first, #KEYS do
     if retain <= 0 then
       redis.call('PERSIST', KEYS[i])
     else
-      local left = redis.call('PTTL', KEYS[i])
-      if left >= 0 and left < retain then redis.call('PEXPIRE', KEYS[i], retain) end
+      extend(KEYS[i], retain)
     end
   end
 end
@@ -123,6 +180,7 @@ local function store(stamps)
   keep(2, retain)
 end
 """
+)
 
 # WRITE: store a fill only if its stamps are still current. A fill that lost a race with an
 # invalidation would be invalid anyway; dropping it keeps a newer entry from being replaced.
@@ -221,16 +279,11 @@ end
 return 0
 """
 
-# LEASE: take the single-flight lease KEYS[1] with token ARGV[1] for ARGV[2] ms; if another
-# process holds it, mark in the same step that someone waits for its fill (``<lease>:w``, until
-# the lease ends). WRITE and RELEASE publish the fill's outcome only when that mark exists, so a
-# fill nobody waits for costs no message in any process. A waiter cannot miss the notice: its
-# mark is set before it registers and re-reads the entry, and the leader's WRITE either ran
-# before the mark (the re-read finds the entry) or sees it (and publishes). The mark lives in
-# the lease's hash slot on a cluster (same ``{tag}`` prefix). Returns {1, 0} or {0, ms left}.
-LEASE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, 0} end
-local left = redis.call('PTTL', KEYS[1])
-if left > 0 then redis.call('SET', KEYS[1] .. ':w', '1', 'PX', left) end
-return {0, left}
+# LEASE: take the single-flight lease KEYS[1] with token ARGV[1] for ARGV[2] ms (see _TAKE).
+# Returns -1 if taken, else the ms its holder has left.
+LEASE = (
+    _TAKE
+    + """
+return take(KEYS[1], ARGV[1], ARGV[2])
 """
+)

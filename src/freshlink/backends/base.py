@@ -69,6 +69,10 @@ class Read(NamedTuple):
     """The stored entry if it exists and its stamps are all current, else None."""
     current: tuple[int, ...]
     """The current generations of the names asked for (fresh ones created where missing)."""
+    token: str | None = None
+    """The fill lease this read took (:meth:`Backend.read_lease` on a miss), else None."""
+    left: float | None = None
+    """Seconds left on another caller's lease (a miss whose lease was taken), else None."""
 
 
 InvalidationListener = Callable[[Sequence[str], Sequence[int]], None]
@@ -145,6 +149,25 @@ class Backend(abc.ABC):
         return self.write(key, entry, retain, token)
 
     # Cross-process single-flight; only called when ``supports_leases`` is true.
+
+    def read_lease(self, key: str, names: Sequence[str], ttl: float) -> Read:
+        """:meth:`read`, and on a miss :meth:`lease` (``token`` or ``left`` set on the Read).
+
+        Backends that can do both in one round trip override it; this default takes two.
+        """
+        read = self.read(key, names)
+        if read.entry is not None:
+            return read
+        token, left = self.lease(key, ttl)
+        return read._replace(token=token, left=None if token else left)
+
+    async def aread_lease(self, key: str, names: Sequence[str], ttl: float) -> Read:
+        """Async :meth:`read_lease`."""
+        read = await self.aread(key, names)
+        if read.entry is not None:
+            return read
+        token, left = await self.alease(key, ttl)
+        return read._replace(token=token, left=None if token else left)
 
     def lease(self, key: str, ttl: float) -> tuple[str | None, float]:
         """Try to fill ``key``: (token, 0), or (None, seconds the lease has left)."""

@@ -167,6 +167,14 @@ class GuardedBackend(Backend):
         """Guarded :meth:`Backend.adelete`."""
         return await self._acall(self.inner.adelete, key)
 
+    def read_lease(self, key: str, names: Sequence[str], ttl: float) -> Read:
+        """Guarded :meth:`Backend.read_lease`."""
+        return self._call(self.inner.read_lease, key, names, ttl)
+
+    async def aread_lease(self, key: str, names: Sequence[str], ttl: float) -> Read:
+        """Guarded :meth:`Backend.aread_lease`."""
+        return await self._acall(self.inner.aread_lease, key, names, ttl)
+
     def lease(self, key: str, ttl: float) -> tuple[str | None, float]:
         """Guarded :meth:`Backend.lease`."""
         return self._call(self.inner.lease, key, ttl)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import BackendError
-from . import _scripts
+from . import _lean, _scripts
 from ._redis_base import DEFAULT_CLIENT_OPTIONS, RedisBase, _redis, _retry
 from ._wire import Call, Commands, Steps, decode_entry, encode_meta, pipelined, retain_ms
 from .base import Entry, Read
@@ -51,15 +51,20 @@ def server_identity(info: Any) -> str:
 
 
 def _evalsha(call: Call) -> tuple[Any, ...]:
-    # EVALSHA straight through execute_command: redis-py's Script wrapper costs a few
-    # microseconds per call on the hot path.
+    # EVALSHA straight through the connection (_lean): redis-py's Script wrapper and
+    # execute_command each cost a few microseconds per call on the hot path.
     return ("EVALSHA", _SHA[call.name], len(call.keys), *call.keys, *call.args)
 
 
-def _read_result(reply: Any, names: Sequence[str]) -> Read:
+def _read_result(reply: Any, names: Sequence[str], token: str) -> Read:
     kind = reply[0]
     if kind == 0:
         return Read(None, tuple(map(int, reply[1:])))
+    if kind == 3:  # a miss, with the outcome of taking its lease
+        current = tuple(map(int, reply[2:]))
+        if reply[1] == -1:
+            return Read(None, current, token)
+        return Read(None, current, None, reply[1] / 1000)
     try:
         entry = decode_entry(tuple(names) if kind == 1 else reply[4], *reply[1:4])
     except (ValueError, TypeError, UnicodeDecodeError):
@@ -74,12 +79,19 @@ def _read_result(reply: Any, names: Sequence[str]) -> Read:
     return Read(entry, tuple(map(int, reply[5:])))
 
 
+def _took_lease(reply: Any) -> bool:
+    """Whether a READ reply says the read took the fill's lease."""
+    return bool(reply[0] == 3 and reply[1] == -1)
+
+
 class RedisBackend(RedisBase):
     """Entries and generations in Redis, shared by every process that uses the same server."""
 
     def __init__(self, client: Any = None, aclient: Any = None, **options: Any) -> None:
         super().__init__(client, aclient, **options)
         self._run_id: str | None = None
+        self._lease_ttl = -1.0
+        self._lease_ms_str = ""
         if client is not None:
             self._hook(client, self._on_connect)
         if aclient is not None:
@@ -198,7 +210,7 @@ class RedisBackend(RedisBase):
         for attempt in (0, 1):
             try:
                 if not need:
-                    return client.execute_command(*_evalsha(call))
+                    return _lean.call(client, _evalsha(call))
                 replies = self._confirming(client, call, need).execute()
                 return self._after_waits(replies, [need])[0]
             except _redis().exceptions.NoScriptError:
@@ -214,7 +226,7 @@ class RedisBackend(RedisBase):
         for attempt in (0, 1):
             try:
                 if not need:
-                    return await client.execute_command(*_evalsha(call))
+                    return await _lean.acall(client, _evalsha(call))
                 replies = await self._confirming(client, call, need).execute()
                 return self._after_waits(replies, [need])[0]
             except _redis().exceptions.NoScriptError:
@@ -234,22 +246,34 @@ class RedisBackend(RedisBase):
 
     # ------------------------------------------------------------------ operations
 
-    def _read(self, key: str, names: Sequence[str]) -> Steps[Read]:
-        """One EVALSHA."""
+    def _read(
+        self,
+        key: str,
+        names: Sequence[str],
+        lease_ms: str = "",
+        token: str = "",
+        held: bool = False,
+    ) -> Steps[Read]:
+        """One EVALSHA (which also takes the lease on a miss when ``lease_ms`` is given).
+
+        A read asked again (below, or after the direct read) keeps its lease token: the first
+        try may have taken the lease (``held``), and a new token would then wait for its own
+        fill; if the read it is asked again for is a hit, that lease is given back.
+        """
         while True:
             run_id = self._run_id or (yield from self._identity())
-            reply = yield self._read_call(key, names, run_id)
+            args = self._direct(key, names, run_id, lease_ms, token)
+            token = args[-1]
+            reply = yield Call("READ", list(args[3 : len(names) + 5]), list(args[len(names) + 5 :]))
             # If the connection was re-made during the call (a retry after a restart), the
             # script ran on a new server with the old run id, which an entry restored from an
             # old snapshot also carries: ask again with the run id just learned.
             if self._run_id == run_id:
-                return _read_result(reply, names)
-
-    def _read_call(self, key: str, names: Sequence[str], run_id: str) -> Call:
-        return Call("READ", [key, *names], self._read_args(run_id))
-
-    def _read_args(self, run_id: str) -> list[str]:
-        return [run_id, self._gen_ttl_ms, self._seed()]
+                read = _read_result(reply, names, token)
+                if held and read.token is None:
+                    yield from self._release(key, token, "")
+                return read
+            held = held or _took_lease(reply)
 
     # The warm read is the hot path: when the run id is known and does not change during the
     # call, its one script answers it as _read would, so neither the generator nor a request
@@ -259,34 +283,66 @@ class RedisBackend(RedisBase):
 
     def read(self, key: str, names: Sequence[str]) -> Read:
         """See :meth:`Backend.read` (one EVALSHA)."""
+        return self._fetch(key, names, "")
+
+    async def aread(self, key: str, names: Sequence[str]) -> Read:
+        """See :meth:`Backend.read` (one EVALSHA)."""
+        return await self._afetch(key, names, "")
+
+    def read_lease(self, key: str, names: Sequence[str], ttl: float) -> Read:
+        """See :meth:`Backend.read_lease`: the same one EVALSHA as :meth:`read`."""
+        return self._fetch(key, names, self._lease_ms(ttl))
+
+    async def aread_lease(self, key: str, names: Sequence[str], ttl: float) -> Read:
+        """See :meth:`Backend.read_lease`."""
+        return await self._afetch(key, names, self._lease_ms(ttl))
+
+    def _lease_ms(self, ttl: float) -> str:
+        # Called on every read of the hot path with the cache's one lease ttl: remember it.
+        if ttl != self._lease_ttl:
+            self._lease_ttl, self._lease_ms_str = ttl, str(max(int(ttl * 1000), 1))
+        return self._lease_ms_str
+
+    def _fetch(self, key: str, names: Sequence[str], lease_ms: str) -> Read:
         run_id = self._run_id
         if run_id is not None and self._direct_reads:
+            args = self._direct(key, names, run_id, lease_ms)
             try:
-                reply = self.client.execute_command(*self._direct(key, names, run_id))
+                reply = _lean.call(self.client, args)
             except Exception as exc:
                 self._direct_failed(exc)
             else:
                 if self._run_id == run_id:
-                    return _read_result(reply, names)
-        return self._drive(self._read(key, names))
+                    return _read_result(reply, names, args[-1])
+                return self._drive(self._read(key, names, lease_ms, args[-1], _took_lease(reply)))
+            return self._drive(self._read(key, names, lease_ms, args[-1]))
+        return self._drive(self._read(key, names, lease_ms))
 
-    async def aread(self, key: str, names: Sequence[str]) -> Read:
-        """See :meth:`Backend.read` (one EVALSHA)."""
+    async def _afetch(self, key: str, names: Sequence[str], lease_ms: str) -> Read:
         run_id = self._run_id
         if run_id is None or not self._direct_reads:
-            return await self._adrive(self._read(key, names))
+            return await self._adrive(self._read(key, names, lease_ms))
+        args = self._direct(key, names, run_id, lease_ms)
         try:
-            reply = await self.aclient.execute_command(*self._direct(key, names, run_id))
+            reply = await _lean.acall(self.aclient, args)
         except Exception as exc:
             self._direct_failed(exc)
             reply = None
         if reply is None or self._run_id != run_id:
-            return await self._adrive(self._read(key, names))
-        return _read_result(reply, names)
+            held = reply is not None and _took_lease(reply)
+            return await self._adrive(self._read(key, names, lease_ms, args[-1], held))
+        return _read_result(reply, names, args[-1])
 
-    def _direct(self, key: str, names: Sequence[str], run_id: str) -> tuple[Any, ...]:
-        """The warm read's EVALSHA, as _read_call would make it."""
-        return ("EVALSHA", _READ_SHA, len(names) + 1, key, *names, *self._read_args(run_id))
+    def _direct(
+        self, key: str, names: Sequence[str], run_id: str, lease_ms: str, token: str = ""
+    ) -> tuple[Any, ...]:
+        """The READ script's EVALSHA; the last argument is the lease token (the seed if new:
+        both are random per call, and one random draw is cheaper than two)."""
+        seed = self._seed()
+        return (
+            "EVALSHA", _READ_SHA, len(names) + 2, key, self.lease_key(key), *names,
+            run_id, self._gen_ttl_ms, seed, lease_ms, token or seed,
+        )  # fmt: skip
 
     def _direct_failed(self, exc: Exception) -> None:
         """NOSCRIPT is left to _read (which loads the script); anything else is the backend's."""
