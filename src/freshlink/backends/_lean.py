@@ -1,52 +1,134 @@
 """One command on a pooled connection, without ``execute_command``'s per-call bookkeeping.
 
-redis-py 8's ``execute_command`` wraps every call in a retry closure, observability records
-(operation duration, connection counts, pool names) and reconnect checks: about 6 µs of
-client CPU per command on this project's benchmark machine, as much as the rest of a
-freshlink L2 hit. The hot commands (the read, write and lease scripts) are sent here
-instead: take a connection from the client's own pool, send, read the reply, give it back.
+redis-py 8 spends, per command, about 6 µs of client CPU outside the socket on this
+project's benchmark machine (a 2-vCPU VM) in ``execute_command`` (a retry closure,
+observability records, reconnect checks) and as much again in the pool's
+``get_connection`` / ``release`` (a lock, connection-count records, an event dispatch, a
+``poll`` for unread data): together more than the rest of a freshlink L2 hit. The hot
+commands (the read, write and lease scripts) go through a :class:`Lane` instead.
 
-Nothing is lost on failure: a connection or timeout error drops the connection and the
-command is sent again through ``execute_command``, with the client's own retry policy,
-exactly as if its first attempt had failed. (Every command sent this way may run twice:
-the scripts are written so that a second run is harmless.) A client bound to a single
-connection, or one whose pool must reconnect for server maintenance, uses
-``execute_command`` directly.
+A lane keeps the connections it took from the client's pool (one per thread that was ever
+inside a command at the same time), and hands them out with a list ``pop`` / ``append``
+(atomic under the GIL). The pool's checks are not needed for them: a lane connection always
+has its reply read in full before it is handed out again, and one that failed in any way is
+disconnected and given back to the pool, never reused. Nothing is lost on failure either: a
+connection or timeout error sends the command again through ``execute_command``, with the
+client's own retry policy, exactly as if its first attempt had failed (the scripts are
+written so that a second run is harmless), and a connection the server asked to reconnect
+(maintenance notifications) is dropped as the pool's ``release`` would. The lane is only used
+where the pool is a plain ``redis.ConnectionPool``: a Sentinel pool (which must drop
+connections to a demoted master), a blocking pool (its size limit) or a client-side cache
+keep the pool's own path, as does a client bound to a single connection.
+
+Commands are packed with ``hiredis.pack_command`` directly (what redis-py's own hiredis
+serializer calls, after argument checks that cost as much as the packing).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from ._redis_base import _redis
 
-__all__ = ["acall", "call"]
+__all__ = ["ALane", "Lane", "acall"]
 
 
-def _plain(client: Any) -> bool:
-    # single_connection_client=True: the client owns one connection and a lock around it.
-    return getattr(client, "connection", None) is None
+def _packer() -> Callable[[tuple[Any, ...]], bytes] | None:
+    try:
+        import hiredis
+    except ImportError:  # redis-py packs in Python then: use its connection's packer
+        return None
+    return hiredis.pack_command
 
 
-def call(client: Any, args: tuple[Any, ...]) -> Any:
-    """``client.execute_command(*args)``, minus redis-py's per-call bookkeeping."""
-    if not _plain(client):
+_PACK = _packer()
+
+
+class Lane:
+    """The hot commands of one sync client, on connections kept out of its pool."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        pool: Any = getattr(client, "connection_pool", None)
+        redis = _redis()
+        self._own = (
+            type(pool) is redis.ConnectionPool
+            and getattr(client, "connection", None) is None
+            and getattr(pool, "cache", None) is None
+        )
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+        self._errors = redis.exceptions
+
+    def call(self, args: tuple[Any, ...]) -> Any:
+        """``client.execute_command(*args)``, minus redis-py's per-call bookkeeping."""
+        if not self._own:
+            return _pooled(self.client, args)
+        if self._pid != os.getpid():
+            # A forked child: these sockets are the parent's (the pool starts afresh too).
+            self._idle, self._pid = [], os.getpid()
+        idle = self._idle
+        try:
+            conn = idle.pop()
+        except IndexError:
+            conn = self._pool.get_connection()
+        errors = self._errors
+        try:
+            if _PACK is not None:
+                conn.send_packed_command([_PACK(args)])
+            else:
+                conn.send_command(*args)
+            reply = conn.read_response()
+        except (errors.ConnectionError, errors.TimeoutError, OSError):
+            self._drop(conn)
+            return self.client.execute_command(*args)  # the client's retry policy from here on
+        except errors.ResponseError:
+            idle.append(conn)  # an error reply leaves the connection in step
+            raise
+        except BaseException:
+            self._drop(conn)  # interrupted in the middle of a reply: never reuse it
+            raise
+        if conn.should_reconnect():
+            self._drop(conn)  # the server announced maintenance: as the pool's release does
+        else:
+            idle.append(conn)
+        return reply
+
+    def _drop(self, conn: Any) -> None:
+        conn.disconnect()
+        self._pool.release(conn)
+
+    def close(self) -> None:
+        """Give every kept connection back to the pool (which the client then disconnects)."""
+        idle, self._idle = self._idle, []
+        if self._pid == os.getpid():
+            for conn in idle:
+                self._pool.release(conn)
+
+
+def _pooled(client: Any, args: tuple[Any, ...]) -> Any:
+    """One command on a connection of the client's pool, without ``execute_command``."""
+    if getattr(client, "connection", None) is not None:
         return client.execute_command(*args)
-    exc = _redis().exceptions
+    errors = _redis().exceptions
     pool = client.connection_pool
     conn = pool.get_connection()
     try:
         conn.send_command(*args)
         reply = conn.read_response()
-    except (exc.ConnectionError, exc.TimeoutError, OSError):
+    except (errors.ConnectionError, errors.TimeoutError, OSError):
         conn.disconnect()
         pool.release(conn)
-        return client.execute_command(*args)  # the client's retry policy from here on
-    except exc.ResponseError:
-        pool.release(conn)  # an error reply leaves the connection in step
+        return client.execute_command(*args)
+    except errors.ResponseError:
+        pool.release(conn)
         raise
     except BaseException:
-        # Interrupted in the middle of a reply: never hand a half-read connection back.
         conn.disconnect()
         pool.release(conn)
         raise
@@ -54,21 +136,90 @@ def call(client: Any, args: tuple[Any, ...]) -> Any:
     return reply
 
 
+class ALane:
+    """:class:`Lane` for an asyncio client: kept connections per event loop (a connection
+    belongs to the loop it was opened on)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        pool: Any = getattr(client, "connection_pool", None)
+        redis = _redis("redis.asyncio")
+        self._own = (
+            type(pool) is redis.ConnectionPool
+            and getattr(client, "connection", None) is None
+            and getattr(pool, "cache", None) is None
+        )
+        self._pool = pool
+        self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._pid = os.getpid()
+        self._errors = _redis().exceptions
+
+    async def call(self, args: tuple[Any, ...]) -> Any:
+        """``await client.execute_command(*args)``, minus redis-py's per-call bookkeeping."""
+        if not self._own:
+            return await acall(self.client, args)
+        if self._pid != os.getpid():
+            self._idle, self._pid = weakref.WeakKeyDictionary(), os.getpid()
+        loop = asyncio.get_running_loop()
+        idle = self._idle.get(loop)
+        if idle is None:
+            idle = self._idle[loop] = []
+        try:
+            conn = idle.pop()
+        except IndexError:
+            conn = await self._pool.get_connection()
+        errors = self._errors
+        try:
+            if _PACK is not None:
+                await conn.send_packed_command([_PACK(args)])
+            else:
+                await conn.send_command(*args)
+            reply = await conn.read_response()
+        except (errors.ConnectionError, errors.TimeoutError, OSError):
+            await self._drop(conn)
+            return await self.client.execute_command(*args)
+        except errors.ResponseError:
+            idle.append(conn)
+            raise
+        except BaseException:
+            # Cancelled mid-reply (a request timeout): the reply may still come; drop it.
+            await self._drop(conn)
+            raise
+        if conn.should_reconnect():
+            await self._drop(conn)
+        else:
+            idle.append(conn)
+        return reply
+
+    async def _drop(self, conn: Any) -> None:
+        await conn.disconnect()
+        await self._pool.release(conn)
+
+    async def aclose(self) -> None:
+        """Give the kept connections of this event loop back to the pool."""
+        idle = self._idle.pop(asyncio.get_running_loop(), [])
+        if self._pid == os.getpid():
+            for conn in idle:
+                await self._pool.release(conn)
+
+
 async def acall(client: Any, args: tuple[Any, ...]) -> Any:
-    """Async :func:`call`."""
-    if not _plain(client):
+    """Async :func:`_pooled`: one command on a connection of the asyncio client's pool."""
+    if getattr(client, "connection", None) is not None:
         return await client.execute_command(*args)
-    exc = _redis().exceptions
+    errors = _redis().exceptions
     pool = client.connection_pool
     conn = await pool.get_connection()
     try:
         await conn.send_command(*args)
         reply = await conn.read_response()
-    except (exc.ConnectionError, exc.TimeoutError, OSError):
+    except (errors.ConnectionError, errors.TimeoutError, OSError):
         await conn.disconnect()
         await pool.release(conn)
         return await client.execute_command(*args)
-    except exc.ResponseError:
+    except errors.ResponseError:
         await pool.release(conn)
         raise
     except BaseException:

@@ -92,6 +92,8 @@ class RedisBackend(RedisBase):
         self._run_id: str | None = None
         self._lease_ttl = -1.0
         self._lease_ms_str = ""
+        self._hot: _lean.Lane | None = None
+        self._ahot: _lean.ALane | None = None
         if client is not None:
             self._hook(client, self._on_connect)
         if aclient is not None:
@@ -141,6 +143,32 @@ class RedisBackend(RedisBase):
 
         composed._freshlink = True  # type: ignore[attr-defined]
         kwargs["redis_connect_func"] = composed
+
+    def _lane(self) -> _lean.Lane:
+        """The hot commands' way to the sync client (see :mod:`._lean`)."""
+        lane = self._hot
+        if lane is None or lane.client is not self._client:
+            lane = self._hot = _lean.Lane(self.client)
+        return lane
+
+    def _alane(self) -> _lean.ALane:
+        """The hot commands' way to the asyncio client."""
+        lane = self._ahot
+        if lane is None or lane.client is not self._aclient:
+            lane = self._ahot = _lean.ALane(self.aclient)
+        return lane
+
+    def close(self) -> None:
+        """See :meth:`RedisBase.close`; the connections the hot path kept go back first."""
+        if self._hot is not None:
+            self._hot.close()
+        super().close()
+
+    async def aclose(self) -> None:
+        """See :meth:`RedisBase.aclose`; also the asyncio connections the hot path kept."""
+        if self._ahot is not None:
+            await self._ahot.aclose()
+        await super().aclose()
 
     def _client_kwargs(self, other: Any, *drop: str) -> dict[str, Any]:
         """The connection settings of the client of the other kind, for one made alongside."""
@@ -210,7 +238,7 @@ class RedisBackend(RedisBase):
         for attempt in (0, 1):
             try:
                 if not need:
-                    return _lean.call(client, _evalsha(call))
+                    return self._lane().call(_evalsha(call))
                 replies = self._confirming(client, call, need).execute()
                 return self._after_waits(replies, [need])[0]
             except _redis().exceptions.NoScriptError:
@@ -226,7 +254,7 @@ class RedisBackend(RedisBase):
         for attempt in (0, 1):
             try:
                 if not need:
-                    return await _lean.acall(client, _evalsha(call))
+                    return await self._alane().call(_evalsha(call))
                 replies = await self._confirming(client, call, need).execute()
                 return self._after_waits(replies, [need])[0]
             except _redis().exceptions.NoScriptError:
@@ -308,7 +336,7 @@ class RedisBackend(RedisBase):
         if run_id is not None and self._direct_reads:
             args = self._direct(key, names, run_id, lease_ms)
             try:
-                reply = _lean.call(self.client, args)
+                reply = self._lane().call(args)
             except Exception as exc:
                 self._direct_failed(exc)
             else:
@@ -324,7 +352,7 @@ class RedisBackend(RedisBase):
             return await self._adrive(self._read(key, names, lease_ms))
         args = self._direct(key, names, run_id, lease_ms)
         try:
-            reply = await _lean.acall(self.aclient, args)
+            reply = await self._alane().call(args)
         except Exception as exc:
             self._direct_failed(exc)
             reply = None

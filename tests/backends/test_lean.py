@@ -1,0 +1,111 @@
+"""The hot commands' lane: connections kept out of the pool, and every way one can fail."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+import redis.asyncio
+
+from freshlink.backends._lean import ALane, Lane
+from freshlink.testing import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+def test_a_plain_pool_is_used_through_kept_connections(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    lane = Lane(client)
+    assert lane.call(("SET", "k", "v")) == b"OK"  # the raw reply: no response callbacks
+    assert lane.call(("GET", "k")) == b"v"
+    # One kept connection, checked out of the pool (so the client's close disconnects it).
+    assert len(lane._idle) == 1
+    assert lane._idle[0] in client.connection_pool._in_use_connections
+    lane.close()
+    assert not lane._idle
+    assert not client.connection_pool._in_use_connections
+    client.close()
+
+
+def test_concurrent_threads_each_get_their_own_connection(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    lane = Lane(client)
+    barrier = threading.Barrier(4)
+    replies: list[object] = []
+
+    def work(n: int) -> None:
+        barrier.wait()
+        for i in range(50):
+            replies.append(lane.call(("ECHO", f"{n}:{i}")))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Every reply is the one its command asked for: no connection was shared mid-command.
+    assert sorted(replies) == sorted(f"{n}:{i}".encode() for n in range(4) for i in range(50))
+    assert 1 <= len(lane._idle) <= 4
+    lane.close()
+    client.close()
+
+
+def test_a_killed_connection_is_dropped_and_the_command_still_answers(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    lane = Lane(client)
+    lane.call(("SET", "k", "v"))
+    (kept,) = lane._idle
+    admin = redis.Redis.from_url(redis_url)
+    admin.client_kill_filter(_type="normal", skipme=True)
+    # The kept connection is dead: the lane resends through execute_command (its retry policy
+    # reconnects), and never hands the broken connection out again.
+    assert lane.call(("GET", "k")) == b"v"
+    assert kept not in lane._idle
+    assert lane.call(("GET", "k")) == b"v"
+    admin.close()
+    lane.close()
+    client.close()
+
+
+def test_an_error_reply_keeps_the_connection_in_step(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    lane = Lane(client)
+    lane.call(("SET", "s", "text"))
+    with pytest.raises(redis.ResponseError):
+        lane.call(("INCR", "s"))
+    (kept,) = lane._idle  # the error reply was read in full: the connection is reusable
+    assert lane.call(("GET", "s")) == b"text"
+    assert lane._idle == [kept]
+    lane.close()
+    client.close()
+
+
+def test_other_pools_keep_their_own_path(redis_server: RedisServer) -> None:
+    # A blocking pool's size limit, a single-connection client's lock: the lane must not
+    # route around them.
+    blocking = redis.Redis(
+        connection_pool=redis.BlockingConnectionPool.from_url(redis_server.url, max_connections=1)
+    )
+    single = redis.Redis.from_url(redis_server.url, single_connection_client=True)
+    for client in (blocking, single):
+        lane = Lane(client)
+        assert lane.call(("ECHO", "x")) == b"x"
+        assert not lane._idle
+        client.close()
+
+
+async def test_the_asyncio_lane_keeps_connections_and_survives_a_kill(redis_url: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    lane = ALane(client)
+    assert await lane.call(("SET", "k", "v")) == b"OK"
+    with pytest.raises(redis.ResponseError):
+        await lane.call(("INCR", "k"))
+    (kept,) = next(iter(lane._idle.values()))  # one connection for this loop, still in step
+    admin = redis.Redis.from_url(redis_url)
+    admin.client_kill_filter(_type="normal", skipme=True)
+    assert await lane.call(("GET", "k")) == b"v"  # resent through execute_command
+    assert kept not in next(iter(lane._idle.values()))
+    admin.close()
+    await lane.aclose()
+    await client.aclose()
