@@ -14,16 +14,17 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ._entries import Entries
 from ._outcomes import Outcomes
 from ._writes import Writes
-from .backends.base import Backend
+from .backends.base import Backend, Read
 from .backends.guard import GuardedBackend
 from .breaker import CircuitBreaker
 from .events import Events, logger
 from .flight import AsyncFlight, Flight
+from .gate import AsyncReadGate, ReadGate
 from .keyspace import Keyspace
 from .local import Local, NearCache
 from .refresh import AsyncRefresher, Refresher
@@ -73,6 +74,8 @@ class Engine:
         self.writes = Writes(self.backend, self.entries, self.near, self.events, keyspace)
         self.flight = Flight()
         self.aflight = AsyncFlight()
+        self.gate = ReadGate()
+        self.agate = AsyncReadGate()
         #: Fill leases a miss's read took (entry key -> token), until a fill takes them up.
         self.held: dict[str, str] = {}
         self._held_lock = threading.Lock()
@@ -102,6 +105,27 @@ class Engine:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def read_key(self, ekey: str, names: Sequence[str]) -> Read:
+        """The backend's read of an entry; on a miss it takes the fill's lease (if leases
+        exist), held for whichever caller leads the fill."""
+        backend = self.backend
+        if not backend.supports_leases:
+            return backend.read(ekey, names)
+        read = backend.read_lease(ekey, names, self.lease_ttl)
+        if read.token is not None:
+            self.hold(ekey, read.token)
+        return read
+
+    async def aread_key(self, ekey: str, names: Sequence[str]) -> Read:
+        """Async :meth:`read_key`."""
+        backend = self.backend
+        if not backend.supports_leases:
+            return await backend.aread(ekey, names)
+        read = await backend.aread_lease(ekey, names, self.lease_ttl)
+        if read.token is not None:
+            self.hold(ekey, read.token)
+        return read
+
     def hold(self, ekey: str, token: str) -> None:
         """Keep the lease a miss's read took, for whichever caller leads the key's fill."""
         with self._held_lock:
@@ -122,6 +146,8 @@ class Engine:
         # channel and connections and flushes a bounded L1 through its reset hook.
         self.flight = Flight()
         self.aflight = AsyncFlight()
+        self.gate = ReadGate()
+        self.agate = AsyncReadGate()
         self.held = {}  # the parent's leases are the parent's to use
         self._held_lock = threading.Lock()
         self.refresher = Refresher(self.refresher.workers, self.refresher.max_pending)

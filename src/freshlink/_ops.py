@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["LOAD", "Call", "Op", "SingleFlight", "Spawn", "Steps", "WaitFill"]
+__all__ = ["LOAD", "Call", "Op", "ReadKey", "SingleFlight", "Spawn", "Steps", "WaitFill"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,14 @@ class SingleFlight:
     key: Hashable
     steps: Callable[[], Steps]
     follow: Callable[[], Steps] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadKey:
+    """Read the entry ``key`` (coalesced with the process's concurrent reads of it)."""
+
+    key: str
+    names: Sequence[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,5 +69,5 @@ class _Load:
 #: Run the loader; send back its value (or throw its exception in).
 LOAD: Final = _Load()
 
-Op = Call | SingleFlight | WaitFill | Spawn | _Load
+Op = Call | ReadKey | SingleFlight | WaitFill | Spawn | _Load
 Steps = Generator[Op, Any, Any]

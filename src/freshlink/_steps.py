@@ -11,10 +11,10 @@ from typing import Any
 
 from ._drive import adrive, drive
 from ._engine import Engine
-from ._ops import LOAD, Call, Op, SingleFlight, Spawn, Steps, WaitFill
+from ._ops import LOAD, Call, Op, ReadKey, SingleFlight, Spawn, Steps, WaitFill
 from .backends.base import Read
 
-__all__ = ["arun", "run"]
+__all__ = ["arun", "run", "shared"]
 
 
 def run(engine: Engine, steps: Steps, load: Callable[[], Any]) -> Any:
@@ -25,6 +25,8 @@ def run(engine: Engine, steps: Steps, load: Callable[[], Any]) -> Any:
             return load()
         if isinstance(op, Call):
             return getattr(engine.backend, op.name)(*op.args)
+        if isinstance(op, ReadKey):
+            return engine.gate.read(op.key, lambda: engine.read_key(op.key, op.names), shared)
         if isinstance(op, SingleFlight):
             follow = op.follow
             return engine.flight.run(
@@ -57,6 +59,10 @@ async def arun(engine: Engine, steps: Steps, load: Callable[[], Coroutine[Any, A
             return await load()
         if isinstance(op, Call):
             return await getattr(engine.backend, "a" + op.name)(*op.args)
+        if isinstance(op, ReadKey):
+            return await engine.agate.read(
+                op.key, lambda: engine.aread_key(op.key, op.names), shared
+            )
         if isinstance(op, SingleFlight):
             follow = op.follow
             flown = await engine.aflight.run(
@@ -80,6 +86,12 @@ async def arun(engine: Engine, steps: Steps, load: Callable[[], Coroutine[Any, A
         raise TypeError(f"unknown read-path step {op!r}")
 
     return await adrive(steps, perform)
+
+
+def shared(read: Read) -> Read:
+    """A read as the callers that coalesced with its sender see it: the lease it took is
+    held for the key's fill leader (see :meth:`Engine.read_key`), not theirs to give back."""
+    return read if read.token is None else read._replace(token=None)
 
 
 def _valid(found: list[Read]) -> Read | None:

@@ -25,10 +25,10 @@ from typing import Any
 
 from ._engine import Engine
 from ._entries import UNREADABLE
-from ._leases import MISS, Job, lease, read_call, release, unheld
-from ._ops import LOAD, Call, SingleFlight, Spawn, Steps
+from ._leases import MISS, Job, lease, release, unheld
+from ._ops import LOAD, Call, ReadKey, SingleFlight, Spawn, Steps
 from ._outcomes import Stale
-from ._steps import arun, run
+from ._steps import arun, run, shared
 from .backends.base import Read
 from .errors import BackendError, FreshlinkError, RemoteLoaderError
 from .policy import Action, Freshness
@@ -57,12 +57,11 @@ class ReadPath:
         # Strict without L1, the common L2 hit: one read and a fresh entry need none of the
         # read path's machinery. Anything else continues there with this read in hand.
         eng = self.engine
+        ekey = eng.keyspace.entry(key)
         try:
             # One round trip answers a hit, and on a miss also takes the fill's lease.
-            read: Read | BackendError = (
-                eng.backend.read_lease(eng.keyspace.entry(key), names, eng.lease_ttl)
-                if eng.backend.supports_leases
-                else eng.backend.read(eng.keyspace.entry(key), names)
+            read: Read | BackendError = eng.gate.read(
+                ekey, lambda: eng.read_key(ekey, names), shared
             )
         except BackendError as exc:
             read = exc
@@ -83,12 +82,9 @@ class ReadPath:
         """Async :meth:`fetch`: the same steps with the backend's async methods."""
         eng = self.engine
         if eng.near is None:  # the direct L2 attempt, as in fetch
+            ekey = eng.keyspace.entry(key)
             try:
-                read = await (
-                    eng.backend.aread_lease(eng.keyspace.entry(key), names, eng.lease_ttl)
-                    if eng.backend.supports_leases
-                    else eng.backend.aread(eng.keyspace.entry(key), names)
-                )
+                read = await eng.agate.read(ekey, lambda: eng.aread_key(ekey, names), shared)
             except BackendError as exc:
                 return await arun(eng, self.steps(fname, key, names, policy, near_key, exc), load)
             value, first = self._fresh_hit(fname, key, read, policy)
@@ -158,7 +154,7 @@ class ReadPath:
                     yield from self._serve(job, "l1", action, left, e.names, e.stamps, e.created)
                     return e.value
                 stale = Stale(e.value, left)
-            read: Read = first if first is not None else (yield read_call(self.engine, job))
+            read: Read = first if first is not None else (yield ReadKey(job.ekey, names))
         except BackendError as exc:
             # Redis down or slow: the page still renders, from the source of truth.
             eng.outcomes.backend_failed(fname, key, exc, "read")
@@ -184,12 +180,11 @@ class ReadPath:
         if token is None:
             fill = lambda: self.fill(job, stamps, mark, stale, left)  # noqa: E731
             return (yield SingleFlight((key, stamps), fill))
-        # This read took the fill's lease: it is held for the flight's leader (which may be
-        # another thread, whose own read found the lease taken). A caller that joins a running
-        # flight gives its lease back at once if no leader took it up, or the leader could be
-        # waiting for a fill that this caller would never make; so does a leader that ended
-        # without using it.
-        eng.hold(job.ekey, token)
+        # This read took the fill's lease: it is held (Engine.read_key) for the flight's leader,
+        # which may be another thread, whose own read found the lease taken. A caller that
+        # joins a running flight gives its lease back at once if no leader took it up, or the
+        # leader could be waiting for a fill that this caller would never make; so does a
+        # leader that ended without using it.
         flight = SingleFlight(
             (key, stamps),
             lambda: self.fill(job, stamps, mark, stale, None),

@@ -143,9 +143,8 @@ if table.concat(gens(3, ARGV[2], ARGV[1]), ',') == ARGV[5] then
   for i = 3, #KEYS do keep(KEYS[i], retain) end
 end
 if ARGV[9] ~= '' and redis.call('GET', KEYS[2]) == ARGV[9] then
-  redis.call('DEL', KEYS[2])
-  -- Only if a process waits (see the single-server LEASE).
-  if redis.call('DEL', KEYS[2] .. ':w') == 1 then
+  -- The lease and its waiters' mark in one DEL; only if a process waits (see _TAKE).
+  if redis.call('DEL', KEYS[2], KEYS[2] .. ':w') == 2 then
     redis.call('PUBLISH', ARGV[10], 'ok\\n' .. ARGV[11])
   end
 end

@@ -34,7 +34,7 @@ from typing import Any
 
 from ._redis_base import _redis
 
-__all__ = ["ALane", "Lane", "acall"]
+__all__ = ["ALane", "Lane", "Lanes", "acall"]
 
 
 def _packer() -> Callable[[tuple[Any, ...]], bytes] | None:
@@ -109,6 +109,38 @@ class Lane:
         if self._pid == os.getpid():
             for conn in idle:
                 self._pool.release(conn)
+
+
+class Lanes:
+    """The lanes of one backend's clients (sync and asyncio), made on first use."""
+
+    def __init__(self) -> None:
+        self._sync: Lane | None = None
+        self._async: ALane | None = None
+
+    def sync(self, client: Any) -> Lane:
+        """The lane of ``client`` (a new one if the backend's client changed)."""
+        lane = self._sync
+        if lane is None or lane.client is not client:
+            lane = self._sync = Lane(client)
+        return lane
+
+    def asyncio(self, client: Any) -> ALane:
+        """The lane of the asyncio ``client``."""
+        lane = self._async
+        if lane is None or lane.client is not client:
+            lane = self._async = ALane(client)
+        return lane
+
+    def close(self) -> None:
+        """Give the sync lane's connections back to its pool."""
+        if self._sync is not None:
+            self._sync.close()
+
+    async def aclose(self) -> None:
+        """Give this event loop's asyncio connections back to their pool."""
+        if self._async is not None:
+            await self._async.aclose()
 
 
 def _pooled(client: Any, args: tuple[Any, ...]) -> Any:

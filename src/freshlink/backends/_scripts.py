@@ -35,10 +35,10 @@ end
 _GENS = (
     _FRESH
     + """
-local function current(first, seed, gen_ttl)
+local function current(first, seed, gen_ttl, got)
   local n = #KEYS - first + 1
   if n <= 0 then return {} end
-  local gens = redis.call('MGET', unpack(KEYS, first))
+  local gens = got or redis.call('MGET', unpack(KEYS, first))  -- got: an MGET already made
   for i = 1, n do
     if not valid(gens[i]) then
       gens[i] = fresh(seed, i)
@@ -107,19 +107,20 @@ READ = (
 local e = redis.pcall('HMGET', KEYS[1], 'r', 'n', 's', 'm', 'p')
 local ok = not e.err and e[1] == ARGV[1] and e[2] and e[3] and e[4] and e[5]
 local same = ok and e[2] == table.concat(KEYS, '\\n', 3)
+local got
 if same and #KEYS > 2 then
   -- The usual hit, checked before any generation is validated: the stored stamps are n
   -- decimal integers joined by n - 1 commas, so the n current values, joined the same way,
   -- can only equal them if each one equals its stamp (a value with a comma in it would make
   -- one comma too many).
-  local gens = redis.call('MGET', unpack(KEYS, 3))
+  got = redis.call('MGET', unpack(KEYS, 3))
   local all = true
   for i = 1, #KEYS - 2 do
-    if not gens[i] then all = false break end
+    if not got[i] then all = false break end
   end
-  if all and table.concat(gens, ',') == e[3] then return {1, e[3], e[4], e[5]} end
+  if all and table.concat(got, ',') == e[3] then return {1, e[3], e[4], e[5]} end
 end
-local gens = current(3, ARGV[3], ARGV[2])
+local gens = current(3, ARGV[3], ARGV[2], got)
 local function miss()
   if ARGV[4] == '' then return {0, unpack(gens)} end
   return {3, take(KEYS[2], ARGV[5], ARGV[4]), unpack(gens)}
@@ -200,9 +201,9 @@ end
 if ok == 1 and table.concat(cur, ',') ~= ARGV[3] then ok = 0 end
 if ok == 1 then store(ARGV[3]) end
 if ARGV[8] ~= '' and redis.call('GET', ARGV[7]) == ARGV[8] then
-  redis.call('DEL', ARGV[7])
-  -- Only if a process waits (see LEASE): a fill nobody waits for sends no message at all.
-  if redis.call('DEL', ARGV[7] .. ':w') == 1 then
+  -- The lease and its waiters' mark in one DEL: 2 deleted means a process waits (see _TAKE);
+  -- only then is the fill published: a fill nobody waits for sends no message at all.
+  if redis.call('DEL', ARGV[7], ARGV[7] .. ':w') == 2 then
     redis.call('PUBLISH', ARGV[9], 'ok\\n' .. KEYS[1])
   end
 end
@@ -272,8 +273,9 @@ return ok
 # KEYS[1] lease; ARGV[1] token, ARGV[2] fill channel, ARGV[3] message.
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  if redis.call('DEL', KEYS[1] .. ':w') == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+  if redis.call('DEL', KEYS[1], KEYS[1] .. ':w') == 2 then
+    redis.call('PUBLISH', ARGV[2], ARGV[3])
+  end
   return 1
 end
 return 0

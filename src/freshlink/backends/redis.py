@@ -92,8 +92,7 @@ class RedisBackend(RedisBase):
         self._run_id: str | None = None
         self._lease_ttl = -1.0
         self._lease_ms_str = ""
-        self._hot: _lean.Lane | None = None
-        self._ahot: _lean.ALane | None = None
+        self._lanes = _lean.Lanes()  # the hot commands' way to the clients (see _lean)
         if client is not None:
             self._hook(client, self._on_connect)
         if aclient is not None:
@@ -144,30 +143,14 @@ class RedisBackend(RedisBase):
         composed._freshlink = True  # type: ignore[attr-defined]
         kwargs["redis_connect_func"] = composed
 
-    def _lane(self) -> _lean.Lane:
-        """The hot commands' way to the sync client (see :mod:`._lean`)."""
-        lane = self._hot
-        if lane is None or lane.client is not self._client:
-            lane = self._hot = _lean.Lane(self.client)
-        return lane
-
-    def _alane(self) -> _lean.ALane:
-        """The hot commands' way to the asyncio client."""
-        lane = self._ahot
-        if lane is None or lane.client is not self._aclient:
-            lane = self._ahot = _lean.ALane(self.aclient)
-        return lane
-
     def close(self) -> None:
         """See :meth:`RedisBase.close`; the connections the hot path kept go back first."""
-        if self._hot is not None:
-            self._hot.close()
+        self._lanes.close()
         super().close()
 
     async def aclose(self) -> None:
         """See :meth:`RedisBase.aclose`; also the asyncio connections the hot path kept."""
-        if self._ahot is not None:
-            await self._ahot.aclose()
+        await self._lanes.aclose()
         await super().aclose()
 
     def _client_kwargs(self, other: Any, *drop: str) -> dict[str, Any]:
@@ -238,7 +221,7 @@ class RedisBackend(RedisBase):
         for attempt in (0, 1):
             try:
                 if not need:
-                    return self._lane().call(_evalsha(call))
+                    return self._lanes.sync(self.client).call(_evalsha(call))
                 replies = self._confirming(client, call, need).execute()
                 return self._after_waits(replies, [need])[0]
             except _redis().exceptions.NoScriptError:
@@ -254,7 +237,7 @@ class RedisBackend(RedisBase):
         for attempt in (0, 1):
             try:
                 if not need:
-                    return await self._alane().call(_evalsha(call))
+                    return await self._lanes.asyncio(self.aclient).call(_evalsha(call))
                 replies = await self._confirming(client, call, need).execute()
                 return self._after_waits(replies, [need])[0]
             except _redis().exceptions.NoScriptError:
@@ -336,7 +319,7 @@ class RedisBackend(RedisBase):
         if run_id is not None and self._direct_reads:
             args = self._direct(key, names, run_id, lease_ms)
             try:
-                reply = self._lane().call(args)
+                reply = self._lanes.sync(self.client).call(args)
             except Exception as exc:
                 self._direct_failed(exc)
             else:
@@ -352,7 +335,7 @@ class RedisBackend(RedisBase):
             return await self._adrive(self._read(key, names, lease_ms))
         args = self._direct(key, names, run_id, lease_ms)
         try:
-            reply = await self._alane().call(args)
+            reply = await self._lanes.asyncio(self.aclient).call(args)
         except Exception as exc:
             self._direct_failed(exc)
             reply = None
