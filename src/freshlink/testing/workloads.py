@@ -43,11 +43,42 @@ def _make_cache(url: str, mode: str, max_staleness: float) -> Cache:
 
 
 @dataclass(frozen=True)
+class _Start:
+    """One start time for every worker, fixed once all of them are set up.
+
+    A fixed delay after spawning is not enough on a busy machine: interpreters that take
+    longer to import than the delay would start late, or not at all within the run.
+    """
+
+    ready: Any
+    go: Any
+    at: Any
+
+    @classmethod
+    def make(cls, ctx: Any, workers: int) -> _Start:
+        """For ``workers`` processes and the parent."""
+        return cls(ctx.Barrier(workers + 1), ctx.Barrier(workers + 1), ctx.Value("d", 0.0))
+
+    def wait(self) -> float:
+        """In a worker, once set up: the start time (``time.monotonic``, system-wide)."""
+        self.ready.wait(timeout=300)
+        self.go.wait(timeout=300)
+        return float(self.at.value)
+
+    def release(self, lead: float = 0.3) -> float:
+        """In the parent: wait for every worker, then start them all ``lead`` seconds later."""
+        self.ready.wait(timeout=300)
+        self.at.value = time.monotonic() + lead
+        self.go.wait(timeout=300)
+        return float(self.at.value)
+
+
+@dataclass(frozen=True)
 class _Plan:
     """When a reader runs and what it reads (shared by the sync and the async reader)."""
 
     items: int
-    start_at: float
+    start: _Start
     duration: float
     settle: float
 
@@ -57,10 +88,10 @@ class _Plan:
 _Steps = Generator[tuple[str, float], Any, list[tuple[str, int, float, float]]]
 
 
-def _reads(plan: _Plan, rng: random.Random) -> _Steps:
+def _reads(plan: _Plan, start_at: float, rng: random.Random) -> _Steps:
     records = []
-    yield ("sleep", max(plan.start_at - time.monotonic(), 0))
-    end = plan.start_at + plan.duration
+    yield ("sleep", max(start_at - time.monotonic(), 0))
+    end = start_at + plan.duration
     while (t0 := time.monotonic()) < end:
         i = rng.randrange(plan.items)
         v = yield ("get", i)
@@ -92,7 +123,7 @@ def _reader(
         kind, arg = op
         return get(int(arg)) if kind == "get" else time.sleep(arg)
 
-    records = drive(_reads(plan, rng), perform)
+    records = drive(_reads(plan, plan.start.wait(), rng), perform)
     cache.close()
     out.put(("reads", records))
 
@@ -116,7 +147,8 @@ def _areader(
             kind, arg = op
             return await (get(int(arg)) if kind == "get" else asyncio.sleep(arg))
 
-        records = await adrive(_reads(plan, rng), perform)
+        # Blocking the loop while waiting to start is fine: nothing else runs on it yet.
+        records = await adrive(_reads(plan, plan.start.wait(), rng), perform)
         await cache.aclose()
         return list(records)
 
@@ -128,7 +160,7 @@ def _writer(
     items: int,
     truth: Any,
     lock: Any,
-    start_at: float,
+    start: _Start,
     duration: float,
     seed: int,
     out: Any,
@@ -136,6 +168,7 @@ def _writer(
     rng = random.Random(seed)
     cache = Cache(url, namespace="coherence", local=None)
     records = []
+    start_at = start.wait()
     time.sleep(max(start_at - time.monotonic(), 0))
     end = start_at + duration
     while (t0 := time.monotonic()) < end:
@@ -213,8 +246,8 @@ def run_coherence(
     lock = ctx.Lock()
     out = ctx.Queue()
     wait = (max_staleness + 0.2) if settle is None else settle
-    start_at = time.monotonic() + 3.0  # time for the spawned interpreters to import
-    plan = _Plan(items, start_at, duration, wait)
+    start = _Start.make(ctx, readers + writers)
+    plan = _Plan(items, start, duration, wait)
     procs = [
         ctx.Process(
             target=_areader if is_async else _reader,
@@ -222,12 +255,13 @@ def run_coherence(
         )
         for n in range(readers)
     ] + [
-        ctx.Process(target=_writer, args=(url, items, truth, lock, start_at, duration, n, out))
+        ctx.Process(target=_writer, args=(url, items, truth, lock, start, duration, n, out))
         for n in range(writers)
     ]
     for p in procs:
         p.start()
     run = CoherenceRun(mode, 0.0 if mode != "bounded" else max_staleness)
+    start_at = start.release()
     if disrupt is not None:
         time.sleep(max(start_at - time.monotonic(), 0))
         while (elapsed := time.monotonic() - start_at) < duration:
@@ -245,7 +279,7 @@ def run_coherence(
 
 
 def _stampede(
-    url: str, threads: int, loader_time: float, loads: Any, start_at: float, key: str, out: Any
+    url: str, threads: int, loader_time: float, loads: Any, start: _Start, key: str, out: Any
 ) -> None:
     cache = Cache(url, namespace="stampede", local=None)
 
@@ -269,9 +303,12 @@ def _stampede(
     cache.backend.ensure_listener().connected.wait(10)  # type: ignore[attr-defined]
     latencies: list[float] = []
     results: list[str] = []
+    when: list[float] = []
+    told = threading.Event()
 
     def call() -> None:
-        time.sleep(max(start_at - time.monotonic(), 0))
+        told.wait()
+        time.sleep(max(when[0] - time.monotonic(), 0))
         t0 = time.monotonic()
         results.append(cold())
         latencies.append(time.monotonic() - t0)
@@ -279,6 +316,8 @@ def _stampede(
     ts = [threading.Thread(target=call) for _ in range(threads)]
     for t in ts:
         t.start()
+    when.append(start.wait())  # every process is warm: all callers go at one instant
+    told.set()
     for t in ts:
         t.join()
     cache.close()
@@ -301,14 +340,15 @@ def run_stampede(
     ctx = mp.get_context("spawn")
     loads = ctx.Value("i", 0)
     out = ctx.Queue()
-    start_at = time.monotonic() + 3.0
+    start = _Start.make(ctx, processes)
     key = f"cold-{random.getrandbits(64):x}"  # a key no earlier run has filled
     procs = [
-        ctx.Process(target=_stampede, args=(url, threads, loader_time, loads, start_at, key, out))
+        ctx.Process(target=_stampede, args=(url, threads, loader_time, loads, start, key, out))
         for _ in range(processes)
     ]
     for p in procs:
         p.start()
+    start.release()
     latencies: list[float] = []
     results: list[str] = []
     for _ in procs:
