@@ -34,6 +34,7 @@ SCENARIOS = (
     "cluster",
     "stampede",
     "spike",
+    "fanout",
     "throughput",
     "metrics",
 )
@@ -41,6 +42,7 @@ SCENARIOS = (
 
 def _mine(quick: bool) -> dict[str, Callable[[], list[Section]]]:
     from benchmarks import (
+        bench_fanout,
         bench_local,
         bench_memory,
         bench_redis,
@@ -53,6 +55,7 @@ def _mine(quick: bool) -> dict[str, Callable[[], list[Section]]]:
         "memory": lambda: [bench_memory.collect(*((1000, 1) if quick else (5000, 2)))],
         "redis": lambda: bench_redis.collect(quick),
         "stampede": lambda: [bench_stampede.collect(1 if quick else 3)],
+        "fanout": lambda: [bench_fanout.collect(quick)],
         "throughput": lambda: [
             bench_throughput.collect(*((1, 1.0, 0.3) if quick else (3, 2.0, 0.5)))
         ],

@@ -1,0 +1,462 @@
+"""Fan-out: what each process and Redis pay for the channel as the fleet grows.
+
+    python -m benchmarks.bench_fanout [--quick] [--out DIR]
+
+One redis-server on loopback; N reader processes (spawned, as app servers would be), each with
+a bounded L1 over 100 hot keys called about 1000 times a second (sleep-paced, so 32 readers
+fit on 2 cores), every L1 hit timed. Two driver processes share the namespace: one sends R
+invalidations/s (tags no hot key carries, and 1 in 100 a hot key's own tag), the other F
+fills/s (misses on new keys, which nobody waits for). Per cell (N, R, F), over one window:
+the channel messages each reader handled (counted where its listener dispatches them), its
+CPU, Redis CPU (``INFO cpu``) and commands (``INFO commandstats``) per operation over the
+same readers' idle cost, and p50/p99 of the L1 hits. "R in batches of 10" sends the same tags
+as one ``invalidate`` call per 10 tags: one message where there were ten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import multiprocessing as mp
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from benchmarks._harness import Figure, Section, environment, md_table, num, pct
+from freshlink import Cache, Local
+from freshlink.testing import RedisServer
+
+HOT_KEYS = 100
+CALLS_PER_S = 1000  # per reader
+HOT_EVERY = 100  # one invalidation in this many targets a hot key's own tag
+LEAD = 0.3  # seconds between telling every process the start time and the start
+#: (invalidations/s, fills/s, tags per invalidate call)
+FULL_CELLS: tuple[tuple[int, int, int], ...] = (
+    (0, 0, 1),
+    (100, 0, 1),
+    (1000, 0, 1),
+    (0, 1000, 1),
+    (100, 1000, 1),
+)
+FULL_CELLS += ((1000, 1000, 1), (1000, 0, 10))
+QUICK_CELLS = ((0, 0, 1), (1000, 0, 1), (0, 1000, 1), (1000, 0, 10))
+FULL_NS = (2, 4, 8, 16, 32)
+HEADERS = (
+    "N|traffic (sent/s)|inv. msgs /process/s|fill msgs /process/s|L1 hits % (fast path %)|"
+    "hit p50 µs|hit p99 µs (min..max)|reader CPU %|Redis CPU %|Redis µs /op over idle|"
+    "Redis cmds /op"
+)
+QUICK_NS = (2, 8)
+
+
+# ---------------------------------------------------------------------------- worker side
+
+_COUNTS: collections.Counter[str] = collections.Counter()
+
+
+def _count_messages() -> None:
+    """Count, in this process, every message the channel listener dispatches.
+
+    Wrapping the dispatch (not the backend's callbacks) counts what reached the process's
+    socket, including fill notices for keys nobody here waits for, which the backend drops.
+    """
+    from freshlink.backends import channel
+
+    dispatch = channel.Listener._dispatch
+
+    def counting(self: Any, msg: dict[str, Any], sent: dict[bytes, float]) -> None:
+        if msg["type"] == "message":
+            _COUNTS["inv" if msg["channel"] == self._inv else "fill"] += 1
+        elif msg["type"] == "pong":
+            _COUNTS["pong"] += 1
+        dispatch(self, msg, sent)
+
+    channel.Listener._dispatch = counting  # type: ignore[method-assign]
+
+
+def _sleep_until(t: float) -> None:
+    delay = t - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _paced(start_at: float, duration: float, rate: int, step: Any) -> int:
+    """Call ``step(i)`` ``rate`` times a second from ``start_at`` for ``duration``; count."""
+    sent, end = 0, start_at + duration
+    _sleep_until(start_at)
+    while rate and (now := time.monotonic()) < end:
+        due = start_at + sent / rate
+        if now < due:
+            time.sleep(min(due, end) - now)
+            continue
+        sent += step(sent)
+    _sleep_until(end)
+    return sent
+
+
+class _Reader:
+    def __init__(self, url: str, ns: str) -> None:
+        self.cache = Cache(url, namespace=ns, local=Local(max_staleness=0.1))
+
+        @self.cache.cached(ttl=300, key="hot:{k}", tags=["hot:{k}"])
+        def hot(k: int) -> int:
+            return k
+
+        self.fn, self.reads = hot, 0
+        # Every call that is not an L1 hit reads Redis through backend.read: count them.
+        read = self.cache.backend.read
+
+        def counted(*args: Any) -> Any:
+            self.reads += 1
+            return read(*args)
+
+        self.cache.backend.read = counted  # type: ignore[method-assign,assignment]
+        # The inlined hot path counts its hits on the function's spec. After any
+        # invalidation (of any tag) an entry's next hit re-checks its stamps on the slower
+        # path: still an L1 hit, not counted there. The difference is reported.
+        self.spec = hot._self_spec  # type: ignore[attr-defined]
+        self.cache.backend.listener.alive.wait(10)  # type: ignore[attr-defined]
+        for _ in range(2):
+            for k in range(HOT_KEYS):
+                hot(k)
+
+    def run(self, start_at: float, duration: float, rate: int, batch: int) -> dict[str, Any]:
+        fn, spec, lat, other = self.fn, self.spec, [], 0
+        period, end = 1 / CALLS_PER_S, start_at + duration
+        _sleep_until(start_at)
+        c0, cpu0, fast0 = dict(_COUNTS), time.process_time(), spec.l1_hits
+        due, i = start_at, 0
+        while (now := time.monotonic()) < end:
+            if now < due:
+                time.sleep(due - now)
+            before = self.reads
+            t0 = time.perf_counter_ns()
+            fn(i % HOT_KEYS)
+            dt = time.perf_counter_ns() - t0
+            if self.reads == before:
+                lat.append(dt)
+            else:
+                other += 1
+            i += 1
+            # Paced, never bursting to catch up: a late reader makes fewer calls instead.
+            due = max(due + period, time.monotonic())
+        got = {k: _COUNTS[k] - c0.get(k, 0) for k in ("inv", "fill", "pong")}
+        return {
+            **got,
+            "cpu": time.process_time() - cpu0,
+            "hits": len(lat),
+            "fast": spec.l1_hits - fast0,
+            "other": other,
+            "p50": pct(lat, 0.5) / 1000 if lat else float("nan"),
+            "p99": pct(lat, 0.99) / 1000 if lat else float("nan"),
+        }
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def _value(i: int) -> int:
+    return i
+
+
+class _Driver:
+    """Sends invalidations (``kind="inval"``) or fills that nobody waits for (``"filler"``)."""
+
+    def __init__(self, url: str, ns: str, kind: str) -> None:
+        self.cache = Cache(url, namespace=ns, local=None)
+        self.kind, self.calls, self.next = kind, 0, 0
+        self.filled = self.cache.cached(ttl=10, key="fill:{i}")(_value)
+
+    def _step(self, sent: int, batch: int) -> int:
+        self.calls += 1
+        if self.kind == "filler":
+            self.filled(self.next)  # a key never filled in this namespace: a miss and a fill
+            self.next += 1
+            return 1
+        tags = [
+            f"hot:{(j // HOT_EVERY) % HOT_KEYS}"
+            if j % HOT_EVERY == HOT_EVERY - 1
+            else f"cold:{j % 1000}"  # a tag no reader's entry carries
+            for j in range(sent, sent + batch)
+        ]
+        self.cache.invalidate(*tags)  # one script, one message, whatever the number of tags
+        return batch
+
+    def run(self, start_at: float, duration: float, rate: int, batch: int) -> dict[str, Any]:
+        self.calls = 0
+        sent = _paced(start_at, duration, rate, lambda i: self._step(i, batch))
+        return {"sent": sent, "ops": self.calls}
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def _worker(role: str, url: str, todo: Any, out: Any) -> None:
+    """A spawned process: open a cache, run windows, close it, as the parent says."""
+    if role == "reader":
+        _count_messages()
+    this: Any = None
+    while (cmd := todo.get()) is not None:
+        op, args = cmd
+        if op == "open":
+            this = _Reader(url, *args) if role == "reader" else _Driver(url, args[0], role)
+            out.put("ready")
+        elif op == "run":
+            out.put(this.run(*args))
+        elif op == "close":
+            this.close()
+            out.put("closed")
+
+
+# ---------------------------------------------------------------------------- driver side
+
+
+class _Proc:
+    def __init__(self, ctx: Any, role: str, url: str) -> None:
+        self.todo, self.out = ctx.Queue(), ctx.Queue()
+        self.p = ctx.Process(target=_worker, args=(role, url, self.todo, self.out), daemon=True)
+        self.p.start()
+
+    def send(self, op: str, *args: Any) -> None:
+        self.todo.put((op, args))
+
+    def get(self, timeout: float = 120) -> Any:
+        return self.out.get(timeout=timeout)
+
+
+def _redis_usage(r: redis.Redis) -> tuple[float, collections.Counter[str]]:
+    cpu = r.info("cpu")
+    calls: collections.Counter[str] = collections.Counter()
+    for name, st in r.info("commandstats").items():
+        calls[name.removeprefix("cmdstat_")] = int(st["calls"])
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls
+
+
+def run_cells(
+    ns_list: tuple[int, ...], cells: tuple[tuple[int, int, int], ...], window: float
+) -> list[dict[str, Any]]:
+    """Every (N, R, F, batch) cell, one window each; readers spawned once and reused."""
+    ctx = mp.get_context("spawn")
+    out: list[dict[str, Any]] = []
+    with RedisServer() as server:
+        r = redis.Redis.from_url(server.url)
+        readers = [_Proc(ctx, "reader", server.url) for _ in range(max(ns_list))]
+        inval, filler = _Proc(ctx, "inval", server.url), _Proc(ctx, "filler", server.url)
+        try:
+            for n in ns_list:
+                ns = f"fan{n}-{uuid.uuid4().hex[:6]}"  # a fresh channel for every fleet size
+                active = [*readers[:n], inval, filler]
+                for p in active:
+                    p.send("open", ns)
+                assert all(p.get() == "ready" for p in active)
+                ((_, subs),) = r.pubsub_numsub(f"{ns}:inv")
+                for rate, fills, batch in cells:
+                    start = time.monotonic() + LEAD
+                    for p, rt in ((inval, rate), (filler, fills), *((q, 0) for q in readers[:n])):
+                        p.send("run", start, window, rt, batch)
+                    _sleep_until(start)
+                    cpu0, cmd0 = _redis_usage(r)
+                    _sleep_until(start + window)
+                    cpu1, cmd1 = _redis_usage(r)
+                    inv, fill = inval.get(), filler.get()
+                    cell: dict[str, Any] = {"n": n, "rate": rate, "fills": fills}
+                    cell.update(batch=batch, window=window, subscribers=int(subs))
+                    cell.update(inv_sent=inv["sent"], inv_calls=inv["ops"], fill_sent=fill["sent"])
+                    cell.update(redis_cpu=cpu1 - cpu0, commands=cmd1 - cmd0)
+                    out.append({**cell, "readers": [q.get() for q in readers[:n]]})
+                for p in active:
+                    p.send("close")
+                assert all(p.get() == "closed" for p in active)
+        finally:
+            for p in [*readers, inval, filler]:
+                p.todo.put(None)
+            for p in [*readers, inval, filler]:
+                p.p.join(10)
+            r.close()
+    return out
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def _row(c: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+    """One cell's numbers: medians over its readers, Redis per operation over idle."""
+    rd, w = c["readers"], c["window"]
+
+    def med(key: str) -> float:
+        return float(statistics.median(x[key] for x in rd))
+
+    def share(key: str) -> float:  # a percentage of the calls made
+        return float(statistics.median(100 * x[key] / max(x["hits"] + x["other"], 1) for x in rd))
+
+    nan = float("nan")
+    ops = c["inv_calls"] + c["fill_sent"]
+    msgs = med("inv") + med("fill")
+    cmds = sum(v for k, v in c["commands"].items() if k not in ("ping", "info"))
+    reader_extra = (
+        med("cpu") - statistics.median(x["cpu"] for x in base["readers"]) if base else nan
+    )
+    redis_extra = c["redis_cpu"] - base["redis_cpu"] if base else nan
+    batched = f" (batches of {c['batch']})" if c["batch"] > 1 else ""
+    return {
+        **{k: c[k] for k in ("n", "rate", "fills", "batch", "subscribers")},
+        "label": f"R={c['rate']}{batched}, F={c['fills']}",
+        "inv_sent_s": c["inv_sent"] / w,
+        "fill_sent_s": c["fill_sent"] / w,
+        "inv_msgs_s": med("inv") / w,
+        "fill_msgs_s": med("fill") / w,
+        "fill_msgs_max": max(x["fill"] for x in rd),
+        "l1_pct": share("hits"),
+        "fast_pct": share("fast"),
+        "p50": med("p50"),
+        "p99": med("p99"),
+        "p99_lo": min(x["p99"] for x in rd),
+        "p99_hi": max(x["p99"] for x in rd),
+        "reader_cpu_pct": 100 * med("cpu") / w,
+        "reader_us_per_msg": reader_extra / msgs * 1e6 if msgs else nan,
+        "redis_cpu_pct": 100 * c["redis_cpu"] / w,
+        "redis_us_per_op": redis_extra / ops * 1e6 if ops else nan,
+        "cmds_per_op": cmds / ops if ops else nan,
+    }
+
+
+def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-cell rows (numbers) and the fitted costs the docs' model uses."""
+    base = {c["n"]: c for c in cells if c["rate"] == 0 and c["fills"] == 0}
+    rows = [_row(c, base.get(c["n"])) for c in cells]
+    # Redis CPU per invalidation message against N: the slope is the cost of one more
+    # subscriber per message, the intercept that of the script and the PUBLISH itself.
+    busy = [r for r in rows if r["rate"] >= 1000 and r["fills"] == 0 and r["batch"] == 1]
+    intercept, slope = float("nan"), float("nan")
+    if len({r["n"] for r in busy}) > 1:
+        fit = statistics.linear_regression(
+            [r["n"] for r in busy], [r["redis_us_per_op"] for r in busy]
+        )
+        intercept, slope = fit.intercept, fit.slope
+    per_msg = [r["reader_us_per_msg"] for r in busy]
+    return {
+        "rows": rows,
+        "redis_us_per_inv": intercept,
+        "redis_us_per_subscriber_msg": slope,
+        "reader_us_per_msg": statistics.median(per_msg) if per_msg else float("nan"),
+    }
+
+
+def _us(x: float) -> str:
+    return "n/a" if x != x else f"{x:.1f}" if abs(x) < 100 else num(x)
+
+
+def _cells(r: dict[str, Any]) -> list[object]:
+    traffic = f"{r['label']} ({num(r['inv_sent_s'])} inv, {num(r['fill_sent_s'])} fills)"
+    return [
+        *(r["n"], traffic, num(r["inv_msgs_s"]), num(r["fill_msgs_s"])),
+        f"{r['l1_pct']:.1f} ({r['fast_pct']:.1f})",
+        *(_us(r["p50"]), f"{_us(r['p99'])} ({_us(r['p99_lo'])}..{_us(r['p99_hi'])})"),
+        *(f"{r['reader_cpu_pct']:.1f}", f"{r['redis_cpu_pct']:.1f}"),
+        *(_us(r["redis_us_per_op"]), _us(r["cmds_per_op"])),
+    ]
+
+
+def section(cells: list[dict[str, Any]], window: float, command: str) -> Section:
+    """The table, the fitted model and the figures."""
+    s = summarize(cells)
+    rows = s["rows"]
+    table = md_table(
+        HEADERS.split("|"),
+        [_cells(r) for r in rows],
+        title=f"Fan-out: N processes with a bounded L1, R invalidations/s, F fills/s "
+        f"({window:g} s window per row; medians over the N readers)",
+    )
+    model = (
+        f"Fitted over the R-only rows (Redis CPU per invalidation against N): "
+        f"**{_us(s['redis_us_per_inv'])} µs per invalidation + "
+        f"{s['redis_us_per_subscriber_msg']:.2f} µs per subscriber**; each reader spends "
+        f"**{_us(s['reader_us_per_msg'])} µs of its CPU per message** it handles (median of "
+        "the R ≥ 1000, F = 0 rows, over its CPU with no traffic)."
+    )
+    notes = (
+        f"Command: `{command}`. N readers call 100 hot keys at up to {CALLS_PER_S}/s each "
+        "(sleep-paced); hit latency is timed on L1 hits only, and *L1 hits %* is the share of "
+        "calls that were (the rest went to Redis: a hot key invalidated, 1 in "
+        f"{HOT_EVERY} invalidations, or L1 trust lapsed). Fills are misses on new keys that no "
+        "process waits for. *Redis µs /op over idle*: Redis CPU (user + sys) over the window "
+        "minus the same N readers' idle cost (their pings), per invalidate call or fill sent; "
+        "*cmds /op* excludes PING and INFO. The machine has 2 cores: from N = 4 the readers, "
+        "the two drivers and Redis share them, so latency and CPU figures there include "
+        "scheduling, not only the channel."
+    )
+    figures = [
+        Figure(
+            "fanout_p99",
+            "Fan-out: p99 of an L1 hit while invalidations flow (F = 0)",
+            "p99 µs, log scale (whiskers: min..max over readers)",
+            [
+                (f"N={r['n']}, R={r['rate']}/s", r["p99"], r["p99_lo"], r["p99_hi"])
+                for r in rows
+                if r["fills"] == 0 and r["batch"] == 1
+            ],
+            log=True,
+        ),
+        Figure(
+            "fanout_redis",
+            "Fan-out: Redis CPU per invalidate call, over idle (F = 0)",
+            "µs of Redis CPU per call",
+            [
+                (f"N={r['n']}, {r['batch']} tag(s) per message", *(r["redis_us_per_op"],) * 3)
+                for r in rows
+                if r["rate"] >= 1000 and r["fills"] == 0
+            ],
+        ),
+        Figure(
+            "fanout_messages",
+            "Fan-out: messages each process handles per second (busiest F > 0 rows)",
+            "messages per process per second (whiskers: none; medians over readers)",
+            [
+                (f"N={r['n']}, {r['label']}: {kind}", *(r[key],) * 3)
+                for r in rows
+                if r["fills"] and r["rate"] == max(x["rate"] for x in rows if x["fills"])
+                for kind, key in (("invalidations", "inv_msgs_s"), ("fill notices", "fill_msgs_s"))
+            ],
+        ),
+    ]
+    return Section("\n\n".join([table, model, notes]), figures, {"fanout": s})
+
+
+def collect(
+    quick: bool,
+    ns_list: tuple[int, ...] | None = None,
+    cells: tuple[tuple[int, int, int], ...] | None = None,
+    window: float | None = None,
+) -> Section:
+    """Run the cells (the --quick or full sizes unless given) and report them."""
+    ns_list = ns_list or (QUICK_NS if quick else FULL_NS)
+    cells = cells or (QUICK_CELLS if quick else FULL_CELLS)
+    window = window or (1.0 if quick else 2.0)
+    command = "python -m benchmarks.bench_fanout" + (" --quick" if quick else "")
+    return section(run_cells(ns_list, cells, window), window, command)
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="N = 2, 8; four cells; 1 s windows")
+    ap.add_argument("--out", default="", help="also draw the PNG plots into this folder")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    sec = collect(args.quick)
+    out = f"{environment()}\n\n{sec.markdown}\n\n_Run time: {time.monotonic() - t0:.0f} s._"
+    print(out)
+    if args.out:
+        from benchmarks._plots import draw
+
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        for fig in sec.figures:
+            print("wrote", draw(fig, Path(args.out)))
+    return out
+
+
+if __name__ == "__main__":
+    main()
