@@ -138,7 +138,7 @@ def test_stampede_tiny() -> None:
 def test_fanout_tiny() -> None:
     # Fills before any invalidation: no reader has a hot key to refill, so nobody waits.
     cells = ((0, 0, 1), (0, 100, 1), (100, 0, 1), (100, 0, 10))
-    section = bench_fanout.collect(True, ns_list=(2,), cells=cells, window=0.5)
+    section = bench_fanout.collect(True, ns_list=(2,), cells=cells, window=0.5, subs=(0, 64))
     rows = section.data["fanout"]["rows"]
     assert [(r["n"], r["rate"], r["fills"], r["batch"]) for r in rows] == [(2, *c) for c in cells]
     quiet, fills, inv, batched = rows
@@ -152,7 +152,10 @@ def test_fanout_tiny() -> None:
     # Ten tags per call: one message per call.
     assert batched["inv_msgs_s"] <= 0.2 * batched["inv_sent_s"]
     assert "| 2 | R=100, F=0 (" in section.markdown
-    assert [f.name for f in section.figures] == ["fanout_p99", "fanout_redis", "fanout_messages"]
+    assert [f.name for f in section.figures] == ["fanout_p99", "fanout_publish"]
+    # Redis pays per subscriber: more subscribers, more CPU per invalidation.
+    (_, none), *_, (_, most) = section.data["fanout"]["publish"]
+    assert most > none
 
 
 @pytest.mark.redis
