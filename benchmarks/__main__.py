@@ -2,9 +2,10 @@
 
 Every scenario runs freshlink and the peer libraries that do the same job side by side, in
 the same run: L1 hit cost (sync, async), memory per entry, Redis hit cost, Redis commands per
-hit and per miss, cross-process invalidation, stampedes, the expiry spike, a mixed 95/5
-workload, and the cost of metrics. Writes ``results.md`` (every table, the environment and a
-summary against freshlink's goals) and PNG plots into ``--out`` and prints the tables.
+hit and per miss, cross-process invalidation, stampedes, the expiry spike, the channel's
+fan-out as the fleet grows (freshlink alone), a mixed 95/5 workload, and the cost of metrics.
+Writes ``results.md`` (every table, the environment and a summary against freshlink's goals)
+and PNG plots into ``--out`` and prints the tables.
 
 ``--quick`` finishes in under two minutes and is what ``.ci/run`` prints: it reports, it never
 fails on a timing. A scenario that crashes is reported in results.md, the other scenarios
