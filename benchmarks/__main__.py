@@ -2,9 +2,10 @@
 
 Every scenario runs freshlink and the peer libraries that do the same job side by side, in
 the same run: L1 hit cost (sync, async), memory per entry, Redis hit cost, Redis commands per
-hit and per miss, cross-process invalidation, stampedes, the expiry spike, a mixed 95/5
-workload, and the cost of metrics. Writes ``results.md`` (every table, the environment and a
-summary against freshlink's goals) and PNG plots into ``--out`` and prints the tables.
+hit and per miss, cross-process invalidation, stampedes, the expiry spike, the channel's
+fan-out as the fleet grows (freshlink alone), a mixed 95/5 workload, and the cost of metrics.
+Writes ``results.md`` (every table, the environment and a summary against freshlink's goals)
+and PNG plots into ``--out`` and prints the tables.
 
 ``--quick`` finishes in under two minutes and is what ``.ci/run`` prints: it reports, it never
 fails on a timing. A scenario that crashes is reported in results.md, the other scenarios
@@ -34,6 +35,7 @@ SCENARIOS = (
     "cluster",
     "stampede",
     "spike",
+    "fanout",
     "throughput",
     "metrics",
 )
@@ -41,6 +43,7 @@ SCENARIOS = (
 
 def _mine(quick: bool) -> dict[str, Callable[[], list[Section]]]:
     from benchmarks import (
+        bench_fanout,
         bench_local,
         bench_memory,
         bench_redis,
@@ -53,6 +56,7 @@ def _mine(quick: bool) -> dict[str, Callable[[], list[Section]]]:
         "memory": lambda: [bench_memory.collect(*((1000, 1) if quick else (5000, 2)))],
         "redis": lambda: bench_redis.collect(quick),
         "stampede": lambda: [bench_stampede.collect(1 if quick else 3)],
+        "fanout": lambda: [bench_fanout.collect(quick)],
         "throughput": lambda: [
             bench_throughput.collect(*((1, 1.0, 0.3) if quick else (3, 2.0, 0.5)))
         ],

@@ -16,6 +16,7 @@ from benchmarks import __main__ as suite  # noqa: E402
 from benchmarks import (  # noqa: E402
     _peers,
     bench_cluster,
+    bench_fanout,
     bench_local,
     bench_memory,
     bench_redis,
@@ -131,6 +132,28 @@ def test_stampede_tiny() -> None:
     assert section.data["stampede"]["1x3"]["loads"] == 1
     assert "| cachetools.cached(TTLCache, condition=Condition()) | 2 |" in section.markdown
     assert "cashews redis @cache(lock=True)" in section.markdown
+
+
+@pytest.mark.redis
+def test_fanout_tiny() -> None:
+    # Fills before any invalidation: no reader has a hot key to refill, so nobody waits.
+    cells = ((0, 0, 1), (0, 100, 1), (100, 0, 1), (100, 0, 10))
+    section = bench_fanout.collect(True, ns_list=(2,), cells=cells, window=0.5, subs=(0, 64))
+    rows = section.data["fanout"]["rows"]
+    assert [(r["n"], r["rate"], r["fills"], r["batch"]) for r in rows] == [(2, *c) for c in cells]
+    quiet, fills, inv, batched = rows
+    assert all(r["subscribers"] == 2 for r in rows)  # the readers; the drivers never subscribe
+    assert quiet["inv_msgs_s"] == quiet["fill_msgs_s"] == 0
+    # A fill nobody waits for sends no message to anyone.
+    assert fills["fill_sent_s"] > 0
+    assert fills["fill_msgs_max"] == 0
+    # Every invalidation reaches every process (broadcast): about what was sent, per reader.
+    assert 0.5 * inv["inv_sent_s"] <= inv["inv_msgs_s"] <= 1.5 * inv["inv_sent_s"]
+    # Ten tags per call: one message per call.
+    assert batched["inv_msgs_s"] <= 0.2 * batched["inv_sent_s"]
+    assert "| 2 | R=100, F=0 (" in section.markdown
+    assert [f.name for f in section.figures] == ["fanout_p99", "fanout_publish"]
+    assert [n for n, _ in section.data["fanout"]["publish"]] == [0, 64]  # CPU: not asserted
 
 
 @pytest.mark.redis
