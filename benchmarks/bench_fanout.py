@@ -95,14 +95,15 @@ class _Reader:
         self.cache = Cache(url, namespace=ns, local=Local(max_staleness=0.1))
         hot = self.cache.cached(ttl=300, key="hot:{i}", tags=["hot:{i}"])(_value)
         self.fn, self.reads = hot, 0
-        # Every call that is not an L1 hit reads Redis through backend.read: count them.
-        read = self.cache.backend.read
+        # Every call that is not an L1 hit reads Redis through backend.read_lease (the read
+        # that also takes the fill's lease on a miss): count them.
+        read = self.cache.backend.read_lease
 
         def counted(*args: Any) -> Any:
             self.reads += 1
             return read(*args)
 
-        self.cache.backend.read = counted  # type: ignore[method-assign,assignment]
+        self.cache.backend.read_lease = counted  # type: ignore[method-assign,assignment]
         # The inlined hot path counts its hits on the spec; a hit that re-checks its stamps
         # (after any invalidation message) is an L1 hit too, on the slower path, not counted.
         self.spec = hot._self_spec  # type: ignore[attr-defined]
