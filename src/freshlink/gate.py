@@ -35,6 +35,32 @@ class _Batch(Generic[T]):
         self.result: T | None = None
         self.error: BaseException | None = None
 
+    def outcome(self, share: Callable[[T], T]) -> T:
+        """The read's result as a caller that did not send it sees it, or its error."""
+        if self.error is not None:
+            raise self.error
+        return share(self.result)  # type: ignore[arg-type]
+
+
+def _join(
+    table: dict[str, _Batch[Any]], key: str, signal: Callable[[], Any]
+) -> tuple[_Batch[Any] | None, _Batch[Any], bool]:
+    """Where a caller stands: (the read out when it came or None, its batch, whether it sends
+    that batch's read). ``signal`` makes what callers wait on (an Event, or a Future)."""
+    out = table.get(key)
+    if out is None:
+        batch: _Batch[Any] = _Batch()
+        table[key] = batch
+        return None, batch, True
+    if out.done is None:
+        out.done = signal()
+    nxt = out.next
+    if nxt is not None:
+        return out, nxt, False
+    nxt = out.next = _Batch()
+    nxt.done = signal()
+    return out, nxt, True
+
 
 class ReadGate:
     """Read coalescing for threads."""
@@ -45,31 +71,16 @@ class ReadGate:
 
     def read(self, key: str, do: Callable[[], T], share: Callable[[T], T]) -> T:
         """``do()`` for this caller, or ``share()`` of a read sent after it arrived."""
+        batch: _Batch[T]
         with self._lock:
-            out = self._out.get(key)
-            if out is None:
-                batch: _Batch[T] = _Batch()
-                self._out[key] = batch
-                lead = True
-            else:
-                if out.done is None:
-                    out.done = threading.Event()
-                nxt = out.next
-                lead = nxt is None
-                if nxt is None:
-                    nxt = out.next = _Batch()
-                    nxt.done = threading.Event()
-                batch = nxt
-                wait_for = out
+            out, batch, lead = _join(self._out, key, threading.Event)
         if out is None:
             return self._send(key, batch, do)
-        wait_for.done.wait()  # the read that was out when this caller came
+        out.done.wait()  # the read that was out when this caller came
         if lead:
             return self._send(key, batch, do)
         batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
-        return share(batch.result)  # type: ignore[arg-type]
+        return batch.outcome(share)
 
     def _send(self, key: str, batch: _Batch[T], do: Callable[[], T]) -> T:
         try:
@@ -119,25 +130,15 @@ class AsyncReadGate:
         table = self._tables.get(loop)
         if table is None:
             table = self._tables[loop] = {}
-        out = table.get(key)
+        batch: _Batch[T]
+        out, batch, lead = _join(table, key, loop.create_future)
         if out is None:
-            batch: _Batch[T] = _Batch()
-            table[key] = batch
             return await self._send(table, key, batch, do)
-        if out.done is None:
-            out.done = loop.create_future()
-        nxt = out.next
-        lead = nxt is None
-        if nxt is None:
-            nxt = out.next = _Batch()
-            nxt.done = loop.create_future()
         await asyncio.shield(out.done)  # the read that was out when this task came
         if lead:
-            return await self._send(table, key, nxt, do)
-        await asyncio.shield(nxt.done)
-        if nxt.error is not None:
-            raise nxt.error
-        return share(nxt.result)  # type: ignore[arg-type]
+            return await self._send(table, key, batch, do)
+        await asyncio.shield(batch.done)
+        return batch.outcome(share)
 
     async def _send(
         self,
