@@ -384,6 +384,12 @@ class RedisBackend(RedisBase):
         # The subscribed connection must not time out between messages: reads on it are
         # bounded by get_message(timeout=...) instead.
         redis = _redis()
+        if self._client is None and self.url is not None:
+            # An asyncio app has no sync client: making one only for its settings would also
+            # warm a pool nothing uses.
+            options = {**self._options, "socket_timeout": None}
+            pool = redis.ConnectionPool.from_url(self.url, max_connections=1, **options)
+            return redis.Redis(connection_pool=pool).pubsub(ignore_subscribe_messages=False)
         kwargs = self._client_kwargs(self.client, "retry")
         kwargs["socket_timeout"] = None
         cls = self.client.connection_pool.connection_class
