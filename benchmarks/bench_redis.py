@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from benchmarks import _peers
 from benchmarks._harness import (
     Figure,
@@ -167,6 +169,26 @@ def hit_tables(url: str, rounds: int, target: float) -> Section:
 # ---------------------------------------------------------------------------- commands
 
 
+def _settle(url: str, quiet: float = 0.05, timeout: float = 2.0) -> None:
+    """Wait until no connection has been opened for ``quiet`` seconds (every library alike).
+
+    A client may open connections in the background after its first calls (freshlink's pool
+    warm-up): their handshakes are not a hit's commands.
+    """
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + timeout
+        seen = client.info("stats")["total_connections_received"]
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = client.info("stats")["total_connections_received"]
+            if now == seen:
+                return
+            seen = now
+    finally:
+        client.close()
+
+
 def count_commands(url: str, n: int) -> Section:
     """Commands per warm hit and per miss, counted by MONITOR on a dedicated server."""
     rows = []
@@ -185,6 +207,7 @@ def count_commands(url: str, n: int) -> Section:
 
             call(7)
             call(7)
+            _settle(url)
             hits = mon.window(lambda call=call: [call(7) for _ in range(n)])
             misses = mon.window(lambda call=call: [call(10_000 + i) for i in range(n)])
             if b.is_async:

@@ -23,7 +23,9 @@ from freshlink.testing.workloads import run_coherence
 
 pytestmark = pytest.mark.redis
 
-MAXMEMORY = "3mb"
+# Small enough that the filler below evicts within milliseconds, with room for the clients'
+# own memory: 6 processes, each opening warm_connections (8) per client at 15-40 kB each.
+MAXMEMORY = "4mb"
 
 
 @pytest.fixture(scope="module")

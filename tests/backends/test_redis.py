@@ -43,6 +43,16 @@ class Monitor:
             pass  # the server went away (a test restarts it); nothing left to count
 
     def mark(self) -> None:
+        # Connections opened in the background (a pool's warm-up) are not an operation's
+        # commands: start once no connection has been opened for 50 ms.
+        admin = redis.Redis(connection_pool=self.client.connection_pool)
+        seen = -1
+        for _ in range(100):
+            now = admin.info("stats")["total_connections_received"]
+            if now == seen:
+                break
+            seen = now
+            time.sleep(0.05)
         # A PING through another client marks the start; commands are in server order.
         redis.Redis(connection_pool=self.client.connection_pool).execute_command(
             "ECHO", "freshlink-mark"

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import BackendError
 from . import _lean, _scripts
 from ._redis_base import DEFAULT_CLIENT_OPTIONS, RedisBase, _redis, _retry
+from ._warmup import Warmup
 from ._wire import Call, Commands, Steps, decode_entry, encode_meta, pipelined, retain_ms
 from .base import Entry, Read
 from .channel import Listener
@@ -87,8 +88,13 @@ def _took_lease(reply: Any) -> bool:
 class RedisBackend(RedisBase):
     """Entries and generations in Redis, shared by every process that uses the same server."""
 
-    def __init__(self, client: Any = None, aclient: Any = None, **options: Any) -> None:
+    def __init__(
+        self, client: Any = None, aclient: Any = None, *, warm_connections: int = 8, **options: Any
+    ) -> None:
+        #: Opens ``warm_connections`` in each client made here, ahead of need.
+        self.warmup = Warmup(warm_connections)
         super().__init__(client, aclient, **options)
+        self._own_client = client is None
         self._run_id: str | None = None
         self._lease_ttl = -1.0
         self._lease_ms_str = ""
@@ -177,6 +183,7 @@ class RedisBackend(RedisBase):
                             redis_connect_func=self._on_connect,
                             **self._options,
                         )
+                    self.warmup.sync(self._client.connection_pool)
         return self._client
 
     @property
@@ -194,7 +201,29 @@ class RedisBackend(RedisBase):
                     redis_connect_func=self._aon_connect,
                     **self._options,
                 )
+            self.warmup.aio(self._aclient.connection_pool)
         return self._aclient
+
+    def after_fork(self) -> None:
+        """See :meth:`RedisBase.after_fork`; a sync client made here is made (and warmed) again.
+
+        The parent's connections cannot serve the child, so its pool would open every one of
+        them on demand, on the child's first requests.
+        """
+        self.warmup.after_fork()
+        if self._own_client:
+            self._client = None
+        super().after_fork()
+
+    def close(self) -> None:
+        """See :meth:`RedisBase.close`; a warm-up under way ends first (it holds connections)."""
+        self.warmup.join()
+        super().close()
+
+    async def aclose(self) -> None:
+        """See :meth:`RedisBase.aclose`; an async warm-up under way is stopped first."""
+        await self.warmup.astop()
+        await super().aclose()
 
     def _identity(self) -> Steps[str]:
         # Asked for only when no connection has told it yet (a client made before the hook).
@@ -422,6 +451,12 @@ class RedisBackend(RedisBase):
         # The subscribed connection must not time out between messages: reads on it are
         # bounded by get_message(timeout=...) instead.
         redis = _redis()
+        if self._client is None and self.url is not None:
+            # An asyncio app has no sync client: making one only for its settings would also
+            # warm a pool nothing uses.
+            options = {**self._options, "socket_timeout": None}
+            pool = redis.ConnectionPool.from_url(self.url, max_connections=1, **options)
+            return redis.Redis(connection_pool=pool).pubsub(ignore_subscribe_messages=False)
         kwargs = self._client_kwargs(self.client, "retry")
         kwargs["socket_timeout"] = None
         cls = self.client.connection_pool.connection_class

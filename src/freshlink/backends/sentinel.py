@@ -284,6 +284,7 @@ class SentinelBackend(RedisBackend):
                         retry=_retry(),
                         **self._kwargs(),
                     )
+                    self.warmup.sync(self._client.connection_pool)
         return self._client
 
     @property
@@ -299,6 +300,7 @@ class SentinelBackend(RedisBackend):
                 retry=_retry(asyncio=True),
                 **self._kwargs(),
             )
+            self.warmup.aio(self._aclient.connection_pool)
         return self._aclient
 
     def _make_pubsub(self) -> Any:
