@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from .base import Entry
+from .base import Entry, Read
 
 __all__ = [
     "Call",
@@ -19,8 +19,10 @@ __all__ = [
     "decode_entry",
     "encode_meta",
     "pipelined",
+    "read_reply",
     "release_message",
     "retain_ms",
+    "took_lease",
 ]
 
 R = TypeVar("R")
@@ -81,3 +83,32 @@ def pipelined(client: Any, commands: Sequence[tuple[Any, ...]]) -> Any:
     for command in commands:
         p.execute_command(*command)
     return p
+
+
+def read_reply(reply: Any, names: Sequence[str], token: str) -> Read:
+    """The Read a single server's READ script replied (see its reply shapes in _scripts)."""
+    kind = reply[0]
+    if kind == 0:
+        return Read(None, tuple(map(int, reply[1:])))
+    if kind == 3:  # a miss, with the outcome of taking its lease
+        current = tuple(map(int, reply[2:]))
+        if reply[1] == -1:
+            return Read(None, current, token)
+        return Read(None, current, None, reply[1] / 1000)
+    try:
+        entry = decode_entry(tuple(names) if kind == 1 else reply[4], *reply[1:4])
+    except (ValueError, TypeError, UnicodeDecodeError):
+        # Garbage someone wrote into the entry: a miss. (On a kind-1 reply the script
+        # checked that the stamps are exactly the current generations.)
+        current = reply[1].split(b",") if kind == 1 else reply[5:]
+        return Read(None, tuple(map(int, current)))
+    # On a hit the entry's stamps are the current generations of its names; when those
+    # are the names asked for, they are also the generations asked for.
+    if kind == 1:
+        return Read(entry, entry.stamps)
+    return Read(entry, tuple(map(int, reply[5:])))
+
+
+def took_lease(reply: Any) -> bool:
+    """Whether a READ reply says the read took the fill's lease."""
+    return bool(reply[0] == 3 and reply[1] == -1)

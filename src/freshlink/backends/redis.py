@@ -16,7 +16,16 @@ from ..errors import BackendError
 from . import _lean, _scripts
 from ._redis_base import DEFAULT_CLIENT_OPTIONS, RedisBase, _redis, _retry
 from ._warmup import Warmup
-from ._wire import Call, Commands, Steps, decode_entry, encode_meta, pipelined, retain_ms
+from ._wire import (
+    Call,
+    Commands,
+    Steps,
+    encode_meta,
+    pipelined,
+    read_reply,
+    retain_ms,
+    took_lease,
+)
 from .base import Entry, Read
 from .channel import Listener
 
@@ -57,32 +66,35 @@ def _evalsha(call: Call) -> tuple[Any, ...]:
     return ("EVALSHA", _SHA[call.name], len(call.keys), *call.keys, *call.args)
 
 
-def _read_result(reply: Any, names: Sequence[str], token: str) -> Read:
-    kind = reply[0]
-    if kind == 0:
-        return Read(None, tuple(map(int, reply[1:])))
-    if kind == 3:  # a miss, with the outcome of taking its lease
-        current = tuple(map(int, reply[2:]))
-        if reply[1] == -1:
-            return Read(None, current, token)
-        return Read(None, current, None, reply[1] / 1000)
-    try:
-        entry = decode_entry(tuple(names) if kind == 1 else reply[4], *reply[1:4])
-    except (ValueError, TypeError, UnicodeDecodeError):
-        # Garbage someone wrote into the entry: a miss. (On a kind-1 reply the script
-        # checked that the stamps are exactly the current generations.)
-        current = reply[1].split(b",") if kind == 1 else reply[5:]
-        return Read(None, tuple(map(int, current)))
-    # On a hit the entry's stamps are the current generations of its names; when those
-    # are the names asked for, they are also the generations asked for.
-    if kind == 1:
-        return Read(entry, entry.stamps)
-    return Read(entry, tuple(map(int, reply[5:])))
+def _hook(client: Any, hook: Callable[..., Any], learn: Callable[[Any], None]) -> None:
+    """Make the future connections of a client passed in by the user learn the server's
+    identity too (``learn`` gets their ``INFO``), after the user's own connect hook if it has
+    one (that hook runs ``on_connect`` itself)."""
+    kwargs = client.connection_pool.connection_kwargs
+    theirs = kwargs.get("redis_connect_func")
+    if theirs is None:
+        kwargs["redis_connect_func"] = hook
+        return
+    if theirs == hook or getattr(theirs, "_freshlink", False):
+        return
+    if asyncio.iscoroutinefunction(theirs):
 
+        async def acomposed(conn: Any) -> None:
+            await theirs(conn)
+            await conn.send_command("INFO")
+            learn(await conn.read_response())
 
-def _took_lease(reply: Any) -> bool:
-    """Whether a READ reply says the read took the fill's lease."""
-    return bool(reply[0] == 3 and reply[1] == -1)
+        acomposed._freshlink = True  # type: ignore[attr-defined]
+        kwargs["redis_connect_func"] = acomposed
+        return
+
+    def composed(conn: Any) -> None:
+        theirs(conn)
+        conn.send_command("INFO")
+        learn(conn.read_response())
+
+    composed._freshlink = True  # type: ignore[attr-defined]
+    kwargs["redis_connect_func"] = composed
 
 
 class RedisBackend(RedisBase):
@@ -100,9 +112,9 @@ class RedisBackend(RedisBase):
         self._lease_ms_str = ""
         self._lanes = _lean.Lanes()  # the hot commands' way to the clients (see _lean)
         if client is not None:
-            self._hook(client, self._on_connect)
+            _hook(client, self._on_connect, self._learn)
         if aclient is not None:
-            self._hook(aclient, self._aon_connect)
+            _hook(aclient, self._aon_connect, self._learn)
 
     # ------------------------------------------------------------------ clients
 
@@ -115,49 +127,13 @@ class RedisBackend(RedisBase):
         conn.send_command("INFO")
         self._run_id = server_identity(conn.read_response())
 
+    def _learn(self, info: Any) -> None:
+        self._run_id = server_identity(info)
+
     async def _aon_connect(self, conn: Any) -> None:
         await conn.on_connect()
         await conn.send_command("INFO")
         self._run_id = server_identity(await conn.read_response())
-
-    def _hook(self, client: Any, hook: Callable[..., Any]) -> None:
-        # A client passed in by the user: make its future connections learn the run id too,
-        # after the user's own connect hook if it has one (that hook runs on_connect itself).
-        kwargs = client.connection_pool.connection_kwargs
-        theirs = kwargs.get("redis_connect_func")
-        if theirs is None:
-            kwargs["redis_connect_func"] = hook
-            return
-        if theirs == hook or getattr(theirs, "_freshlink", False):
-            return
-        if asyncio.iscoroutinefunction(theirs):
-
-            async def acomposed(conn: Any) -> None:
-                await theirs(conn)
-                await conn.send_command("INFO")
-                self._run_id = server_identity(await conn.read_response())
-
-            acomposed._freshlink = True  # type: ignore[attr-defined]
-            kwargs["redis_connect_func"] = acomposed
-            return
-
-        def composed(conn: Any) -> None:
-            theirs(conn)
-            conn.send_command("INFO")
-            self._run_id = server_identity(conn.read_response())
-
-        composed._freshlink = True  # type: ignore[attr-defined]
-        kwargs["redis_connect_func"] = composed
-
-    def close(self) -> None:
-        """See :meth:`RedisBase.close`; the connections the hot path kept go back first."""
-        self._lanes.close()
-        super().close()
-
-    async def aclose(self) -> None:
-        """See :meth:`RedisBase.aclose`; also the asyncio connections the hot path kept."""
-        await self._lanes.aclose()
-        await super().aclose()
 
     def _client_kwargs(self, other: Any, *drop: str) -> dict[str, Any]:
         """The connection settings of the client of the other kind, for one made alongside."""
@@ -216,13 +192,17 @@ class RedisBackend(RedisBase):
         super().after_fork()
 
     def close(self) -> None:
-        """See :meth:`RedisBase.close`; a warm-up under way ends first (it holds connections)."""
+        """See :meth:`RedisBase.close`; a warm-up under way ends first (it holds connections),
+        and the connections the hot path kept go back to the pool."""
         self.warmup.join()
+        self._lanes.close()
         super().close()
 
     async def aclose(self) -> None:
-        """See :meth:`RedisBase.aclose`; an async warm-up under way is stopped first."""
+        """See :meth:`RedisBase.aclose`; an async warm-up under way is stopped first, and the
+        asyncio connections the hot path kept go back to the pool."""
         await self.warmup.astop()
+        await self._lanes.aclose()
         await super().aclose()
 
     def _identity(self) -> Steps[str]:
@@ -309,11 +289,11 @@ class RedisBackend(RedisBase):
             # script ran on a new server with the old run id, which an entry restored from an
             # old snapshot also carries: ask again with the run id just learned.
             if self._run_id == run_id:
-                read = _read_result(reply, names, token)
+                read = read_reply(reply, names, token)
                 if held and read.token is None:
                     yield from self._release(key, token, "")
                 return read
-            held = held or _took_lease(reply)
+            held = held or took_lease(reply)
 
     # The warm read is the hot path: when the run id is known and does not change during the
     # call, its one script answers it as _read would, so neither the generator nor a request
@@ -353,8 +333,8 @@ class RedisBackend(RedisBase):
                 self._direct_failed(exc)
             else:
                 if self._run_id == run_id:
-                    return _read_result(reply, names, args[-1])
-                return self._drive(self._read(key, names, lease_ms, args[-1], _took_lease(reply)))
+                    return read_reply(reply, names, args[-1])
+                return self._drive(self._read(key, names, lease_ms, args[-1], took_lease(reply)))
             return self._drive(self._read(key, names, lease_ms, args[-1]))
         return self._drive(self._read(key, names, lease_ms))
 
@@ -369,9 +349,9 @@ class RedisBackend(RedisBase):
             self._direct_failed(exc)
             reply = None
         if reply is None or self._run_id != run_id:
-            held = reply is not None and _took_lease(reply)
+            held = reply is not None and took_lease(reply)
             return await self._adrive(self._read(key, names, lease_ms, args[-1], held))
-        return _read_result(reply, names, args[-1])
+        return read_reply(reply, names, args[-1])
 
     def _direct(
         self, key: str, names: Sequence[str], run_id: str, lease_ms: str, token: str = ""
