@@ -188,7 +188,7 @@ class Listener:
         seq = 0
         next_ping = self._clock()
         # Frames read along with the subscription replies may already sit in the buffer.
-        self._drain_here(sub)
+        self._drain_here(sub, buffered=True)
         while not self._stop.is_set():
             now = self._clock()
             if now >= next_ping:
@@ -212,19 +212,19 @@ class Listener:
                 continue
             self._drain_here(sub)
 
-    def _drain_here(self, sub: Subscription) -> None:
+    def _drain_here(self, sub: Subscription, *, buffered: bool = False) -> None:
         with self._lock:
             if sub.error is not None:
                 raise sub.error
             try:
-                self._drain(sub)
+                self._drain(sub, buffered=buffered)
             except Exception as exc:
                 self._fail(sub, exc)
                 raise
 
-    def _drain(self, sub: Subscription) -> int:
+    def _drain(self, sub: Subscription, *, buffered: bool = False) -> int:
         """Read and dispatch every message there is (drain lock held: one drainer, in order)."""
-        messages = sub.read()
+        messages = sub.read(buffered=buffered)
         for msg in messages:
             self._dispatch(msg, sub.pings)
         return len(messages)
