@@ -9,12 +9,17 @@ on a dead or replaced connection neither raises nor trusts it), never a timing.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+import redis
+
 from freshlink import Cache, Local
+from freshlink.backends.channel import Listener
 from freshlink.testing import RedisServer
 
 
@@ -196,3 +201,54 @@ def test_memory_and_strict_l1_have_no_poll(make_redis_cache: Callable[..., Cache
     strict = make_redis_cache(local=Local(mode="strict"))
     assert strict.near is not None
     assert strict.near.poll is None
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_callers_drain_in_order_with_every_parser(
+    redis_url: str, protocol: int, parser: str
+) -> None:
+    from redis._parsers import _HiredisParser, _RESP2Parser, _RESP3Parser
+
+    parser_class = (
+        _HiredisParser if parser == "hiredis" else _RESP2Parser if protocol == 2 else _RESP3Parser
+    )
+    got: list[tuple[list[str], list[int]]] = []
+
+    def make_pubsub() -> Any:
+        pool = redis.ConnectionPool.from_url(
+            redis_url, protocol=protocol, parser_class=parser_class, max_connections=1
+        )
+        return redis.Redis(connection_pool=pool).pubsub(ignore_subscribe_messages=False)
+
+    listener = Listener(
+        make_pubsub,
+        invalidations="ns:inv",
+        fills="ns:fill",
+        ping_interval=0.02,
+        on_invalidate=lambda names, values: got.append((list(names), list(values))),
+        on_fill=lambda status, rest: None,
+        on_alive=lambda t: None,
+        on_subscribed=lambda: None,
+        on_lost=lambda: None,
+    )
+    listener.start()
+    try:
+        assert listener.alive.wait(5)
+        # Published by another process in one burst while this thread polls: frames arrive
+        # several to a read, and either side may drain any of them.
+        script = "".join(f'PUBLISH ns:inv "a\\nb\\n\\n{i},{i + 1}"\n' for i in range(200))
+        cli = subprocess.Popen(
+            ["redis-cli", "-u", redis_url], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+        )
+        assert cli.stdin is not None
+        cli.stdin.write(script.encode())
+        cli.stdin.close()
+        deadline = time.monotonic() + 10
+        while len(got) < 200:
+            assert time.monotonic() < deadline, f"{len(got)} of 200 messages"
+            listener.poll()
+        cli.wait(10)
+    finally:
+        listener.stop()
+    assert got == [(["a", "b"], [i, i + 1]) for i in range(200)]
