@@ -139,3 +139,15 @@ def test_a_busy_channel_is_polled_again_soon() -> None:
     channel.busy = True  # another thread holds it
     assert near.get("k", 1.0) is not None
     assert 1.0 < near.trusted_until < 1.0 + POLL_EVERY
+
+
+def test_the_hot_path_polls_without_the_slow_path() -> None:
+    near, channel = polled_near()
+    e = near.data["k"]
+    e.epoch = near.epoch
+    assert near.repoll(1.0, e)  # nothing arrived: served as validated
+    assert channel.polls == 1
+    assert near.trusted_until == 1.0 + POLL_EVERY
+    channel.on_poll.append(lambda: near.heard(["g"], [2]))
+    assert not near.repoll(2.0, e)  # a message read by this poll: the slow path re-checks
+    assert near.get("k", 2.0) is None
