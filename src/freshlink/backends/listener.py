@@ -190,6 +190,8 @@ class Listener:
         # Frames read along with the subscription replies may already sit in the buffer.
         self._drain_here(sub, buffered=True)
         while not self._stop.is_set():
+            if sub.error is not None:  # a caller found the connection broken: end it now
+                raise sub.error
             now = self._clock()
             if now >= next_ping:
                 self._check_pongs(sub, now)
@@ -200,8 +202,6 @@ class Listener:
                 # (its own lock), and sending does not touch what readers parse.
                 sub.ps.ping(str(seq).encode())
                 next_ping = now + self._interval
-            if sub.error is not None:
-                raise sub.error
             if not readable(sub.sock, max(next_ping - self._clock(), 0.0)):
                 continue
             # Callers are polling: leave the data to them. Draining here while they spin would
