@@ -352,12 +352,15 @@ def _busy_rows(url: str, n: int) -> tuple[list[list[str]], dict[str, float], lis
         _rc.close()
         cases.append((f"{_peers.NAMES['redis-csc']}: SET", _busy.csc_busy(url, n), note))
     except Exception as exc:  # an unusable redis-py client-side cache: say why
-        cases.append((_peers.NAMES["redis-csc"], ([], 0, 0.0, None), f"not run: {exc}"))
+        cases.append((_peers.NAMES["redis-csc"], _busy.Busy([], 0.0, None, 0.0), f"not run: {exc}"))
     rows, bars = [], []
-    for label, (lat, seen, rate, drains), note in cases:
-        notes = [f"{seen} of {n} new values seen", *([note] if note else [])]
-        if drains is not None:
-            notes.append(f"{drains} drains in the reader's own thread")
+    for label, busy, note in cases:
+        lat, rate = busy.lat, busy.rate
+        notes = [f"{len(lat)} of {n} new values seen", *([note] if note else [])]
+        if busy.drains is not None:
+            notes.append(f"{busy.drains} drains in the reader's own thread")
+        if lat and busy.waited == busy.waited:  # (NaN: not Linux)
+            notes.append(f"the reader waited for a CPU {busy.waited:.1%} of the run")
         if not lat:
             rows.append([label, "", "", "", "", "", "; ".join(notes)])
             continue
@@ -379,11 +382,11 @@ def _busy_rows(url: str, n: int) -> tuple[list[list[str]], dict[str, float], lis
         )
         bars.append((short + " (busy)", statistics.median(lat), pct(lat, 0.99), max(lat)))
     data = {}
-    if cases[0][1][0]:
-        lat = cases[0][1][0]
+    if cases[0][1].lat:
+        lat = cases[0][1].lat
         data = {"inv_busy_p50_ms": statistics.median(lat), "inv_busy_p99_ms": pct(lat, 0.99)}
-    if cases[1][1][0]:
-        data["inv_busy_reload_p99_ms"] = pct(cases[1][1][0], 0.99)
+    if cases[1][1].lat:
+        data["inv_busy_reload_p99_ms"] = pct(cases[1][1].lat, 0.99)
     return rows, data, bars
 
 
