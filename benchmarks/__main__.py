@@ -142,10 +142,21 @@ def goals(sections: dict[str, list[Section]]) -> str:
             "; ".join(f"{n}: {c}" for n, c in spike),
             all(c == 0 for n, c in spike if "plain TTL" not in n),
         )
-    if "inv_p99_ms" in data:
+    if "inv_busy_p99_ms" in data:
+        # Judged on the busy reader: an idle one's listener thread gets the GIL at once.
+        p99 = data["inv_busy_p99_ms"]
+        idle = f"; idle reader p99 {data['inv_p99_ms']:.3f} ms" if "inv_p99_ms" in data else ""
+        reload = data.get("inv_busy_reload_p99_ms")
+        reload_s = "" if reload is None else f"; with the reload p99 {reload:.3f} ms"
+        add(
+            "cross-process invalidation p99 ≤ 1 ms (busy reader)",
+            f"busy reader p99 {p99:.3f} ms (p50 {data['inv_busy_p50_ms']:.3f} ms){reload_s}{idle}",
+            p99 <= 1.0,
+        )
+    elif "inv_p99_ms" in data:
         p99 = data["inv_p99_ms"]
         add(
-            "cross-process invalidation p99 ≤ 1 ms",
+            "cross-process invalidation p99 ≤ 1 ms (idle reader only)",
             f"p99 {p99:.3f} ms (p50 {data['inv_p50_ms']:.3f} ms)",
             p99 <= 1.0,
         )

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from benchmarks import _peers
+from benchmarks import _busy, _peers
 from benchmarks._harness import (
     Figure,
     Section,
@@ -356,9 +356,67 @@ def cashews_propagation(
     return lat, trials
 
 
-def invalidation_table(url: str, n: int, cs_trials: int) -> Section:
+def _busy_rows(url: str, n: int) -> tuple[list[list[str]], dict[str, float], list[Any]]:
+    """Rows of the busy-reader table, its goal numbers, and its bars."""
+    cases = [
+        (
+            "freshlink bounded L1: write-through (@cache.updates)",
+            _busy.freshlink_busy(url, n, write_through=True),
+            "",
+        ),
+        (
+            "freshlink bounded L1: invalidate(tag), the reader reloads",
+            _busy.freshlink_busy(url, n, write_through=False),
+            "the new value's miss includes the load (lease, loader, store)",
+        ),
+    ]
+    try:
+        _rc, note = _busy.csc_client(url)
+        _rc.close()
+        cases.append((f"{_peers.NAMES['redis-csc']}: SET", _busy.csc_busy(url, n), note))
+    except Exception as exc:  # an unusable redis-py client-side cache: say why
+        cases.append((_peers.NAMES["redis-csc"], _busy.Busy([], 0.0, None, 0.0), f"not run: {exc}"))
+    rows, bars = [], []
+    for label, busy, note in cases:
+        lat, rate = busy.lat, busy.rate
+        notes = [f"{len(lat)} of {n} new values seen", *([note] if note else [])]
+        if busy.drains is not None:
+            notes.append(f"{busy.drains} drains in the reader's own thread")
+        if lat and busy.waited == busy.waited:  # (NaN: not Linux)
+            notes.append(f"the reader waited for a CPU {busy.waited:.1%} of the run")
+        if not lat:
+            rows.append([label, "", "", "", "", "", "; ".join(notes)])
+            continue
+        rows.append(
+            [
+                label,
+                f"{statistics.median(lat):.3f}",
+                f"{pct(lat, 0.90):.3f}",
+                f"{pct(lat, 0.99):.3f}",
+                f"{max(lat):.3f}",
+                f"{rate / 1e6:.2f} M" if rate >= 1e6 else f"{rate / 1e3:.0f} k",
+                "; ".join(notes),
+            ]
+        )
+        short = (
+            "redis-py csc"
+            if "redis-py" in label
+            else "freshlink " + ("write-through" if "write-through" in label else "invalidate")
+        )
+        bars.append((short + " (busy)", statistics.median(lat), pct(lat, 0.99), max(lat)))
+    data = {}
+    if cases[0][1].lat:
+        lat = cases[0][1].lat
+        data = {"inv_busy_p50_ms": statistics.median(lat), "inv_busy_p99_ms": pct(lat, 0.99)}
+    if cases[1][1].lat:
+        data["inv_busy_reload_p99_ms"] = pct(cases[1][1].lat, 0.99)
+    return rows, data, bars
+
+
+def invalidation_table(url: str, n: int, cs_trials: int, busy_n: int) -> Section:
     """Cross-process invalidation latency, freshlink and the peers where it means something."""
     start, ack = propagation(url, n)
+    busy_rows, busy_data, busy_bars = _busy_rows(url, busy_n)
     cashews = [
         (
             "cashews client_side=True (redis-py defaults: RESP3)",
@@ -430,7 +488,16 @@ def invalidation_table(url: str, n: int, cs_trials: int) -> Section:
     md = md_table(
         ["case", "p50 ms", "p99 ms", "max ms", "notes"],
         rows,
-        title="Cross-process invalidation latency (ms)",
+        title="Cross-process invalidation latency (ms), to an idle reader",
+    )
+    md += "\n\n" + md_table(
+        ["case", "p50 ms", "p90 ms", "p99 ms", "max ms", "reader calls/s", "notes"],
+        busy_rows,
+        title=(
+            "Cross-process invalidation seen by a busy reader (ms): another process spins on "
+            "hits of one key; from the write returning to the reader first returning the new "
+            "value"
+        ),
     )
     bars = [
         ("freshlink (from call)", statistics.median(start), pct(start, 0.99), pct(start, 0.99)),
@@ -443,6 +510,7 @@ def invalidation_table(url: str, n: int, cs_trials: int) -> Section:
             bars.append((short, statistics.median(lat), pct(lat, 0.99), max(lat)))
         else:
             notes.append(short + ": never delivered")
+    bars += busy_bars
     fig = Figure(
         "invalidation",
         "Cross-process invalidation (bar p50, whisker p99)",
@@ -453,7 +521,7 @@ def invalidation_table(url: str, n: int, cs_trials: int) -> Section:
     return Section(
         md,
         [fig],
-        {"inv_p50_ms": statistics.median(start), "inv_p99_ms": pct(start, 0.99)},
+        {"inv_p50_ms": statistics.median(start), "inv_p99_ms": pct(start, 0.99), **busy_data},
     )
 
 
@@ -466,7 +534,11 @@ def collect(quick: bool) -> list[Section]:
     out = []
     with RedisServer() as server:
         out.append(hit_tables(server.url, rounds, target))
-        out.append(invalidation_table(server.url, 300 if quick else 2000, 3 if quick else 20))
+        out.append(
+            invalidation_table(
+                server.url, 300 if quick else 2000, 3 if quick else 20, 60 if quick else 300
+            )
+        )
     with RedisServer() as dedicated:  # nothing else talks to it: counts are exact
         out.append(count_commands(dedicated.url, 20 if quick else 100))
     return out

@@ -99,6 +99,10 @@ class Engine:
             bound = local.max_staleness
             self.backend.on_channel(alive=lambda t: near.trust(t + bound), reset=near.distrust)
             self.backend.subscribe(near.heard)
+            # A busy thread's hits drain the channel themselves (see local.POLL_EVERY).
+            poll = getattr(self.backend, "poll_channel", None)
+            if poll is not None:
+                near.poll_with(poll)
         else:
             near.trusted_until = -math.inf
         return near

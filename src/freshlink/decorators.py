@@ -236,7 +236,13 @@ class CachedFunction(_Handles, wrapt.FunctionWrapper):  # type: ignore[type-arg]
                     pass
                 else:
                     now = spec.engine.monotonic()
-                    if e.epoch == near.epoch and now < e.fresh and now < near.trusted_until:
+                    # Past trusted_until a hit may only need a poll of the channel (every
+                    # POLL_EVERY, see local.py): repoll does it here, not on the slow path.
+                    if (
+                        e.epoch == near.epoch
+                        and now < e.fresh
+                        and (now < near.trusted_until or near.repoll(now, e))
+                    ):
                         spec.l1_hits += 1
                         if spec.engine.events.hit:
                             spec.engine.events.emit(Event("hit", spec.fname, None, "l1"))

@@ -191,7 +191,7 @@ def describe_cache(cache: Cache) -> list[tuple[str, str]]:
         ("signed", "yes" if cache.codec.signed else "no"),
     ]
     if near is not None and local is not None:
-        trusted = near.trusted_until > cache.monotonic()
+        trusted = near.trusted(cache.monotonic())
         rows.append(("l1 entries", f"{len(near)} / {local.maxsize}"))
         rows.append(("l1 trusted", "yes" if trusted else "no (flushed until the channel is live)"))
     else:

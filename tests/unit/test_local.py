@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
 from freshlink import Cache, ConfigurationError, Local
-from freshlink.local import NearCache, NearEntry
+from freshlink.local import POLL_EVERY, NearCache, NearEntry
 
 
 def entry(size: int = 0, name: str = "g", gen: int = 1) -> NearEntry:
@@ -72,3 +73,81 @@ def test_distrust_flushes_and_trust_moves_forward_only() -> None:
 def test_bad_local_options(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
         Local(**kwargs)  # type: ignore[arg-type]
+
+
+class FakeChannel:
+    """A poll hook: counts polls, and may deliver a message or lose trust while polled."""
+
+    def __init__(self, near: NearCache) -> None:
+        self.near = near
+        self.polls = 0
+        self.busy = False
+        self.on_poll: list[Any] = []
+
+    def poll(self) -> bool:
+        self.polls += 1
+        while self.on_poll:
+            self.on_poll.pop(0)()
+        return not self.busy
+
+
+def polled_near() -> tuple[NearCache, FakeChannel]:
+    near = NearCache(Local())
+    near.trusted_until = -math.inf  # as the engine sets a channel-backed L1 up
+    channel = FakeChannel(near)
+    near.poll_with(channel.poll)
+    near.learn(["g"], [1])
+    near.put("k", entry())
+    near.trust(100.0)
+    return near, channel
+
+
+def test_hits_poll_the_channel_once_per_poll_period() -> None:
+    near, channel = polled_near()
+    # The hot path's deadline is the next poll, not the proof: the first hit polls.
+    assert near.trusted_until < 100.0
+    assert near.get("k", 1.0) is not None
+    assert channel.polls == 1
+    assert near.trusted_until == 1.0 + POLL_EVERY
+    assert near.get("k", 1.0 + POLL_EVERY / 2) is not None  # (the slow path has no deadline)
+    near.trust(200.0)  # a proof does not move the deadline past the next poll
+    assert near.trusted_until == 1.0 + POLL_EVERY
+    assert near.trusted(50.0)
+    assert not near.trusted(300.0)
+    assert near.get("k", 2.0) is not None
+    assert channel.polls == 2
+
+
+def test_a_message_read_by_the_poll_makes_the_same_hit_a_miss() -> None:
+    near, channel = polled_near()
+    channel.on_poll.append(lambda: near.heard(["g"], [2]))
+    assert near.get("k", 1.0) is None  # drained in this caller: the stamp is no longer known
+
+
+def test_a_channel_lost_during_the_poll_is_not_trusted_again() -> None:
+    near, channel = polled_near()
+    channel.on_poll.append(near.distrust)
+    assert near.get("k", 1.0) is None
+    assert near.trusted_until == -math.inf
+    near.put("k", entry())
+    assert near.get("k", 2.0) is None
+    assert channel.polls == 1  # nothing proved: no poll either, until the next proof
+
+
+def test_a_busy_channel_is_polled_again_soon() -> None:
+    near, channel = polled_near()
+    channel.busy = True  # another thread holds it
+    assert near.get("k", 1.0) is not None
+    assert 1.0 < near.trusted_until < 1.0 + POLL_EVERY
+
+
+def test_the_hot_path_polls_without_the_slow_path() -> None:
+    near, channel = polled_near()
+    e = near.data["k"]
+    e.epoch = near.epoch
+    assert near.repoll(1.0, e)  # nothing arrived: served as validated
+    assert channel.polls == 1
+    assert near.trusted_until == 1.0 + POLL_EVERY
+    channel.on_poll.append(lambda: near.heard(["g"], [2]))
+    assert not near.repoll(2.0, e)  # a message read by this poll: the slow path re-checks
+    assert near.get("k", 2.0) is None

@@ -59,6 +59,11 @@ class ChannelBackend(Backend):
         self._alive_hooks.append(alive)
         self._reset_hooks.append(reset)
 
+    def poll_channel(self) -> bool:
+        """Drain the channel in the calling thread (the L1 hook); False if another thread is."""
+        listener = self._listener
+        return listener is None or listener.poll()
+
     def ensure_listener(self) -> Channel:
         """Start the pub/sub listener thread if it is not running."""
         if self._listener is None:

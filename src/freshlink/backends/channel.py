@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+from .listener import Listener
 
 __all__ = ["Channel", "Fanout", "Listener"]
 
@@ -47,141 +48,8 @@ class Channel(Protocol):
     def reconnect(self) -> None:
         """Drop the connections now: they are made again, and reported lost meanwhile."""
 
-
-class Listener:
-    """Subscribes to the invalidation and fill channels and reports what it hears."""
-
-    def __init__(
-        self,
-        make_pubsub: Callable[[], Any],
-        *,
-        invalidations: str,
-        fills: str,
-        ping_interval: float,
-        on_invalidate: Callable[[Sequence[str], Sequence[int]], None],
-        on_fill: Callable[[str, str], None],
-        on_alive: Callable[[float], None],
-        on_subscribed: Callable[[], None],
-        on_lost: Callable[[], None],
-        clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        self._make_pubsub = make_pubsub
-        self._rng = rng
-        self._inv = invalidations.encode()
-        self._fill = fills.encode()
-        self._interval = ping_interval
-        self._on_invalidate = on_invalidate
-        self._on_fill = on_fill
-        self._on_alive = on_alive
-        self._on_subscribed = on_subscribed
-        self._on_lost = on_lost
-        self._clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pubsub: Any = None
-        self.connected = threading.Event()
-        self.alive = threading.Event()
-
-    def start(self) -> None:
-        """Start the listener thread (idempotent)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="freshlink-channel", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the thread and close the connection."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        self._close()
-
-    def reconnect(self) -> None:
-        """Drop the connection now (the thread reconnects, and reports it lost meanwhile)."""
-        self._close()
-
-    def _close(self) -> None:
-        ps, self._pubsub = self._pubsub, None
-        if ps is not None:
-            try:
-                ps.close()
-            except Exception:  # already broken; nothing more to release
-                logger.debug("freshlink: closing a broken pub/sub connection", exc_info=True)
-
-    def _run(self) -> None:
-        backoff = 0.01
-        while not self._stop.is_set():
-            try:
-                self._session()
-                backoff = 0.01
-            except Exception as exc:
-                if self._stop.is_set():
-                    break
-                logger.warning(
-                    "freshlink: invalidation channel lost (%s); L1 flushed until it is back",
-                    exc,
-                    extra={"freshlink_event": "channel_lost"},
-                )
-            self.connected.clear()
-            self.alive.clear()
-            self._on_lost()
-            self._close()
-            # Jittered: after a Redis restart every process would otherwise resubscribe (and
-            # hit the server) in lockstep, at 10, 20, 40 ms...
-            self._stop.wait(backoff * (0.5 + self._rng()))
-            backoff = min(backoff * 2, 1.0)
-
-    def _session(self) -> None:
-        ps = self._pubsub = self._make_pubsub()
-        ps.subscribe(self._inv, self._fill)
-        pending = 2
-        while pending and not self._stop.is_set():
-            msg = ps.get_message(timeout=1.0)
-            if msg is not None and msg["type"] == "subscribe":
-                pending -= 1
-        # Messages published while we were not subscribed are lost: flush L1 now, before the
-        # first pong makes it trusted again.
-        self._on_subscribed()
-        self.connected.set()
-        sent: dict[bytes, float] = {}
-        seq = 0
-        next_ping = self._clock()
-        while not self._stop.is_set():
-            now = self._clock()
-            if now >= next_ping:
-                if sent and now - min(sent.values()) > max(1.0, 20 * self._interval):
-                    raise ConnectionError("no pong on the pub/sub connection")
-                seq += 1
-                token = str(seq).encode()
-                sent[token] = now
-                ps.ping(token)
-                next_ping = now + self._interval
-            msg = ps.get_message(timeout=max(next_ping - self._clock(), 0.0))
-            if msg is not None:
-                self._dispatch(msg, sent)
-
-    def _dispatch(self, msg: dict[str, Any], sent: dict[bytes, float]) -> None:
-        kind = msg["type"]
-        if kind == "pong":
-            t = sent.pop(msg["data"], None)
-            if t is not None:
-                # Older pings whose pongs we skipped are proven too (replies are in order).
-                for token in [k for k, v in sent.items() if v < t]:
-                    del sent[token]
-                self.alive.set()
-                self._on_alive(t)
-            return
-        if kind != "message":
-            return
-        data: bytes = msg["data"]
-        if msg["channel"] == self._inv:
-            names_part, _, values_part = data.partition(b"\n\n")
-            names = names_part.decode().split("\n")
-            values = [int(v) for v in values_part.split(b",")]
-            self._on_invalidate(names, values)
-        elif msg["channel"] == self._fill:
-            status, _, rest = data.decode("utf-8", "replace").partition("\n")
-            self._on_fill(status, rest)
+    def poll(self) -> bool:
+        """Drain in the calling thread what has arrived; False if another thread is at it."""
 
 
 class Fanout:
@@ -254,6 +122,18 @@ class Fanout:
             self._nodes.clear()
         for listener in listeners:
             listener.stop()
+
+    def poll(self) -> bool:
+        """Drain each master's connection in the calling thread (see :meth:`Listener.poll`)."""
+        try:
+            # No lock (poll never waits): a copy of the values, made while the GIL is held.
+            listeners = tuple(self._nodes.values())
+        except RuntimeError:  # the topology thread changed the masters meanwhile: next time
+            return False
+        done = True
+        for listener in listeners:
+            done &= listener.poll()
+        return done
 
     def reconnect(self) -> None:
         """Drop every master's connection now (each reconnects, reporting it lost meanwhile)."""
