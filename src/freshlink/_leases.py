@@ -78,6 +78,8 @@ def lease(
                 return token, stamps, MISS
         outcome, found = yield WaitFill(job.ekey, left, job.names)
         left = None
+        if found is not None and found.token is not None:
+            return found.token, found.current, MISS  # a re-read found the lease free: ours
         if found is not None:
             value = taken_over(eng, job, found, mark)
             if value is not MISS:

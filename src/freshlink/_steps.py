@@ -38,8 +38,8 @@ def run(engine: Engine, steps: Steps, load: Callable[[], Any]) -> Any:
             found: list[Read] = []
 
             def recheck() -> bool:
-                found.append(engine.backend.read(op.key, op.names))
-                return found[-1].entry is not None
+                found.append(engine.backend.read_lease(op.key, op.names, engine.lease_ttl))
+                return _settles(found[-1])
 
             outcome = engine.backend.wait_fill(op.key, op.timeout, recheck)
             return outcome, _valid(found)
@@ -75,8 +75,9 @@ async def arun(engine: Engine, steps: Steps, load: Callable[[], Coroutine[Any, A
             found: list[Read] = []
 
             async def recheck() -> bool:
-                found.append(await engine.backend.aread(op.key, op.names))
-                return found[-1].entry is not None
+                read = await engine.backend.aread_lease(op.key, op.names, engine.lease_ttl)
+                found.append(read)
+                return _settles(read)
 
             outcome = await engine.backend.await_fill(op.key, op.timeout, recheck)
             return outcome, _valid(found)
@@ -94,6 +95,13 @@ def shared(read: Read) -> Read:
     return read if read.token is None else read._replace(token=None)
 
 
+def _settles(read: Read) -> bool:
+    """Whether a waiter's re-read ends its wait: the entry is there, or the lease was free and
+    the re-read took it (the holder gave it back or died, and its notice was lost: a channel
+    that was still connecting; the waiter would otherwise sleep out the lease)."""
+    return read.entry is not None or read.token is not None
+
+
 def _valid(found: list[Read]) -> Read | None:
-    """The last re-check's read if it found an entry (a fill another process stored)."""
-    return found[-1] if found and found[-1].entry is not None else None
+    """The last re-check's read if it ended the wait (an entry, or the lease taken)."""
+    return found[-1] if found and _settles(found[-1]) else None

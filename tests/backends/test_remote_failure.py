@@ -82,3 +82,32 @@ def test_a_waiter_whose_leader_failed_loads_once_itself(
     assert waited == ["renewed link"]  # the waiter's request succeeded
     assert loads == [1]  # by one load of its own
     assert stats.totals().remote_failures == 1
+
+
+def test_a_waiter_that_missed_the_notice_takes_the_freed_lease(
+    make_redis_cache: Callable[..., Cache],
+) -> None:
+    # The waiter's channel is down, so the leader's "err" notice never reaches it (as while a
+    # channel is still connecting). Its periodic re-read finds the lease given back and takes
+    # it, instead of sleeping out the leader's lease (60 s here).
+    leader_cache = make_redis_cache(namespace="rf-lost", local=None, lease_ttl=60)
+    waiter_cache = make_redis_cache(namespace="rf-lost", local=None, lease_ttl=60)
+    started, release = threading.Event(), threading.Event()
+    leader = loan_function(leader_cache, leader_that_fails(started, release))
+    loads: list[int] = []
+    waiter = loan_function(waiter_cache, lambda: loads.append(1) or "renewed link")
+    waiter_cache.backend.ensure_listener().stop()  # type: ignore[attr-defined]
+
+    t1, led = run_in_thread(leader)
+    assert started.wait(5)
+    t2, waited = run_in_thread(waiter)
+    deadline = time.monotonic() + 5
+    while not waiting(waiter_cache):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    release.set()
+    t1.join(10)
+    t2.join(30)  # half the lease: only a re-read that takes the freed lease gets here
+    assert isinstance(led[0], RuntimeError)
+    assert waited == ["renewed link"]
+    assert loads == [1]
