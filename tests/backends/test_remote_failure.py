@@ -75,6 +75,9 @@ def test_a_waiter_whose_leader_failed_loads_once_itself(
     while not waiting(waiter_cache):  # it waits on the leader's lease
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    # The "err" notice must reach it: its channel is subscribed before the leader fails (a
+    # notice lost while it connects is the next test's case: no failure to count then).
+    assert waiter_cache.backend.ensure_listener().connected.wait(10)  # type: ignore[attr-defined]
     release.set()
     t1.join(10)
     t2.join(10)
