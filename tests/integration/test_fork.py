@@ -236,8 +236,14 @@ def test_gunicorn_preload_workers_serve_from_l1_and_stay_coherent(
         time.sleep(0.15)
         after = [get("/my-loan") for _ in range(40)]
     finally:
+        # Teardown only: gunicorn stops its workers gracefully, which on a loaded machine can
+        # take longer than an idle one suggests; the assertions above are what is tested.
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
     # Served from each worker's L1: a handful of scripts, not one (or three) per page.
     assert cost < 20, f"{cost} scripts for 200 pages: the workers' L1 is not trusted"
     assert all('data-link-state="valid"' in page for page in after)
