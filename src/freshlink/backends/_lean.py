@@ -18,7 +18,7 @@ written so that a second run is harmless), and a connection the server asked to 
 (maintenance notifications) is dropped as the pool's ``release`` would. The lane is only used
 where the pool is a plain ``redis.ConnectionPool``: a Sentinel pool (which must drop
 connections to a demoted master), a blocking pool (its size limit) or a client-side cache
-keep the pool's own path, as does a client bound to a single connection.
+go through ``execute_command`` as before, as does a client bound to a single connection.
 
 Commands are packed with ``hiredis.pack_command`` directly (what redis-py's own hiredis
 serializer calls, after argument checks that cost as much as the packing).
@@ -34,7 +34,7 @@ from typing import Any
 
 from ._redis_base import _redis
 
-__all__ = ["ALane", "Lane", "Lanes", "acall"]
+__all__ = ["ALane", "Lane", "Lanes"]
 
 
 def _packer() -> Callable[[tuple[Any, ...]], bytes] | None:
@@ -48,19 +48,26 @@ def _packer() -> Callable[[tuple[Any, ...]], bytes] | None:
 _PACK = _packer()
 
 
+def _own(client: Any, plain: type) -> bool:
+    """Whether a lane may keep ``client``'s connections: a plain pool of exactly that class (a
+    Sentinel or blocking pool checks or limits every hand-out), no client-side cache, and no
+    single connection the client owns."""
+    pool = getattr(client, "connection_pool", None)
+    return (
+        type(pool) is plain
+        and getattr(client, "connection", None) is None
+        and getattr(pool, "cache", None) is None
+    )
+
+
 class Lane:
     """The hot commands of one sync client, on connections kept out of its pool."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        pool: Any = getattr(client, "connection_pool", None)
         redis = _redis()
-        self._own = (
-            type(pool) is redis.ConnectionPool
-            and getattr(client, "connection", None) is None
-            and getattr(pool, "cache", None) is None
-        )
-        self._pool = pool
+        self._pool: Any = getattr(client, "connection_pool", None)
+        self._own = _own(client, redis.ConnectionPool)
         self._idle: list[Any] = []
         self._pid = os.getpid()
         self._errors = redis.exceptions
@@ -68,7 +75,7 @@ class Lane:
     def call(self, args: tuple[Any, ...]) -> Any:
         """``client.execute_command(*args)``, minus redis-py's per-call bookkeeping."""
         if not self._own:
-            return _pooled(self.client, args)
+            return self.client.execute_command(*args)
         if self._pid != os.getpid():
             # A forked child: these sockets are the parent's (the pool starts afresh too).
             self._idle, self._pid = [], os.getpid()
@@ -143,45 +150,14 @@ class Lanes:
             await self._async.aclose()
 
 
-def _pooled(client: Any, args: tuple[Any, ...]) -> Any:
-    """One command on a connection of the client's pool, without ``execute_command``."""
-    if getattr(client, "connection", None) is not None:
-        return client.execute_command(*args)
-    errors = _redis().exceptions
-    pool = client.connection_pool
-    conn = pool.get_connection()
-    try:
-        conn.send_command(*args)
-        reply = conn.read_response()
-    except (errors.ConnectionError, errors.TimeoutError, OSError):
-        conn.disconnect()
-        pool.release(conn)
-        return client.execute_command(*args)
-    except errors.ResponseError:
-        pool.release(conn)
-        raise
-    except BaseException:
-        conn.disconnect()
-        pool.release(conn)
-        raise
-    pool.release(conn)
-    return reply
-
-
 class ALane:
     """:class:`Lane` for an asyncio client: kept connections per event loop (a connection
     belongs to the loop it was opened on)."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        pool: Any = getattr(client, "connection_pool", None)
-        redis = _redis("redis.asyncio")
-        self._own = (
-            type(pool) is redis.ConnectionPool
-            and getattr(client, "connection", None) is None
-            and getattr(pool, "cache", None) is None
-        )
-        self._pool = pool
+        self._pool: Any = getattr(client, "connection_pool", None)
+        self._own = _own(client, _redis("redis.asyncio").ConnectionPool)
         self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -191,7 +167,7 @@ class ALane:
     async def call(self, args: tuple[Any, ...]) -> Any:
         """``await client.execute_command(*args)``, minus redis-py's per-call bookkeeping."""
         if not self._own:
-            return await acall(self.client, args)
+            return await self.client.execute_command(*args)
         if self._pid != os.getpid():
             self._idle, self._pid = weakref.WeakKeyDictionary(), os.getpid()
         loop = asyncio.get_running_loop()
@@ -235,29 +211,3 @@ class ALane:
         if self._pid == os.getpid():
             for conn in idle:
                 await self._pool.release(conn)
-
-
-async def acall(client: Any, args: tuple[Any, ...]) -> Any:
-    """Async :func:`_pooled`: one command on a connection of the asyncio client's pool."""
-    if getattr(client, "connection", None) is not None:
-        return await client.execute_command(*args)
-    errors = _redis().exceptions
-    pool = client.connection_pool
-    conn = await pool.get_connection()
-    try:
-        await conn.send_command(*args)
-        reply = await conn.read_response()
-    except (errors.ConnectionError, errors.TimeoutError, OSError):
-        await conn.disconnect()
-        await pool.release(conn)
-        return await client.execute_command(*args)
-    except errors.ResponseError:
-        await pool.release(conn)
-        raise
-    except BaseException:
-        # Cancelled mid-reply (a request timeout): the reply may still come; drop it.
-        await conn.disconnect()
-        await pool.release(conn)
-        raise
-    await pool.release(conn)
-    return reply
