@@ -8,9 +8,12 @@ every "hit" went to Redis (3 commands a hit) and the L1 was dead weight.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
 import threading
@@ -37,8 +40,9 @@ def evalsha_calls(client: redis.Redis) -> int:
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
-def in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``work`` in a forked child and return what it reported (or its error)."""
+def in_child(work: Callable[[], dict[str, Any]], timeout: float = 60.0) -> dict[str, Any]:
+    """Run ``work`` in a forked child and return what it reported (or its error, or that it
+    hung: no report within ``timeout`` seconds, and the child is killed)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report, then leave without running the parent's cleanup
@@ -50,6 +54,10 @@ def in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
+        if not select.select([pipe], [], [], timeout)[0]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return {"error": f"the child hung (no report in {timeout} s)"}
         data = pipe.read()
     os.waitpid(pid, 0)
     return dict(json.loads(data))
@@ -163,6 +171,57 @@ def test_a_forked_child_runs_the_async_path_on_its_own_loop(
     assert result["alive"]
     assert result["cost"] == 0
     assert result["after"] == 2
+
+
+@pytest.mark.parametrize("client", ["made from the URL", "passed in"])
+def test_a_fork_while_another_thread_is_inside_the_pool_does_not_hang_the_child(
+    redis_url: str, caches: list[Cache], client: str
+) -> None:
+    # The gunicorn master's warm-up thread (or channel thread) inside redis-py's pool at the
+    # instant of the fork: the child inherited its lock held, and redis-py's reset of the
+    # inherited pool (on the child's first command, or when it collected the parent's client)
+    # waited for it for ever. The held lock is what the thread leaves; holding it stands in for
+    # the thread being preempted there.
+    target = redis.Redis.from_url(redis_url) if client == "passed in" else redis_url
+    cache = Cache(target, namespace="pool", local=None)
+    caches.append(cache)
+    stats = cache.enable_stats()
+    db = {"v": 1}
+
+    @cache.cached(ttl=60, key="loan:{i}")
+    def loan(i: int) -> int:
+        return db["v"]
+
+    assert loan(1) == 1
+    pool = cache.backend.client.connection_pool  # type: ignore[attr-defined]
+    inside, leave = threading.Event(), threading.Event()
+
+    def in_the_pool() -> None:
+        with pool._lock:
+            inside.set()
+            leave.wait(30)
+
+    holder = threading.Thread(target=in_the_pool, daemon=True)
+    holder.start()
+    assert inside.wait(5)
+
+    def child() -> dict[str, Any]:
+        db["v"] = 2  # so that only Redis can answer 1 for loan 1
+        # Read on the thread that forked, as a gunicorn worker does (a new thread here could be
+        # given the parent holder's thread id, which the inherited RLock takes for its owner).
+        answers = [loan(1), loan(2)]
+        gc.collect()  # the parent's client, if the child dropped it, is closed here
+        return {"answers": answers, "errors": stats.errors}
+
+    try:
+        result = in_child(child, timeout=15)
+    finally:
+        leave.set()
+        holder.join(5)
+    assert "error" not in result, result["error"]
+    # Loan 1 from Redis (the parent's fill), loan 2 loaded and stored: both through Redis.
+    assert result["answers"] == [1, 2]
+    assert result["errors"] == 0
 
 
 PRELOADED = """

@@ -23,6 +23,7 @@ from typing import Any, Self, TypeVar
 from .._drive import adrive, drive
 from ..errors import BackendError, ConfigurationError, InvalidationError, MissingDependencyError
 from ._channel_base import ChannelBackend
+from ._forksafe import track
 from ._wire import Call, Commands, Op, Steps, decode_entry, pipelined, release_message
 from .base import Entry, Read, new_generation
 
@@ -120,6 +121,7 @@ class RedisBase(ChannelBackend):
         slice_ms = max(min(100, self._wait_ms, int(socket_timeout * 500)), 1)
         self._wait_slices = [slice_ms] * math.ceil(self._wait_ms / slice_ms)
         self._client = client
+        track(client)
         self._aclient = aclient
         # An asyncio client made here (from the URL or the sync client) is remade in a forked
         # child; one passed in is the caller's, so only its pool's parent connections are

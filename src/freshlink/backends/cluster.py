@@ -25,6 +25,7 @@ from typing import Any
 
 from ..keyspace import Keyspace
 from . import _cluster_scripts as scripts
+from ._forksafe import track
 from ._redis_base import DEFAULT_CLIENT_OPTIONS, RedisBase, _redis
 from ._wire import Call, Steps, decode_entry, encode_meta, retain_ms
 from .base import Entry, Read
@@ -116,6 +117,7 @@ class RedisClusterBackend(RedisBase):
                         self._client = cluster.RedisCluster(
                             startup_nodes=nodes, **self._cluster_kwargs()
                         )
+                        track(self._client)
                     except Exception as exc:
                         raise self._error(exc) from exc
         return self._client

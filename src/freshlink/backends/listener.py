@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._forksafe import track
 from ._subscription import Subscription, readable
 
 __all__ = ["Listener"]
@@ -157,6 +158,7 @@ class Listener:
 
     def _session(self) -> None:
         ps = self._pubsub = self._make_pubsub()
+        track(getattr(ps, "connection_pool", None))
         ps.subscribe(self._inv, self._fill)
         pending = 2
         while pending and not self._stop.is_set():

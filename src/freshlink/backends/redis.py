@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import BackendError
 from . import _lean, _scripts
+from ._forksafe import track
 from ._redis_base import DEFAULT_CLIENT_OPTIONS, RedisBase, _redis, _retry
 from ._warmup import Warmup
 from ._wire import (
@@ -159,6 +160,7 @@ class RedisBackend(RedisBase):
                             redis_connect_func=self._on_connect,
                             **self._options,
                         )
+                    track(self._client)
                     self.warmup.sync(self._client.connection_pool)
         return self._client
 

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from ..errors import ConfigurationError
+from ._forksafe import track
 from ._redis_base import _redis, _retry
 from ._wire import Op
 from .channel import Channel
@@ -258,6 +259,7 @@ class SentinelBackend(RedisBackend):
             self._sentinel = _redis("redis.sentinel").Sentinel(
                 self._sentinel_url["sentinels"], sentinel_kwargs=self._sentinel_kwargs()
             )
+            track(*self._sentinel.sentinels)  # the master watch's thread uses their pools
         return self._sentinel
 
     def _kwargs(self) -> dict[str, Any]:
@@ -284,6 +286,7 @@ class SentinelBackend(RedisBackend):
                         retry=_retry(),
                         **self._kwargs(),
                     )
+                    track(self._client)
                     self.warmup.sync(self._client.connection_pool)
         return self._client
 
