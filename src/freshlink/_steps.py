@@ -12,7 +12,7 @@ from typing import Any
 from ._drive import adrive, drive
 from ._engine import Engine
 from ._ops import LOAD, Call, Op, ReadKey, SingleFlight, Spawn, Steps, WaitFill
-from .backends.base import Read
+from .backends.base import Notice, Read
 
 __all__ = ["arun", "run", "shared"]
 
@@ -42,7 +42,7 @@ def run(engine: Engine, steps: Steps, load: Callable[[], Any]) -> Any:
                 return _settles(found[-1])
 
             outcome = engine.backend.wait_fill(op.key, op.timeout, recheck)
-            return outcome, _valid(found)
+            return outcome, _valid(_carried(outcome, found))
         if isinstance(op, Spawn):
             engine.refresher.submit(op.key, lambda: run(engine, op.steps(), load), op.version)
             return None
@@ -80,7 +80,7 @@ async def arun(engine: Engine, steps: Steps, load: Callable[[], Coroutine[Any, A
                 return _settles(read)
 
             outcome = await engine.backend.await_fill(op.key, op.timeout, recheck)
-            return outcome, _valid(found)
+            return outcome, _valid(_carried(outcome, found))
         if isinstance(op, Spawn):
             engine.arefresher.submit(op.key, lambda: arun(engine, op.steps(), load), op.version)
             return None
@@ -100,6 +100,13 @@ def _settles(read: Read) -> bool:
     the re-read took it (the holder gave it back or died, and its notice was lost: a channel
     that was still connecting; the waiter would otherwise sleep out the lease)."""
     return read.entry is not None or read.token is not None
+
+
+def _carried(notice: Notice | None, found: list[Read]) -> list[Read]:
+    """The waiter's re-checks, then the entry the fill notice carried (newest last)."""
+    if notice is not None and notice.read is not None:
+        found.append(notice.read)
+    return found
 
 
 def _valid(found: list[Read]) -> Read | None:

@@ -12,6 +12,8 @@ import pytest
 import redis
 
 from freshlink import Cache, Event, InvalidationError, Local
+from freshlink.backends import waiters
+from freshlink.backends._scripts import NOTICE_MAX
 from freshlink.backends.redis import server_identity
 from freshlink.testing import RedisServer
 
@@ -329,8 +331,68 @@ def test_fill_notices_go_out_only_when_a_process_waits(
     assert got == [70]
     assert loads == [1, 2, 7]  # the waiter was served the leader's fill
     notices = _fill_notices(sub, end)
-    assert notices == [b"ok\n" + entry.encode()]
+    # One notice, carrying the stored entry (see the next test).
+    assert len(notices) == 1
+    assert notices[0].startswith(b"ok\n" + entry.encode() + b"\n")
     assert not admin.exists(mark)
+
+
+@pytest.mark.parametrize("size", [100, NOTICE_MAX + 1])
+def test_a_waiter_takes_the_fill_from_its_notice_without_reading_again(
+    make_redis_cache: Callable[..., Cache], redis_url: str, size: int, monkeypatch: Any
+) -> None:
+    # A waiting process used to re-read the entry once the notice said it was stored: one
+    # more round trip at the end of every waiting process's stampede. The notice now carries
+    # an entry up to NOTICE_MAX bytes; a larger one is still re-read.
+    leader, waiter = make_redis_cache(namespace="carry"), make_redis_cache(namespace="carry")
+    # No periodic re-check within the test (it could find the fill before the notice does).
+    monkeypatch.setattr(waiters, "_recheck_every", lambda channel: 30.0)
+    go, loads = threading.Event(), []
+
+    def load(k: int) -> str:
+        loads.append(k)
+        assert go.wait(10)
+        return "é" * (size // 2) + "\n" * (size % 2)  # UTF-8 and a newline in the payload
+
+    lead = leader.cached(ttl=60, key="loan:{k}", tags=["borrower:{k}"])(load)
+    follow = waiter.cached(ttl=60, key="loan:{k}", tags=["borrower:{k}"])(load)
+    backend: Any = waiter._engine.backend
+    reads: list[str] = []
+    original = backend.read_lease
+
+    def read_lease(key: str, names: Any, ttl: float) -> Any:
+        reads.append(key)
+        return original(key, names, ttl)
+
+    backend.read_lease = read_lease
+    # The waiter's channel is subscribed before it waits: a notice published while it was
+    # still connecting is lost, and the waiter would find the fill at the lease's end instead.
+    assert waiter.backend.ensure_listener().connected.wait(5)  # type: ignore[attr-defined]
+    admin = redis.Redis.from_url(redis_url)
+    lease = leader.keyspace.lease(leader.keyspace.entry(lead.key(3)))
+    first = threading.Thread(target=lead, args=(3,))
+    first.start()
+    deadline = time.monotonic() + 10
+    while not admin.exists(lease):  # the leader loads
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    got: list[str] = []
+    second = threading.Thread(target=lambda: got.append(follow(3)))
+    second.start()
+    # The read that found the lease taken, and the re-check once it registered for the notice.
+    while len(reads) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    go.set()
+    first.join(10)
+    second.join(10)
+    assert got == ["é" * (size // 2) + "\n" * (size % 2)]
+    assert loads == [3]  # one load, in the leader
+    # No read after the notice, unless it could not carry the entry.
+    assert len(reads) == (2 if size <= NOTICE_MAX else 3)
+    # What the waiter was given is what it then reads from Redis, stamps and all.
+    assert follow(3) == got[0]
+    assert len(reads) == (3 if size <= NOTICE_MAX else 4)
 
 
 def test_redis_down_reads_fall_through_and_invalidations_raise(

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..keyspace import Keyspace
-from .base import Backend, InvalidationListener
+from .base import Backend, InvalidationListener, Notice
 from .channel import Channel
 from .waiters import Waiters
 
@@ -35,15 +35,13 @@ class ChannelBackend(Backend):
         self._listener: Channel | None = None
         self._waiters = Waiters()
 
-    def wait_fill(
-        self, key: str, timeout: float, recheck: Callable[[], bool]
-    ) -> tuple[str, str] | None:
+    def wait_fill(self, key: str, timeout: float, recheck: Callable[[], bool]) -> Notice | None:
         """Block until another process fills ``key`` (or fails), or ``timeout`` passes."""
         return self._waiters.wait(key, timeout, recheck, self.ensure_listener())
 
     async def await_fill(
         self, key: str, timeout: float, recheck: Callable[[], Awaitable[bool]]
-    ) -> tuple[str, str] | None:
+    ) -> Notice | None:
         """Async :meth:`wait_fill`: the listener thread wakes the task through its loop."""
         return await self._waiters.await_(key, timeout, recheck, self.ensure_listener())
 

@@ -190,8 +190,12 @@ end
 # KEYS[1] entry, KEYS[2..] its generation names; ARGV[1] run id, ARGV[2] names, ARGV[3]
 # stamps, ARGV[4] meta, ARGV[5] payload, ARGV[6] retain ms (<= 0: none), ARGV[7] lease key,
 # ARGV[8] lease token, ARGV[9] fill channel. Returns 1 if stored.
+#: The largest payload a fill notice carries (bytes); a larger one is re-read by each waiter.
+NOTICE_MAX = 16384
+
 WRITE = (
     _KEEP
+    + f"local NOTICE_MAX = {NOTICE_MAX}\n"
     + """
 local cur = redis.call('MGET', unpack(KEYS, 2))
 local ok = 1
@@ -204,7 +208,16 @@ if ARGV[8] ~= '' and redis.call('GET', ARGV[7]) == ARGV[8] then
   -- The lease and its waiters' mark in one DEL: 2 deleted means a process waits (see _TAKE);
   -- only then is the fill published: a fill nobody waits for sends no message at all.
   if redis.call('DEL', ARGV[7], ARGV[7] .. ':w') == 2 then
-    redis.call('PUBLISH', ARGV[9], 'ok\\n' .. KEYS[1])
+    local notice = 'ok\\n' .. KEYS[1]
+    if ok == 1 and #ARGV[5] <= NOTICE_MAX then
+      -- The stored entry rides along, so a waiter needs no re-read (a round trip at the end
+      -- of every waiting process's stampede). It is what a re-read would return: its stamps
+      -- were current when this script ran, after the waiter's read saw the miss. Every
+      -- subscribed process receives the notice, hence the size limit.
+      notice = notice .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. #ARGV[2] .. '\\n'
+        .. ARGV[2] .. ARGV[5]
+    end
+    redis.call('PUBLISH', ARGV[9], notice)
   end
 end
 return ok

@@ -18,6 +18,7 @@ __all__ = [
     "Steps",
     "decode_entry",
     "encode_meta",
+    "notice_read",
     "pipelined",
     "read_reply",
     "release_message",
@@ -60,6 +61,20 @@ def decode_entry(
         float(ttl) if ttl else None,
         float(load_time),
     )
+
+
+def notice_read(body: str) -> Read | None:
+    """The entry a fill notice carried (see ``WRITE``), as the read a waiter would have made;
+    None if it carried none that parses (a waiter then re-reads)."""
+    # The channel decodes with surrogateescape, so the payload's bytes come back exactly.
+    raw = body.encode("utf-8", "surrogateescape")
+    try:
+        stamps, meta, size, rest = raw.split(b"\n", 3)
+        cut = int(size)
+        entry = decode_entry(rest[:cut], stamps, meta, rest[cut:])
+    except ValueError:
+        return None
+    return Read(entry, entry.stamps)
 
 
 def encode_meta(entry: Entry) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "Backend",
     "Entry",
     "InvalidationListener",
+    "Notice",
     "Read",
     "new_generation",
 ]
@@ -73,6 +74,17 @@ class Read(NamedTuple):
     """The fill lease this read took (:meth:`Backend.read_lease` on a miss), else None."""
     left: float | None = None
     """Seconds left on another caller's lease (a miss whose lease was taken), else None."""
+
+
+class Notice(NamedTuple):
+    """Another process's fill outcome, as its notice told a waiter."""
+
+    status: str
+    """"ok" (stored, or nothing to store), "err" (its loader raised) or "skip" (retry)."""
+    message: str
+    """The error for "err", else ""."""
+    read: Read | None = None
+    """The entry the fill stored, when the notice carried it: no re-read is needed."""
 
 
 InvalidationListener = Callable[[Sequence[str], Sequence[int]], None]
@@ -185,15 +197,14 @@ class Backend(abc.ABC):
         """Async :meth:`release`."""
         raise NotImplementedError
 
-    def wait_fill(
-        self, key: str, timeout: float, recheck: Callable[[], bool]
-    ) -> tuple[str, str] | None:
-        """Wait for another process's fill of ``key``: ("ok"|"err", message) or None on timeout."""
+    def wait_fill(self, key: str, timeout: float, recheck: Callable[[], bool]) -> Notice | None:
+        """Wait for another process's fill of ``key``: its notice, or None (timeout, or
+        ``recheck`` ended the wait)."""
         raise NotImplementedError
 
     async def await_fill(
         self, key: str, timeout: float, recheck: Callable[[], Awaitable[bool]]
-    ) -> tuple[str, str] | None:
+    ) -> Notice | None:
         """Async :meth:`wait_fill`."""
         raise NotImplementedError
 

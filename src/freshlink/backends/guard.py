@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from ..breaker import CircuitBreaker
 from ..errors import BackendError, CircuitOpenError, InvalidationError
 from ..policy import backoff
-from .base import Backend, Entry, InvalidationListener, Read
+from .base import Backend, Entry, InvalidationListener, Notice, Read
 
 __all__ = ["GuardedBackend"]
 
@@ -191,15 +191,13 @@ class GuardedBackend(Backend):
         """Guarded :meth:`Backend.arelease`."""
         await self._acall(self.inner.arelease, key, token, error)
 
-    def wait_fill(
-        self, key: str, timeout: float, recheck: Callable[[], bool]
-    ) -> tuple[str, str] | None:
+    def wait_fill(self, key: str, timeout: float, recheck: Callable[[], bool]) -> Notice | None:
         """:meth:`Backend.wait_fill` (waiting is not a call that can fail fast)."""
         return self.inner.wait_fill(key, timeout, recheck)
 
     async def await_fill(
         self, key: str, timeout: float, recheck: Callable[[], Awaitable[bool]]
-    ) -> tuple[str, str] | None:
+    ) -> Notice | None:
         """:meth:`Backend.await_fill`."""
         return await self.inner.await_fill(key, timeout, recheck)
 

@@ -284,5 +284,6 @@ class Listener:
             values = [int(v) for v in values_part.split(b",")]
             self._on_invalidate(names, values)
         elif msg["channel"] == self._fill:
-            status, _, rest = data.decode("utf-8", "replace").partition("\n")
+            # surrogateescape: a payload the notice carries comes back byte for byte.
+            status, _, rest = data.decode("utf-8", "surrogateescape").partition("\n")
             self._on_fill(status, rest)

@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 
+from ._wire import notice_read
+from .base import Notice
 from .channel import Channel
 
 __all__ = ["Waiters"]
@@ -29,14 +31,14 @@ class Waiters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_key: dict[str, list[Callable[[str, str], None]]] = {}
+        self._by_key: dict[str, list[Callable[[Notice], None]]] = {}
 
-    def add(self, key: str, callback: Callable[[str, str], None]) -> None:
-        """Call ``callback(status, message)`` on the next notice about ``key``."""
+    def add(self, key: str, callback: Callable[[Notice], None]) -> None:
+        """Call ``callback(notice)`` on the next notice about ``key``."""
         with self._lock:
             self._by_key.setdefault(key, []).append(callback)
 
-    def remove(self, key: str, callback: Callable[[str, str], None]) -> None:
+    def remove(self, key: str, callback: Callable[[Notice], None]) -> None:
         """Stop waiting (the notice came, or the wait ended without one)."""
         with self._lock:
             lst = self._by_key.get(key)
@@ -46,23 +48,31 @@ class Waiters:
                     del self._by_key[key]
 
     def notify(self, status: str, rest: str) -> None:
-        """A fill notice from the channel: ``rest`` is the key, a newline, the message."""
+        """A fill notice from the channel: ``rest`` is the key, a newline, the message (for
+        "ok", the stored entry when the notice carries it)."""
         key, _, message = rest.partition("\n")
         with self._lock:
             callbacks = self._by_key.pop(key, [])
+        if not callbacks:
+            return  # nobody here waits for it: not even parsed
+        if status == "ok":
+            notice = Notice(status, "", notice_read(message) if message else None)
+        else:  # an error's text: shown to people, so no escaped bytes
+            text = message.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            notice = Notice(status, text)
         for cb in callbacks:
-            cb(status, message)
+            cb(notice)
 
     def wait(
         self, key: str, timeout: float, recheck: Callable[[], bool], channel: Channel
-    ) -> tuple[str, str] | None:
-        """Block until a notice about ``key``: ("ok"|"err"|"skip", message), or None when
-        ``recheck`` says the entry is there or ``timeout`` passes."""
+    ) -> Notice | None:
+        """Block until a notice about ``key``, or None when ``recheck`` says the entry is
+        there or ``timeout`` passes."""
         done = threading.Event()
-        outcome: list[tuple[str, str]] = []
+        outcome: list[Notice] = []
 
-        def wake(status: str, message: str) -> None:
-            outcome.append((status, message))
+        def wake(notice: Notice) -> None:
+            outcome.append(notice)
             done.set()
 
         self.add(key, wake)
@@ -80,15 +90,15 @@ class Waiters:
 
     async def await_(
         self, key: str, timeout: float, recheck: Callable[[], Awaitable[bool]], channel: Channel
-    ) -> tuple[str, str] | None:
+    ) -> Notice | None:
         """Async :meth:`wait`: the listener thread wakes the task through its loop."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[str, str]] = loop.create_future()
+        fut: asyncio.Future[Notice] = loop.create_future()
 
-        def wake(status: str, message: str) -> None:
+        def wake(notice: Notice) -> None:
             def settle() -> None:
                 if not fut.done():
-                    fut.set_result((status, message))
+                    fut.set_result(notice)
 
             loop.call_soon_threadsafe(settle)
 
