@@ -610,3 +610,31 @@ def test_a_redis_server_never_started_leaves_no_directory() -> None:
     before = set(Path(tempfile.gettempdir()).glob("freshlink-redis-*"))
     RedisServer()  # made, never started (a fixture that failed early, say)
     assert set(Path(tempfile.gettempdir()).glob("freshlink-redis-*")) == before
+
+
+def test_fills_extend_a_shared_tag_once_and_every_generation_outlives_its_entries(
+    make_redis_cache: Callable[..., Cache], redis_url: str
+) -> None:
+    cache = make_redis_cache(namespace="keep")
+    admin = redis.Redis.from_url(redis_url)
+
+    @cache.cached(ttl=60, key="loan:{k}", tags=["borrower:7", "branch:1"])
+    def loan(k: int) -> int:
+        return k
+
+    def pexpires() -> int:
+        return int(admin.info("commandstats").get("cmdstat_pexpire", {}).get("calls", 0))
+
+    before = pexpires()
+    assert loan(1) == 1  # the entry, its own key's generation and both tags
+    first = pexpires() - before
+    before = pexpires()
+    assert loan(2) == 2  # the entry and its own key's generation: the tags were just extended
+    second = pexpires() - before
+    assert (first, second) == (4, 2)
+    for k in (1, 2):
+        entry = cache.keyspace.entry(loan.key(k))
+        names = cache.keyspace.names(loan.key(k), ["borrower:7", "branch:1"])
+        left = admin.pttl(entry)
+        assert 0 < left <= 60_000
+        assert all(admin.pttl(name) >= left for name in names), names

@@ -17,6 +17,7 @@ import importlib
 import math
 import random
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Self, TypeVar
 
@@ -24,6 +25,7 @@ from .._drive import adrive, drive
 from ..errors import BackendError, ConfigurationError, InvalidationError, MissingDependencyError
 from ._channel_base import ChannelBackend
 from ._forksafe import track
+from ._kept import Kept
 from ._wire import Call, Commands, Op, Steps, decode_entry, pipelined, release_message
 from .base import Entry, Read, new_generation
 
@@ -132,6 +134,8 @@ class RedisBase(ChannelBackend):
         # tag nobody caches): storing an entry extends its generations to the entry's own
         # lifetime, so this only bounds what a key-cardinality attack can leave behind.
         self._gen_ttl_ms = str(int(gen_ttl * 1000))
+        #: The generations this process extended lately, which its fills skip (see _kept).
+        self.kept = Kept(gen_ttl, time.monotonic)
         super().__init__(namespace, ping_interval)
 
     @classmethod

@@ -156,20 +156,24 @@ return current(1, ARGV[2], ARGV[1])
 )
 
 # Extend each generation so it outlives the entry stamped with it (else the entry would be
-# lost early, which is safe but wasteful); ttl -1 means the entry never expires.
+# lost early, which is safe but wasteful); ttl -1 means the entry never expires. ``flags``
+# (one "0" or "1" per generation) skips those the writer extended lately (see _kept.py), to
+# ``ext`` ms rather than ``retain``; without flags every generation is extended to ``retain``.
 _KEEP = (
     _EXTEND
     + """
-local function keep(first, retain)
+local function keep(first, retain, ext, flags)
   for i = first, #KEYS do
-    if retain <= 0 then
-      redis.call('PERSIST', KEYS[i])
-    else
-      extend(KEYS[i], retain)
+    if not flags or string.sub(flags, i - first + 1, i - first + 1) == '1' then
+      if retain <= 0 then
+        redis.call('PERSIST', KEYS[i])
+      else
+        extend(KEYS[i], ext or retain)
+      end
     end
   end
 end
-local function store(stamps)
+local function store(stamps, ext, flags)
   local fields = {'r', ARGV[1], 'n', ARGV[2], 's', stamps, 'm', ARGV[4], 'p', ARGV[5]}
   local done = redis.pcall('HSET', KEYS[1], unpack(fields))
   if type(done) == 'table' and done.err then
@@ -178,7 +182,7 @@ local function store(stamps)
   end
   local retain = tonumber(ARGV[6])
   if retain > 0 then redis.call('PEXPIRE', KEYS[1], retain) else redis.call('PERSIST', KEYS[1]) end
-  keep(2, retain)
+  keep(2, retain, ext, flags)
 end
 """
 )
@@ -189,7 +193,8 @@ end
 # so a waiter woken by the notice always finds the entry.
 # KEYS[1] entry, KEYS[2..] its generation names; ARGV[1] run id, ARGV[2] names, ARGV[3]
 # stamps, ARGV[4] meta, ARGV[5] payload, ARGV[6] retain ms (<= 0: none), ARGV[7] lease key,
-# ARGV[8] lease token, ARGV[9] fill channel. Returns 1 if stored.
+# ARGV[8] lease token, ARGV[9] fill channel, ARGV[10] ms to extend generations to, ARGV[11]
+# which of them to extend (see _KEEP). Returns 1 if stored.
 #: The largest payload a fill notice carries (bytes); a larger one is re-read by each waiter.
 NOTICE_MAX = 16384
 
@@ -203,7 +208,7 @@ for i = 1, #KEYS - 1 do
   if not cur[i] then ok = 0 end
 end
 if ok == 1 and table.concat(cur, ',') ~= ARGV[3] then ok = 0 end
-if ok == 1 then store(ARGV[3]) end
+if ok == 1 then store(ARGV[3], tonumber(ARGV[10]), ARGV[11]) end
 if ARGV[8] ~= '' and redis.call('GET', ARGV[7]) == ARGV[8] then
   -- The lease and its waiters' mark in one DEL: 2 deleted means a process waits (see _TAKE);
   -- only then is the fill published: a fill nobody waits for sends no message at all.

@@ -373,6 +373,7 @@ class RedisBackend(RedisBase):
 
     def _write(self, key: str, entry: Entry, retain: float | None, token: str) -> Steps[bool]:
         run_id = self._run_id or (yield from self._identity())
+        plan = self.kept.plan(entry.names, retain, run_id)  # which generations to extend
         args = [
             run_id,
             "\n".join(entry.names),
@@ -383,8 +384,9 @@ class RedisBackend(RedisBase):
             self.lease_key(key),
             token,
             self.keyspace.fills,
+            *plan[:2],
         ]
-        return bool((yield Call("WRITE", [key, *entry.names], args)))
+        return plan[2](bool((yield Call("WRITE", [key, *entry.names], args))))
 
     def _write_through(
         self, key: str, entry: Entry, expected: Sequence[int], retain: float | None
