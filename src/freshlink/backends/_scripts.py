@@ -15,7 +15,16 @@ make two different generations look equal.
 
 from __future__ import annotations
 
-__all__ = ["CURRENT", "INVALIDATE", "LEASE", "READ", "RELEASE", "WRITE", "WRITE_THROUGH"]
+__all__ = [
+    "CURRENT",
+    "INVALIDATE",
+    "LEASE",
+    "NOTICE_MAX",
+    "READ",
+    "RELEASE",
+    "WRITE",
+    "WRITE_THROUGH",
+]
 
 # A missing generation is *unknown*, never zero: it is created from a fresh random value the
 # client sends (``seed``, below 2**52 - 2**20, plus the key's position: exact in a double), so
@@ -187,17 +196,17 @@ end
 """
 )
 
+#: The largest payload a fill notice carries (bytes); a larger one is re-read by each waiter.
+NOTICE_MAX = 16384
+
 # WRITE: store a fill only if its stamps are still current. A fill that lost a race with an
 # invalidation would be invalid anyway; dropping it keeps a newer entry from being replaced.
 # It also ends the fill's single-flight lease and tells waiting processes, in the same step,
-# so a waiter woken by the notice always finds the entry.
+# so a waiter woken by the notice always finds the entry (or is given it: NOTICE_MAX).
 # KEYS[1] entry, KEYS[2..] its generation names; ARGV[1] run id, ARGV[2] names, ARGV[3]
 # stamps, ARGV[4] meta, ARGV[5] payload, ARGV[6] retain ms (<= 0: none), ARGV[7] lease key,
 # ARGV[8] lease token, ARGV[9] fill channel, ARGV[10] ms to extend generations to, ARGV[11]
 # which of them to extend (see _KEEP). Returns 1 if stored.
-#: The largest payload a fill notice carries (bytes); a larger one is re-read by each waiter.
-NOTICE_MAX = 16384
-
 WRITE = (
     _KEEP
     + f"local NOTICE_MAX = {NOTICE_MAX}\n"
