@@ -9,8 +9,11 @@ turns the same situation into a usage error: CI must never pass by skipping them
 from __future__ import annotations
 
 import functools
+import json
 import os
+import select
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -108,3 +111,32 @@ def make_redis_cache(
     redis_url: str, cache_factory: Callable[[str], Callable[..., Cache]]
 ) -> Callable[..., Cache]:
     return cache_factory(redis_url)
+
+
+def _in_child(work: Callable[[], dict[str, Any]], timeout: float = 60.0) -> dict[str, Any]:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running the parent's cleanup
+        try:
+            result = work()
+        except BaseException as exc:
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        os.write(write_end, json.dumps(result).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        if not select.select([pipe], [], [], timeout)[0]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return {"error": f"the child hung (no report in {timeout} s)"}
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return dict(json.loads(data))
+
+
+@pytest.fixture
+def in_child() -> Callable[..., dict[str, Any]]:
+    """``in_child(work, timeout=60)``: run ``work`` in a forked child; what it reported (a
+    JSON-able dict), or {"error": ...} if it raised or sent nothing within ``timeout`` s (the
+    child is then killed)."""
+    return _in_child

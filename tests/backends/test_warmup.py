@@ -6,8 +6,6 @@ many a cache opened, whichever thread or task opened them.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -102,7 +100,10 @@ def test_a_bounded_pool_is_warmed_to_a_quarter_at_most() -> None:
 
 
 def test_a_forked_child_warms_its_own_pool(
-    redis_url: str, caches: list[Cache], admin: redis.Redis
+    redis_url: str,
+    caches: list[Cache],
+    admin: redis.Redis,
+    in_child: Callable[..., dict[str, Any]],
 ) -> None:
     cache = make(redis_url, caches, "warm-fork", warm_connections=3)
     cache.set("k", 1)
@@ -110,22 +111,13 @@ def test_a_forked_child_warms_its_own_pool(
     parent = named(admin, "warm-fork")
     parent_client = cache.backend.inner.client  # type: ignore[attr-defined]
 
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, then leave without running the parent's cleanup
-        try:
-            value = cache.get("k")
-            fresh = cache.backend.inner.client is not parent_client  # type: ignore[attr-defined]
-            opened = eventually(lambda: named(admin, "warm-fork") >= parent + 3)
-            result = {"value": value, "fresh": fresh, "opened": opened}
-        except BaseException as exc:
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        os.write(write_end, json.dumps(result).encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        result = json.loads(pipe.read())
-    os.waitpid(pid, 0)
+    def child() -> dict[str, Any]:
+        value = cache.get("k")
+        fresh = cache.backend.inner.client is not parent_client  # type: ignore[attr-defined]
+        opened = eventually(lambda: named(admin, "warm-fork") >= parent + 3)
+        return {"value": value, "fresh": fresh, "opened": opened}
+
+    result = in_child(child)
     # The child made its own client (the parent's connections are not shared) and warmed it.
     assert result == {"value": 1, "fresh": True, "opened": True}
     assert cache.get("k") == 1  # the parent's pool is untouched

@@ -12,8 +12,6 @@ import gc
 import json
 import os
 import re
-import select
-import signal
 import subprocess
 import sys
 import threading
@@ -40,29 +38,6 @@ def evalsha_calls(client: redis.Redis) -> int:
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
-def in_child(work: Callable[[], dict[str, Any]], timeout: float = 60.0) -> dict[str, Any]:
-    """Run ``work`` in a forked child and return what it reported (or its error, or that it
-    hung: no report within ``timeout`` seconds, and the child is killed)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, then leave without running the parent's cleanup
-        try:
-            result = work()
-        except BaseException as exc:
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        os.write(write_end, json.dumps(result).encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        if not select.select([pipe], [], [], timeout)[0]:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return {"error": f"the child hung (no report in {timeout} s)"}
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    return dict(json.loads(data))
-
-
 @pytest.fixture
 def admin(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
@@ -80,7 +55,7 @@ def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 def test_a_forked_child_keeps_a_working_l1_and_hears_invalidations(
-    redis_url: str, admin: redis.Redis, caches: list[Cache]
+    redis_url: str, admin: redis.Redis, caches: list[Cache], in_child: Callable[..., dict[str, Any]]
 ) -> None:
     cache = Cache(redis_url, namespace="fork", local=Local(max_staleness=0.1))
     writer = Cache(redis_url, namespace="fork", local=None)
@@ -133,7 +108,7 @@ def test_a_forked_child_keeps_a_working_l1_and_hears_invalidations(
 
 
 def test_a_forked_child_runs_the_async_path_on_its_own_loop(
-    redis_url: str, admin: redis.Redis, caches: list[Cache]
+    redis_url: str, admin: redis.Redis, caches: list[Cache], in_child: Callable[..., dict[str, Any]]
 ) -> None:
     cache = Cache(redis_url, namespace="afork", local=Local(max_staleness=0.1))
     caches.append(cache)
@@ -175,7 +150,7 @@ def test_a_forked_child_runs_the_async_path_on_its_own_loop(
 
 @pytest.mark.parametrize("client", ["made from the URL", "passed in"])
 def test_a_fork_while_another_thread_is_inside_the_pool_does_not_hang_the_child(
-    redis_url: str, caches: list[Cache], client: str
+    redis_url: str, caches: list[Cache], client: str, in_child: Callable[..., dict[str, Any]]
 ) -> None:
     # The gunicorn master's warm-up thread (or channel thread) inside redis-py's pool at the
     # instant of the fork: the child inherited its lock held, and redis-py's reset of the
