@@ -109,23 +109,24 @@ class Engine:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def read_key(self, ekey: str, names: Sequence[str]) -> Read:
+    def read_key(self, ekey: str, names: Sequence[str], keep: float = 0.0) -> Read:
         """The backend's read of an entry; on a miss it takes the fill's lease (if leases
-        exist), held for whichever caller leads the fill."""
+        exist), held for whichever caller leads the fill. ``keep``: seconds the fill would
+        keep the entry (0: unknown or for ever), so generations made on a miss outlive it."""
         backend = self.backend
         if not backend.supports_leases:
             return backend.read(ekey, names)
-        read = backend.read_lease(ekey, names, self.lease_ttl)
+        read = backend.read_lease(ekey, names, self.lease_ttl, keep)
         if read.token is not None:
             self.hold(ekey, read.token)
         return read
 
-    async def aread_key(self, ekey: str, names: Sequence[str]) -> Read:
+    async def aread_key(self, ekey: str, names: Sequence[str], keep: float = 0.0) -> Read:
         """Async :meth:`read_key`."""
         backend = self.backend
         if not backend.supports_leases:
             return await backend.aread(ekey, names)
-        read = await backend.aread_lease(ekey, names, self.lease_ttl)
+        read = await backend.aread_lease(ekey, names, self.lease_ttl, keep)
         if read.token is not None:
             self.hold(ekey, read.token)
         return read

@@ -41,7 +41,7 @@ class Job:
 def read_call(eng: Engine, job: Job) -> Call:
     """The read of a key: one that also takes the fill's lease on a miss, if leases exist."""
     if eng.backend.supports_leases:
-        return Call("read_lease", (job.ekey, job.names, eng.lease_ttl))
+        return Call("read_lease", (job.ekey, job.names, eng.lease_ttl, job.policy.keep))
     return Call("read", (job.ekey, job.names))
 
 
@@ -76,7 +76,7 @@ def lease(
             token, left = yield Call("lease", (job.ekey, eng.lease_ttl))
             if token is not None:
                 return token, stamps, MISS
-        outcome, found = yield WaitFill(job.ekey, left, job.names)
+        outcome, found = yield WaitFill(job.ekey, left, job.names, stamps)
         left = None
         if found is not None and found.token is not None:
             return found.token, found.current, MISS  # a re-read found the lease free: ours

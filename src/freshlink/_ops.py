@@ -41,6 +41,8 @@ class ReadKey:
 
     key: str
     names: Sequence[str]
+    #: Seconds a fill would keep the entry (see :meth:`Engine.read_key`).
+    keep: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,9 @@ class WaitFill:
     key: str
     timeout: float
     names: Sequence[str]
+    #: The generations the waiter's own read saw: an entry a notice carries is taken only if
+    #: stamped with exactly these (see :func:`freshlink._steps.run`).
+    stamps: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

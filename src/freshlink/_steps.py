@@ -26,7 +26,8 @@ def run(engine: Engine, steps: Steps, load: Callable[[], Any]) -> Any:
         if isinstance(op, Call):
             return getattr(engine.backend, op.name)(*op.args)
         if isinstance(op, ReadKey):
-            return engine.gate.read(op.key, lambda: engine.read_key(op.key, op.names), shared)
+            read = lambda: engine.read_key(op.key, op.names, op.keep)  # noqa: E731
+            return engine.gate.read(op.key, read, shared)
         if isinstance(op, SingleFlight):
             follow = op.follow
             return engine.flight.run(
@@ -42,7 +43,7 @@ def run(engine: Engine, steps: Steps, load: Callable[[], Any]) -> Any:
                 return _settles(found[-1])
 
             outcome = engine.backend.wait_fill(op.key, op.timeout, recheck)
-            return outcome, _valid(_carried(outcome, found))
+            return outcome, _valid(_carried(outcome, found, op.stamps))
         if isinstance(op, Spawn):
             engine.refresher.submit(op.key, lambda: run(engine, op.steps(), load), op.version)
             return None
@@ -61,7 +62,7 @@ async def arun(engine: Engine, steps: Steps, load: Callable[[], Coroutine[Any, A
             return await getattr(engine.backend, "a" + op.name)(*op.args)
         if isinstance(op, ReadKey):
             return await engine.agate.read(
-                op.key, lambda: engine.aread_key(op.key, op.names), shared
+                op.key, lambda: engine.aread_key(op.key, op.names, op.keep), shared
             )
         if isinstance(op, SingleFlight):
             follow = op.follow
@@ -80,7 +81,7 @@ async def arun(engine: Engine, steps: Steps, load: Callable[[], Coroutine[Any, A
                 return _settles(read)
 
             outcome = await engine.backend.await_fill(op.key, op.timeout, recheck)
-            return outcome, _valid(_carried(outcome, found))
+            return outcome, _valid(_carried(outcome, found, op.stamps))
         if isinstance(op, Spawn):
             engine.arefresher.submit(op.key, lambda: arun(engine, op.steps(), load), op.version)
             return None
@@ -102,10 +103,19 @@ def _settles(read: Read) -> bool:
     return read.entry is not None or read.token is not None
 
 
-def _carried(notice: Notice | None, found: list[Read]) -> list[Read]:
-    """The waiter's re-checks, then the entry the fill notice carried (newest last)."""
+def _carried(notice: Notice | None, found: list[Read], stamps: tuple[int, ...]) -> list[Read]:
+    """The waiter's re-checks, then the entry the fill notice carried (newest last).
+
+    A notice may have been published before the waiter's own read (the channel delivers it
+    late on a busy host) by a fill stamped before a write that was acknowledged before that
+    read began: serving its entry would be a stale read. So it is taken only if stamped with
+    the generations the waiter's read saw: then it was loaded after those were current, i.e.
+    after every write acknowledged before the read. Otherwise the waiter reads again.
+    """
     if notice is not None and notice.read is not None:
-        found.append(notice.read)
+        entry = notice.read.entry
+        if entry is not None and entry.stamps == stamps:
+            found.append(notice.read)
     return found
 
 

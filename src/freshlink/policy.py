@@ -140,6 +140,12 @@ class Freshness:
         """How long the backend must keep an entry whose freshness TTL is ``ttl``."""
         return None if ttl is None else ttl + self.grace
 
+    @property
+    def keep(self) -> float:
+        """Seconds a fill's entry is kept (0: for ever), for the generations a miss creates."""
+        retain = self.retain(self.ttl)
+        return 0.0 if retain is None else retain
+
     def ttl_for(self, value: Any) -> float | None:
         """The TTL for a loaded value (negative caching: ``None`` may have its own)."""
         if value is None and self.none_ttl is not None:

@@ -61,7 +61,7 @@ class ReadPath:
         try:
             # One round trip answers a hit, and on a miss also takes the fill's lease.
             read: Read | BackendError = eng.gate.read(
-                ekey, lambda: eng.read_key(ekey, names), shared
+                ekey, lambda: eng.read_key(ekey, names, policy.keep), shared
             )
         except BackendError as exc:
             read = exc
@@ -84,7 +84,9 @@ class ReadPath:
         if eng.near is None:  # the direct L2 attempt, as in fetch
             ekey = eng.keyspace.entry(key)
             try:
-                read = await eng.agate.read(ekey, lambda: eng.aread_key(ekey, names), shared)
+                read = await eng.agate.read(
+                    ekey, lambda: eng.aread_key(ekey, names, policy.keep), shared
+                )
             except BackendError as exc:
                 return await arun(eng, self.steps(fname, key, names, policy, near_key, exc), load)
             value, first = self._fresh_hit(fname, key, read, policy)
@@ -154,7 +156,9 @@ class ReadPath:
                     yield from self._serve(job, "l1", action, left, e.names, e.stamps, e.created)
                     return e.value
                 stale = Stale(e.value, left)
-            read: Read = first if first is not None else (yield ReadKey(job.ekey, names))
+            read: Read = (
+                first if first is not None else (yield ReadKey(job.ekey, names, policy.keep))
+            )
         except BackendError as exc:
             # Redis down or slow: the page still renders, from the source of truth.
             eng.outcomes.backend_failed(fname, key, exc, "read")

@@ -10,7 +10,7 @@ ACL_NAMESPACE = "app"
 ACL_RULES = (
     "reset on >acl-test-password ~app:* &app:* "
     "+evalsha +script|load +info +ping +subscribe "
-    "+get +set +mget +incr +del +hset +hmget +pexpire +persist +pttl +publish"
+    "+get +set +mget +incr +del +append +pexpire +persist +pttl +publish"
 )
 
 

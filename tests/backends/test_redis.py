@@ -320,12 +320,13 @@ def test_fill_notices_go_out_only_when_a_process_waits(
     first.start()
     entry = leader.keyspace.entry(lead.key(7))
     assert follow.key(7) == lead.key(7)
-    mark = leader.keyspace.lease(entry) + ":w"
     got: list[int] = []
     second = threading.Thread(target=lambda: got.append(follow(7)))
     second.start()
     deadline = time.monotonic() + 10
-    while not admin.exists(mark):  # the second caller found the lease taken and waits
+    # The miss's lease is held in the entry key; the second caller found it taken, marked it
+    # ("+") and waits.
+    while not (admin.get(entry) or b"").endswith(b"+"):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     go.set()
@@ -337,7 +338,7 @@ def test_fill_notices_go_out_only_when_a_process_waits(
     # One notice, carrying the stored entry (see the next test).
     assert len(notices) == 1
     assert notices[0].startswith(b"ok\n" + entry.encode() + b"\n")
-    assert not admin.exists(mark)
+    assert admin.get(entry).startswith(b"E")  # the entry took the lease's place
 
 
 @pytest.mark.parametrize("size", [100, NOTICE_MAX + 1])
@@ -363,20 +364,20 @@ def test_a_waiter_takes_the_fill_from_its_notice_without_reading_again(
     reads: list[str] = []
     original = backend.read_lease
 
-    def read_lease(key: str, names: Any, ttl: float) -> Any:
+    def read_lease(key: str, names: Any, ttl: float, keep: float = 0.0) -> Any:
         reads.append(key)
-        return original(key, names, ttl)
+        return original(key, names, ttl, keep)
 
     backend.read_lease = read_lease
     # The waiter's channel is subscribed before it waits: a notice published while it was
     # still connecting is lost, and the waiter would find the fill at the lease's end instead.
     assert waiter.backend.ensure_listener().connected.wait(5)  # type: ignore[attr-defined]
     admin = redis.Redis.from_url(redis_url)
-    lease = leader.keyspace.lease(leader.keyspace.entry(lead.key(3)))
+    entry = leader.keyspace.entry(lead.key(3))
     first = threading.Thread(target=lead, args=(3,))
     first.start()
     deadline = time.monotonic() + 10
-    while not admin.exists(lease):  # the leader loads
+    while not (admin.get(entry) or b"").startswith(b"L"):  # the leader's lease: it loads
         assert time.monotonic() < deadline
         time.sleep(0.01)
     got: list[str] = []
@@ -396,6 +397,70 @@ def test_a_waiter_takes_the_fill_from_its_notice_without_reading_again(
     # What the waiter was given is what it then reads from Redis, stamps and all.
     assert follow(3) == got[0]
     assert len(reads) == (3 if size <= NOTICE_MAX else 4)
+
+
+def test_a_fill_notice_read_late_never_serves_a_value_from_before_a_write(
+    make_redis_cache: Callable[..., Cache], redis_url: str, monkeypatch: Any
+) -> None:
+    # Found by the multi-process torture test on a busy host: a waiter took the entry of a
+    # fill notice its channel delivered late. That fill was stored (and its notice published)
+    # before a write that was acknowledged before the waiter's read began: a stale read in
+    # strict mode. The channel's lag is made here by holding its drain lock.
+    monkeypatch.setattr(waiters, "_recheck_every", lambda channel: 30.0)
+    a, b, c = (make_redis_cache(namespace="late", local=None) for _ in range(3))
+    db = {"v": 1}
+    loading = {1: threading.Event(), 2: threading.Event()}
+    gate = {1: threading.Event(), 2: threading.Event()}
+
+    def load(k: int) -> int:
+        v = db["v"]
+        loading[v].set()
+        assert gate[v].wait(10)
+        return v
+
+    fa, fb, fc = (cache.cached(ttl=60, key="loan:{k}")(load) for cache in (a, b, c))
+    admin = redis.Redis.from_url(redis_url)
+    entry = a.keyspace.entry(fa.key(1))
+    channel: Any = c.backend.ensure_listener()  # type: ignore[attr-defined]
+    assert channel.connected.wait(5)
+
+    def waits() -> bool:
+        return (admin.get(entry) or b"").endswith(b"+")
+
+    # a fills version 1 while b waits for it, so the fill's notice goes out.
+    got_b: list[int] = []
+    first = threading.Thread(target=fa, args=(1,))
+    first.start()
+    assert loading[1].wait(10)
+    waiter_b = threading.Thread(target=lambda: got_b.append(fb(1)))
+    waiter_b.start()
+    deadline = time.monotonic() + 10
+    while not waits():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert channel._lock.acquire(timeout=5)  # c's channel falls behind from here
+    try:
+        gate[1].set()
+        first.join(10)
+        waiter_b.join(10)
+        assert got_b == [1]
+        db["v"] = 2
+        fa.invalidate(1)  # the write, acknowledged
+        second = threading.Thread(target=fa, args=(1,))  # a fills version 2
+        second.start()
+        assert loading[2].wait(10)
+        got_c: list[int] = []
+        reader = threading.Thread(target=lambda: got_c.append(fc(1)))  # begins after the ack
+        reader.start()
+        while entry not in c.backend._waiters._by_key:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    finally:
+        channel._lock.release()  # the late notice of version 1 arrives first
+    gate[2].set()
+    second.join(10)
+    reader.join(10)
+    assert got_c == [2]
 
 
 def test_redis_down_reads_fall_through_and_invalidations_raise(
@@ -629,13 +694,19 @@ def test_fills_extend_a_shared_tag_once_and_every_generation_outlives_its_entrie
         return int(admin.info("commandstats").get("cmdstat_pexpire", {}).get("calls", 0))
 
     before = pexpires()
-    assert loan(1) == 1  # the entry, its own key's generation and both tags
+    # The miss's read creates the own key's generation and both tags to outlive the entry
+    # (the fill's TTL is known when it reads), and the entry's SET carries its own expiry.
+    assert loan(1) == 1
     first = pexpires() - before
+    cache.backend.kept._until.clear()  # type: ignore[attr-defined]  # as a process new to them
     before = pexpires()
-    assert loan(2) == 2  # the entry and its own key's generation: the tags were just extended
+    assert loan(2) == 2  # its own key's generation is new; the two tags are extended
     second = pexpires() - before
-    assert (first, second) == (4, 2)
-    for k in (1, 2):
+    before = pexpires()
+    assert loan(3) == 3  # the tags were just extended by this process: skipped
+    third = pexpires() - before
+    assert (first, second, third) == (0, 2, 0)
+    for k in (1, 2, 3):
         entry = cache.keyspace.entry(loan.key(k))
         names = cache.keyspace.names(loan.key(k), ["borrower:7", "branch:1"])
         left = admin.pttl(entry)

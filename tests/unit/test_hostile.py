@@ -762,15 +762,20 @@ def test_fuzz_garbage_redis_entries_are_misses(
         s=st.just(b"<current>") | garbage,
         m=st.just(good["meta"]) | st.just(b"1,2") | st.just(b"a,b,c") | st.just(b",,") | garbage,
         p=st.just(good["payload"]) | garbage,
-        omit=st.sets(st.sampled_from("rnsmp"), max_size=2),
+        size=st.none() | st.integers(-2, 200).map(lambda i: str(i).encode()) | garbage,
+        cut=st.none() | st.integers(0, 200),
     )
-    def check(r: bytes, n: bytes, s: bytes, m: bytes, p: bytes, omit: set[str]) -> None:
+    def check(
+        r: bytes, n: bytes, s: bytes, m: bytes, p: bytes, size: bytes | None, cut: int | None
+    ) -> None:
         raw_redis.delete(ekey)
         stamps = ",".join(map(str, cache.backend.current(names))).encode()
-        fields = {"r": r, "n": n, "s": stamps if s == b"<current>" else s, "m": m, "p": p}
-        for f in omit:
-            del fields[f]
-        raw_redis.hset(ekey, mapping=fields)  # type: ignore[arg-type]
+        # The layout of an entry (see freshlink.backends._scripts), each part fuzzed, and
+        # the whole cut short.
+        length = str(len(n)).encode() if size is None else size
+        stored = b"E" + r + b"\n" + length + b"\n" + n
+        stored += (stamps if s == b"<current>" else s) + b"\n" + m + b"\n" + p
+        raw_redis.set(ekey, stored if cut is None else stored[:cut])
         got = cache.get(key, "<miss>")
         served = loader()
         if signed:
@@ -825,7 +830,7 @@ def test_an_entry_key_of_the_wrong_type_is_a_miss_and_does_not_open_the_breaker(
 
     loads: list[str] = []
     healthy()
-    raw_redis.set(cache.keyspace.entry(poisoned.key()), "not a hash")
+    raw_redis.hset(cache.keyspace.entry(poisoned.key()), "p", "not a string")
     assert cache.get(poisoned.key(), "<miss>") == "<miss>"
     for _ in range(10):
         assert poisoned() == "from the loader"

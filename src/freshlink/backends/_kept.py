@@ -41,9 +41,7 @@ class Kept:
         """For a fill kept ``retain`` seconds (None: for ever) on the server ``run_id``: the
         ms to extend to, one flag per name ("1": extend it), and what to pass the fill's
         outcome to (it records the extensions of a fill that was stored, and returns it)."""
-        if run_id != self._run:
-            self._until.clear()
-            self._run = run_id
+        self._on(run_id)
         now = self._clock()
         need = math.inf if retain is None else now + retain
         flags = "".join("0" if self._lives(name, now, need) else "1" for name in names)
@@ -60,6 +58,27 @@ class Kept:
             return ok
 
         return ext_ms, flags, stored
+
+    def created(
+        self, names: Sequence[str], current: Sequence[int], seed: int, lives: float, run_id: str
+    ) -> None:
+        """A read on the server ``run_id`` created, with ``lives`` seconds to live, the
+        generations of ``names`` whose value is ``seed`` plus their position (1, 2...): a fill
+        stored soon need not extend them. (Another value equal to that by chance only costs
+        an early miss, as above.)"""
+        self._on(run_id)
+        now = self._clock()
+        if len(self._until) > MAX_NAMES:
+            self._until.clear()
+        for i, (name, value) in enumerate(zip(names, current, strict=False), 1):
+            if value == seed + i:
+                self._until[name] = (now, now + lives)
+
+    def _on(self, run_id: str) -> None:
+        # A restarted server lost every generation: forget what was known of them.
+        if run_id != self._run:
+            self._until.clear()
+            self._run = run_id
 
     def _lives(self, name: str, now: float, need: float) -> bool:
         known = self._until.get(name)

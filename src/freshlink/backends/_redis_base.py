@@ -285,12 +285,16 @@ class RedisBase(ChannelBackend):
     def _lease(self, key: str, ttl: float) -> Steps[tuple[str | None, float]]:
         token = secrets.token_hex(8)
         ms = max(int(ttl * 1000), 1)
-        left = yield Call("LEASE", [self.lease_key(key)], [token, ms])
+        left = yield Call("LEASE", self._leases(key), [token, ms])
         return (token, 0.0) if left == -1 else (None, max(int(left), 0) / 1000)
 
     def _release(self, key: str, token: str, error: str) -> Steps[None]:
         message = release_message(key, error)
-        yield Call("RELEASE", [self.lease_key(key)], [token, self.keyspace.fills, message])
+        yield Call("RELEASE", self._leases(key), [token, self.keyspace.fills, message])
+
+    def _leases(self, key: str) -> list[str]:
+        """The keys that may hold a fill lease of the entry ``key`` (see LEASE, RELEASE)."""
+        return [self.lease_key(key)]
 
     # The Backend API: each operation driven with blocking calls, or awaited.
 

@@ -17,6 +17,7 @@ __all__ = [
     "Op",
     "Steps",
     "decode_entry",
+    "decode_stored",
     "encode_meta",
     "notice_read",
     "pipelined",
@@ -63,16 +64,26 @@ def decode_entry(
     )
 
 
+def decode_stored(v: bytes, names: tuple[str, ...] | None = None) -> Entry:
+    """The entry a single server stores as one string (see ``_scripts``); ``names`` when the
+    caller knows them (the read checked they are the stored ones). Raises ValueError."""
+    if v[:1] != b"E":
+        raise ValueError("not an entry")
+    a = v.index(b"\n")
+    b = v.index(b"\n", a + 1)
+    c = b + 1 + int(v[a + 1 : b])
+    d = v.index(b"\n", c)
+    e = v.index(b"\n", d + 1)
+    return decode_entry(v[b + 1 : c] if names is None else names, v[c:d], v[d + 1 : e], v[e + 1 :])
+
+
 def notice_read(body: str) -> Read | None:
     """The entry a fill notice carried (see ``WRITE``), as the read a waiter would have made;
     None if it carried none that parses (a waiter then re-reads)."""
     # The channel decodes with surrogateescape, so the payload's bytes come back exactly.
-    raw = body.encode("utf-8", "surrogateescape")
     try:
-        stamps, meta, size, rest = raw.split(b"\n", 3)
-        cut = int(size)
-        entry = decode_entry(rest[:cut], stamps, meta, rest[cut:])
-    except ValueError:
+        entry = decode_stored(body.encode("utf-8", "surrogateescape"))
+    except (ValueError, UnicodeDecodeError):
         return None
     return Read(entry, entry.stamps)
 
@@ -102,6 +113,15 @@ def pipelined(client: Any, commands: Sequence[tuple[Any, ...]]) -> Any:
 
 def read_reply(reply: Any, names: Sequence[str], token: str) -> Read:
     """The Read a single server's READ script replied (see its reply shapes in _scripts)."""
+    if type(reply) is bytes:  # the usual hit: the stored entry, for the names asked
+        try:
+            entry = decode_stored(reply, tuple(names))
+        except (ValueError, TypeError, UnicodeDecodeError):
+            # Garbage after a head the script found current (run id, names, stamps): a miss,
+            # stamped with those stamps (the generations are what the head says).
+            return Read(None, _stamps_of(reply))
+        # Its stamps are the current generations of the names asked for.
+        return Read(entry, entry.stamps)
     kind = reply[0]
     if kind == 0:
         return Read(None, tuple(map(int, reply[1:])))
@@ -110,18 +130,20 @@ def read_reply(reply: Any, names: Sequence[str], token: str) -> Read:
         if reply[1] == -1:
             return Read(None, current, token)
         return Read(None, current, None, reply[1] / 1000)
+    current = tuple(map(int, reply[2:]))
     try:
-        entry = decode_entry(tuple(names) if kind == 1 else reply[4], *reply[1:4])
+        return Read(decode_stored(reply[1]), current)
     except (ValueError, TypeError, UnicodeDecodeError):
-        # Garbage someone wrote into the entry: a miss. (On a kind-1 reply the script
-        # checked that the stamps are exactly the current generations.)
-        current = reply[1].split(b",") if kind == 1 else reply[5:]
-        return Read(None, tuple(map(int, current)))
-    # On a hit the entry's stamps are the current generations of its names; when those
-    # are the names asked for, they are also the generations asked for.
-    if kind == 1:
-        return Read(entry, entry.stamps)
-    return Read(entry, tuple(map(int, reply[5:])))
+        return Read(None, current)
+
+
+def _stamps_of(v: bytes) -> tuple[int, ...]:
+    """The stamps in the head of a stored entry (the part a READ script checked)."""
+    a = v.index(b"\n")
+    b = v.index(b"\n", a + 1)
+    c = b + 1 + int(v[a + 1 : b])
+    stamps = v[c : v.index(b"\n", c)]
+    return tuple(map(int, stamps.split(b","))) if stamps else ()
 
 
 def took_lease(reply: Any) -> bool:

@@ -162,10 +162,12 @@ class Backend(abc.ABC):
 
     # Cross-process single-flight; only called when ``supports_leases`` is true.
 
-    def read_lease(self, key: str, names: Sequence[str], ttl: float) -> Read:
+    def read_lease(self, key: str, names: Sequence[str], ttl: float, keep: float = 0.0) -> Read:
         """:meth:`read`, and on a miss :meth:`lease` (``token`` or ``left`` set on the Read).
 
-        Backends that can do both in one round trip override it; this default takes two.
+        ``keep``: seconds the fill would keep the entry (0: unknown, or for ever), a hint for
+        the lifetime of generations the read creates. Backends that can do both in one round
+        trip override it; this default takes two.
         """
         read = self.read(key, names)
         if read.entry is not None:
@@ -173,7 +175,9 @@ class Backend(abc.ABC):
         token, left = self.lease(key, ttl)
         return read._replace(token=token, left=None if token else left)
 
-    async def aread_lease(self, key: str, names: Sequence[str], ttl: float) -> Read:
+    async def aread_lease(
+        self, key: str, names: Sequence[str], ttl: float, keep: float = 0.0
+    ) -> Read:
         """Async :meth:`read_lease`."""
         read = await self.aread(key, names)
         if read.entry is not None:

@@ -167,13 +167,15 @@ class GuardedBackend(Backend):
         """Guarded :meth:`Backend.adelete`."""
         return await self._acall(self.inner.adelete, key)
 
-    def read_lease(self, key: str, names: Sequence[str], ttl: float) -> Read:
+    def read_lease(self, key: str, names: Sequence[str], ttl: float, keep: float = 0.0) -> Read:
         """Guarded :meth:`Backend.read_lease`."""
-        return self._call(self.inner.read_lease, key, names, ttl)
+        return self._call(self.inner.read_lease, key, names, ttl, keep)
 
-    async def aread_lease(self, key: str, names: Sequence[str], ttl: float) -> Read:
+    async def aread_lease(
+        self, key: str, names: Sequence[str], ttl: float, keep: float = 0.0
+    ) -> Read:
         """Guarded :meth:`Backend.aread_lease`."""
-        return await self._acall(self.inner.aread_lease, key, names, ttl)
+        return await self._acall(self.inner.aread_lease, key, names, ttl, keep)
 
     def lease(self, key: str, ttl: float) -> tuple[str | None, float]:
         """Guarded :meth:`Backend.lease`."""
