@@ -57,3 +57,17 @@ def test_the_record_is_bounded() -> None:
     # Forgotten at once past the bound: the next fills extend again (never too little).
     assert kept.plan(["t:0"], 60.0, "run")[1] == "1"
     assert len(kept._until) <= MAX_NAMES + 1
+
+
+def test_generations_a_read_created_for_the_fill_are_not_extended_by_it() -> None:
+    clock = Clock()
+    kept = Kept(gen_ttl=30.0, clock=clock)
+    # The read sent seed 500 and created the names whose value is the seed plus their position
+    # (k:a at 1, t:c at 3), to live 90 s; t:b already existed with another value.
+    kept.created(["k:a", "t:b", "t:c"], [501, 7, 503], 500, 90.0, "run")
+    clock.t += 1  # the load
+    assert kept.plan(["k:a", "t:b", "t:c"], 60.0, "run")[1] == "010"
+    assert kept.plan(["k:a"], 95.0, "run")[1] == "1"  # a longer entry than they were made for
+    # Created under a server that has restarted since: nothing is known of them.
+    kept.created(["k:d"], [501], 500, 90.0, "run")
+    assert kept.plan(["k:d"], 60.0, "restarted")[1] == "1"
