@@ -253,9 +253,9 @@ local function store(stamps, ext, flags)
 end
 -- Tell the processes waiting for the fill of KEYS[1]; the stored entry ``v`` rides along
 -- (up to NOTICE_MAX bytes) so a waiter needs no re-read, a round trip at the end of every
--- waiting process's stampede. It is what a re-read would return: its stamps were current when
--- this script ran, after the waiter's read saw the miss. Every subscribed process receives
--- the notice, hence the size limit.
+-- waiting process's stampede. A waiter takes it only if it is stamped with the generations
+-- its own read saw (a notice delivered late may predate that read: see _steps._carried).
+-- Every subscribed process receives the notice, hence the size limit.
 local function notify(channel, v)
   local notice = 'ok\\n' .. KEYS[1]
   if v and #v <= NOTICE_MAX then notice = notice .. '\\n' .. v end
