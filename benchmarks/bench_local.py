@@ -4,9 +4,10 @@
 
 Sync: a plain dict and functools.lru_cache (floors), cachetools.cached(TTLCache) without a
 lock, with a lock and with a condition, a dogpile.cache memory region, Flask-Caching's
-SimpleCache memoize, freshlink memory://. Async: an awaited plain coroutine (floor), cashews
-mem (@cache and @cache.early), freshlink memory://. Each case is calibrated so one sample
-lasts ``--target`` seconds; rounds are interleaved and ratios taken per round.
+SimpleCache memoize, freshlink memory:// and freshlink's bounded L1 in front of Redis. Async:
+an awaited plain coroutine (floor), cashews mem (@cache and @cache.early), freshlink
+memory://. Each case is calibrated so one sample lasts ``--target`` seconds; rounds are
+interleaved and ratios taken per round.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from benchmarks._harness import (
 FLOOR = "plain dict memo"
 GOAL = "cachetools.cached(TTLCache, lock=Lock())"
 FRESHLINK = "freshlink memory:// (key + 2 tags)"
+REDIS_L1 = "freshlink Redis, bounded L1 (key + 2 tags)"
 AFLOOR = "await plain coroutine (dict lookup)"
 BATCH = 100  # awaits per timed async call (one run_until_complete per batch)
 
 
-def sync_cases() -> tuple[list[tuple[str, Callable[[], Any]]], list[Callable[[], Any]]]:
-    """(cases, closers): every sync in-process peer, warmed on key 7."""
+def sync_cases(url: str) -> tuple[list[tuple[str, Callable[[], Any]]], list[Callable[[], Any]]]:
+    """(cases, closers): every sync in-process peer, warmed on key 7; freshlink also with a
+    bounded L1 in front of the Redis at ``url`` (its hits never reach Redis)."""
     cases: list[tuple[str, Callable[[], Any]]] = []
     closers = []
     for pid in ("dict", "lru", "ct", "ct-lock", "ct-cond", "dogpile-mem", "flask-simple"):
@@ -58,6 +61,10 @@ def sync_cases() -> tuple[list[tuple[str, Callable[[], Any]]], list[Callable[[],
         ("freshlink memory:// (keyword arg)", lambda: fl_kw(k=7)),
     ]
     closers.append(cache.close)
+    bounded = _peers.build("fl-bounded", url=url, ns="bench-local")
+    bounded.call(7)
+    cases.append((REDIS_L1, lambda f=bounded.call: f(7)))
+    closers.append(bounded.close)
     return cases, closers
 
 
@@ -95,10 +102,13 @@ def async_cases() -> tuple[list[tuple[str, Callable[[], Any]]], Callable[[], Non
 
 def collect(rounds: int = 15, target: float = 0.05, number: int | None = None) -> Section:
     """Run both tables; return their Markdown and figures."""
-    cases, closers = sync_cases()
-    sync = interleaved(cases, rounds=rounds, number=number, target=target)
-    for close in closers:
-        close()
+    from freshlink.testing import RedisServer
+
+    with RedisServer() as server:
+        cases, closers = sync_cases(server.url)
+        sync = interleaved(cases, rounds=rounds, number=number, target=target)
+        for close in closers:
+            close()
     acases, aclose = async_cases()
     anumber = None if number is None else max(number // BATCH, 10)
     asy = interleaved(acases, rounds=rounds, number=anumber, target=target)
@@ -135,6 +145,8 @@ def collect(rounds: int = 15, target: float = 0.05, number: int | None = None) -
         "l1_vs_goal": ratio_of(sync, FRESHLINK, GOAL),
         "l1_ns": sorted(sync[FRESHLINK])[len(sync[FRESHLINK]) // 2],
         "l1_goal_ns": sorted(sync[GOAL])[len(sync[GOAL]) // 2],
+        "l1_redis_vs_goal": ratio_of(sync, REDIS_L1, GOAL),
+        "l1_redis_ns": sorted(sync[REDIS_L1])[len(sync[REDIS_L1]) // 2],
     }
     return Section(md, figures, data)
 

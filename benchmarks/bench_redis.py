@@ -231,7 +231,7 @@ def count_commands(url: str, n: int) -> Section:
                     "; ".join(notes),
                 ]
             )
-            data[pid] = (hc, mc)
+            data[pid] = (hc, mc, hl, ml)
     loop.close()
     md = md_table(
         ["case", "per warm hit", "by command", "per miss", "by command", "notes"],

@@ -221,9 +221,10 @@ def collect(
         for name in names:
             st = _row_stats(results[shape][name])
             w = commands[shape].get(name)
-            cmds = "n/a"
+            cmds = server = "n/a"
             if w is not None:
                 cmds = str(sum(w.client.values()))
+                server = str(sum(w.client.values()) + sum(w.lua.values()))
             rows.append(
                 [
                     name,
@@ -232,6 +233,7 @@ def collect(
                     _fmt(st["p99"]),
                     f"{statistics.median(st['p99']) / (LOAD_TIME * 1000):.2f}",
                     cmds,
+                    server,
                 ]
             )
             bars_loads.append(
@@ -244,6 +246,8 @@ def collect(
                     "p99_ratio": statistics.median(st["p99"]) / (LOAD_TIME * 1000),
                     "p99": statistics.median(st["p99"]),
                 }
+                if w is not None:
+                    data[f"{procs}x{threads}"]["server_commands"] = int(server)
         parts.append(
             md_table(
                 [
@@ -253,6 +257,7 @@ def collect(
                     "p99 ms",
                     "p99 / loader",
                     "Redis commands (last round)",
+                    "on the server",
                 ],
                 rows,
                 title=f"Stampede: {shape}, one cold key, loader 50 ms ({trials} rounds; "
@@ -280,7 +285,8 @@ def collect(
     note = (
         "Callers: threads, except cashews (asyncio tasks on one loop per process). "
         "Redis commands: every command sent that names the trial's key or lease (MONITOR, "
-        "last round), commands run inside Lua scripts not included."
+        "last round); on the server: those and the commands run inside Lua scripts that name "
+        "them."
     )
     if late:
         note += " Started late in some round (fewer callers overlapped): " + ", ".join(sorted(late))

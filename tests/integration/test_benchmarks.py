@@ -43,11 +43,14 @@ def test_harness_interleaves_and_computes_per_round_ratios() -> None:
     assert "| b | 4.00 | 2.00..6.00 | 2.50 | 1.00 |" in md
 
 
+@pytest.mark.redis
 def test_local_hits_tiny() -> None:
     section = bench_local.collect(rounds=1, target=0.001)
     assert "freshlink memory://" in section.markdown
+    assert "freshlink Redis, bounded L1" in section.markdown
     assert "cashews mem" in section.markdown
     assert section.data["l1_vs_goal"] > 0
+    assert section.data["l1_redis_vs_goal"] > 0
 
 
 @pytest.mark.redis
@@ -72,9 +75,11 @@ def test_redis_hits_and_counted_commands(redis_url: str) -> None:
     assert "freshlink strict, no L1 (L2 hit)" in hits.markdown
     counted = bench_redis.count_commands(redis_url, 2)
     # Exact counts from MONITOR: a warm strict hit is one EVALSHA; a bounded L1 hit is none.
-    assert counted.data["commands"]["fl-strict"][0] == 1
+    # (sent per hit, sent per miss, run inside scripts per hit, per miss)
+    assert counted.data["commands"]["fl-strict"] == (1, 2, 1, 6)  # a key, 2 tags, all new
     assert counted.data["commands"]["fl-bounded"][0] == 0
-    assert counted.data["commands"]["raw"] == (1, 2)
+    assert counted.data["commands"]["raw"] == (1, 2, 0, 0)
+    assert "miss: ≤ 2 round trips" in suite.goals({"redis": [counted]})
 
 
 @pytest.mark.redis
@@ -130,6 +135,7 @@ def test_stampede_tiny() -> None:
     # One loader run across processes, and each shape's numbers under its own name.
     assert section.data["stampede"]["2x2"]["loads"] == 1
     assert section.data["stampede"]["1x3"]["loads"] == 1
+    assert 0 < section.data["stampede"]["2x2"]["server_commands"] <= 100
     assert "| cachetools.cached(TTLCache, condition=Condition()) | 2 |" in section.markdown
     assert "cashews redis @cache(lock=True)" in section.markdown
 
