@@ -1,4 +1,4 @@
-"""The ``freshlink`` command: demo, stats, invalidate, inspect, bench.
+"""The ``freshlink`` command: demo, stats, invalidate, inspect, relay, bench.
 
 Exit codes: 0 success; 1 the thing asked about does not exist (``inspect`` of a missing key);
 2 bad input (URL, tag, option); 3 the backend could not be reached. Errors are one line on
@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -206,6 +207,50 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relay(args: argparse.Namespace) -> int:
+    """Apply the outbox rows writers left (they died, or the cache was unreachable)."""
+    try:
+        from sqlalchemy import create_engine
+
+        from .contrib.sqlalchemy import relay_once
+    except ImportError as exc:
+        raise Fail(
+            EXIT_USAGE,
+            f"freshlink relay needs SQLAlchemy ({exc.name or exc}): "
+            "pip install 'freshlink[sqlalchemy]'",
+        ) from None
+    from . import Cache
+
+    engine = create_engine(args.db)
+    caches: dict[str, Cache] = {}
+
+    def cache_for(namespace: str) -> Cache:
+        if namespace not in caches:
+            caches[namespace] = Cache(args.url, namespace=namespace, local=None)
+        return caches[namespace]
+
+    try:
+        while True:
+            done = relay_once(engine, cache_for, grace=args.grace, batch=args.batch)
+            report = {
+                "applied": done.applied,
+                "failed": done.failed,
+                "pending": done.pending.rows,
+                "oldest_pending_s": round(done.pending.oldest_age, 3),
+            }
+            if args.json:
+                print(json.dumps(report), flush=True)
+            else:
+                print(" ".join(f"{k}={v}" for k, v in report.items()), flush=True)
+            if args.once:
+                return EXIT_BACKEND if done.failed else 0
+            time.sleep(args.interval)
+    finally:
+        for cache in caches.values():
+            cache.close()
+        engine.dispose()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``freshlink`` command."""
     from . import __version__
@@ -247,6 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("key", help="the entry key (see a cached function's .key(...))")
     n.add_argument("--width", type=_positive_int, default=200, help="value preview width")
     n.set_defaults(func=cmd_inspect)
+
+    r = sub.add_parser("relay", help="apply the invalidations writers left in the outbox")
+    r.add_argument("--db", required=True, help="the database URL (SQLAlchemy)")
+    r.add_argument("--url", required=True, help="the cache's redis:// URL")
+    r.add_argument("--once", action="store_true", help="one pass, then exit")
+    r.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+    r.add_argument(
+        "--grace", type=float, default=5.0, help="leave younger rows to their writers (s)"
+    )
+    r.add_argument("--batch", type=_positive_int, default=500, help="rows per pass")
+    r.add_argument("--json", action="store_true", help="one JSON line per pass")
+    r.set_defaults(func=cmd_relay)
 
     b = sub.add_parser("bench", help="the benchmark suite (from a clone)")
     b.add_argument("--quick", action="store_true")

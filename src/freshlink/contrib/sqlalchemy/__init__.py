@@ -1,0 +1,98 @@
+"""SQLAlchemy: invalidations bound to the transaction, optionally through an outbox.
+
+``install(cache)`` registers session hooks; ``invalidate_on_commit(session, *tags)`` then
+invalidates ``tags`` after the session's transaction commits, and never if it (or the
+savepoint the call was made in) rolls back. With ``outbox=True`` the tags are also written
+to the ``freshlink_outbox`` table in that transaction: a process that dies between the
+commit and the invalidation, or a cache that cannot confirm it, leaves the row, and
+``freshlink relay`` (:func:`relay_once`) applies it (docs/sqlalchemy.md).
+
+Requires SQLAlchemy 2 (``pip install 'freshlink[sqlalchemy]'``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, Table
+from sqlalchemy.orm import Session
+
+from ...cache import Cache
+from ...errors import ConfigurationError
+from ._outbox import TABLE, Pending, RelayPass, outbox_table
+from ._outbox import relay_once as _relay_once
+from ._session import Hooks
+
+__all__ = [
+    "TABLE",
+    "Pending",
+    "RelayPass",
+    "install",
+    "installed",
+    "invalidate_on_commit",
+    "outbox_table",
+    "relay_once",
+    "uninstall",
+]
+
+_hooks: Hooks | None = None
+
+
+def install(
+    cache: Cache, *, outbox: bool = False, metadata: MetaData | None = None, target: Any = Session
+) -> Hooks:
+    """Register the session hooks on ``target`` (every Session by default, or one
+    ``sessionmaker``). With ``outbox=True`` the outbox table is added to ``metadata`` (so
+    ``metadata.create_all`` or an Alembic migration creates it)."""
+    global _hooks
+    if outbox and metadata is None:
+        raise ConfigurationError("install(outbox=True) needs the metadata to add the table to")
+    if _hooks is not None:
+        raise ConfigurationError(
+            "freshlink.contrib.sqlalchemy is already installed; uninstall() it first"
+        )
+    table = outbox_table(metadata) if outbox and metadata is not None else None
+    _hooks = Hooks(cache, target, table)
+    return _hooks
+
+
+def uninstall() -> None:
+    """Unregister the hooks :func:`install` registered (tests, app reloads)."""
+    global _hooks
+    if _hooks is not None:
+        _hooks.remove()
+        _hooks = None
+
+
+def installed() -> Hooks | None:
+    """The hooks registered by :func:`install`, if any."""
+    return _hooks
+
+
+def invalidate_on_commit(session: Session, *tags: str) -> None:
+    """Invalidate ``tags`` after ``session``'s transaction commits (through the outbox when
+    it is on); nothing if it, or the savepoint this is called in, rolls back."""
+    if _hooks is None:
+        raise ConfigurationError(
+            "invalidate_on_commit() needs freshlink.contrib.sqlalchemy.install(cache) first"
+        )
+    _hooks.add(session, tags)
+
+
+def relay_once(
+    engine: Engine,
+    cache_for: Callable[[str], Cache],
+    *,
+    metadata: MetaData | None = None,
+    grace: float = 5.0,
+    batch: int = 500,
+) -> RelayPass:
+    """Apply the outbox rows older than ``grace`` seconds; ``cache_for(namespace)`` is the
+    cache of a row's namespace. Safe with several relays at once."""
+    table: Table = outbox_table(metadata if metadata is not None else MetaData())
+
+    def invalidate(namespace: str, tags: Sequence[str]) -> None:
+        cache_for(namespace).invalidate(*tags)
+
+    return _relay_once(engine, table, invalidate, grace=grace, batch=batch)

@@ -1,0 +1,217 @@
+"""freshlink.contrib.sqlalchemy on real databases: SQLite files here, PostgreSQL where marked.
+
+Every test uses a real redis-server (the session's), a real database and real sessions; a
+"crash" is a forked child that commits and dies (``os._exit``) before its after-commit hook
+can invalidate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Integer, MetaData, String, create_engine, event, func, inspect, select
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
+
+from freshlink import Cache, ConfigurationError
+from freshlink.contrib import sqlalchemy as fsa
+
+pytestmark = pytest.mark.redis
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Loan(Base):
+    __tablename__ = "loans"
+    id = mapped_column(Integer, primary_key=True)
+    link = mapped_column(String(200), nullable=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A SQLite file, or the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'app.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def world(
+    db_url: str, make_redis_cache: Callable[..., Cache], request: pytest.FixtureRequest
+) -> Iterator[dict[str, Any]]:
+    """An app: a loans table, a cached reader and the hooks (``outbox`` param: on or off)."""
+    outbox = getattr(request, "param", True)
+    metadata = Base.metadata
+    engine = create_engine(db_url)
+    cache = make_redis_cache(namespace="sa", local=None)
+    fsa.uninstall()
+    fsa.install(cache, outbox=outbox, metadata=MetaData() if not outbox else metadata)
+    metadata.create_all(engine)
+    sessions = sessionmaker(engine)
+    loads: list[int] = []
+
+    @cache.cached(ttl=300, key="loan:{loan_id}", tags=["loan:{loan_id}"])
+    def link(loan_id: int) -> str:
+        loads.append(loan_id)
+        with sessions() as s:
+            return s.get(Loan, loan_id).link  # type: ignore[union-attr]
+
+    with sessions.begin() as s:
+        s.add(Loan(id=7, link="v1"))
+    try:
+        yield {"engine": engine, "sessions": sessions, "link": link, "loads": loads, "cache": cache}
+    finally:
+        fsa.uninstall()
+        metadata.drop_all(engine)
+        metadata.remove(metadata.tables[fsa.TABLE]) if fsa.TABLE in metadata.tables else None
+        engine.dispose()
+
+
+def outbox_rows(engine: Any) -> int:
+    """Rows waiting in the outbox (0 when this world has none)."""
+    if not inspect(engine).has_table(fsa.TABLE):
+        return 0
+    table = fsa.outbox_table(MetaData())
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def change(world: dict[str, Any], link: str) -> None:
+    with world["sessions"].begin() as s:
+        s.get(Loan, 7).link = link
+        fsa.invalidate_on_commit(s, "loan:7")
+
+
+def test_a_commit_invalidates_at_once_and_leaves_no_outbox_row(world: dict[str, Any]) -> None:
+    assert world["link"](7) == "v1"
+    change(world, "v2")
+    assert world["link"](7) == "v2"
+    assert outbox_rows(world["engine"]) == 0
+
+
+def test_a_rollback_invalidates_nothing_and_leaves_nothing(world: dict[str, Any]) -> None:
+    assert world["link"](7) == "v1"
+    with world["sessions"]() as s:
+        s.get(Loan, 7).link = "v2"
+        fsa.invalidate_on_commit(s, "loan:7")
+        s.rollback()
+    assert outbox_rows(world["engine"]) == 0
+    assert world["link"](7) == "v1"
+    assert world["loads"] == [7]  # still the cached value: nothing was invalidated
+
+
+@pytest.mark.parametrize("world", [True, False], indirect=True, ids=["outbox", "no-outbox"])
+def test_a_rolled_back_savepoint_drops_its_tags(world: dict[str, Any]) -> None:
+    cache: Cache = world["cache"]
+    seen: list[tuple[str, ...]] = []
+    cache.events.on("invalidation", lambda e: seen.append(tuple(e.tags)))
+    with world["sessions"]() as s:
+        fsa.invalidate_on_commit(s, "kept:1")
+        savepoint = s.begin_nested()
+        fsa.invalidate_on_commit(s, "dropped:1")
+        inner = s.begin_nested()
+        fsa.invalidate_on_commit(s, "dropped:2")  # inside the savepoint that rolls back
+        inner.commit()
+        savepoint.rollback()
+        released = s.begin_nested()
+        fsa.invalidate_on_commit(s, "kept:2")
+        released.commit()
+        s.commit()
+    assert seen == [("kept:1", "kept:2")]
+    assert outbox_rows(world["engine"]) == 0
+
+
+def test_an_unconfirmed_invalidation_stays_in_the_outbox_for_the_relay(
+    world: dict[str, Any], caches: list[Cache]
+) -> None:
+    assert world["link"](7) == "v1"
+    # The writer cannot reach Redis (nothing listens on its port); the readers can, and
+    # their entry is intact.
+    fsa.uninstall()
+    unreachable = Cache("redis://127.0.0.1:1/0", namespace="sa", local=None)
+    caches.append(unreachable)
+    fsa.install(unreachable, outbox=True, metadata=Base.metadata)
+    change(world, "v2")  # committed; the invalidation is not confirmed
+    assert outbox_rows(world["engine"]) == 1
+    assert world["link"](7) == "v1"  # the hole the outbox is there to close...
+    done = fsa.relay_once(world["engine"], lambda ns: world["cache"], grace=0)
+    assert (done.applied, done.failed, done.pending.rows) == (1, 0, 0)
+    assert world["link"](7) == "v2"  # ...closed by the relay
+
+
+def test_the_relay_leaves_rows_younger_than_the_grace_to_their_writer(
+    world: dict[str, Any],
+) -> None:
+    with world["sessions"].begin() as s:
+        table = fsa.outbox_table(Base.metadata)
+        s.execute(table.insert().values(namespace="sa", tags="loan:7", created=1e12))
+    done = fsa.relay_once(world["engine"], lambda ns: world["cache"], grace=5)
+    assert (done.applied, done.pending.rows) == (0, 1)
+
+
+@pytest.mark.parametrize("world", [True, False], indirect=True, ids=["outbox", "no-outbox"])
+def test_a_process_that_dies_after_its_commit(world: dict[str, Any]) -> None:
+    # The hole every cache has: the data is committed, the invalidation never sent. With
+    # the outbox the relay closes it; without, the old value stays valid until its TTL.
+    assert world["link"](7) == "v1"
+    engine = world["engine"]
+    pid = os.fork()
+    if pid == 0:  # the writer
+        try:
+            engine.dispose(close=False)  # the parent's pooled connections are the parent's
+            session = world["sessions"]()
+
+            # First of the after-commit hooks (freshlink's are on the Session class too).
+            @event.listens_for(Session, "after_commit", insert=True)
+            def die(_session: Session) -> None:
+                os._exit(17)  # after the database committed, before any invalidation
+
+            session.get(Loan, 7).link = "v2"
+            fsa.invalidate_on_commit(session, "loan:7")
+            session.commit()
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 17, "the writer did not die after its commit"
+    with world["sessions"]() as s:
+        assert s.get(Loan, 7).link == "v2"  # committed
+    assert world["link"](7) == "v1"  # stale until something invalidates
+    if fsa.installed().table is not None:  # type: ignore[union-attr]
+        assert outbox_rows(engine) == 1  # committed with the data
+        fsa.relay_once(engine, lambda ns: world["cache"], grace=0)
+        assert world["link"](7) == "v2"
+    else:
+        assert world["link"](7) == "v1", "no outbox: the old value stays until its TTL"
+
+
+def test_invalidate_on_commit_needs_install_and_real_tags(world: dict[str, Any]) -> None:
+    with world["sessions"]() as s, pytest.raises(ConfigurationError, match="non-empty string"):
+        fsa.invalidate_on_commit(s, "")
+    fsa.uninstall()
+    with world["sessions"]() as s, pytest.raises(ConfigurationError, match="install"):
+        fsa.invalidate_on_commit(s, "loan:7")
+
+
+def test_the_relay_command_applies_what_a_writer_left(
+    world: dict[str, Any], db_url: str, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from freshlink.cli import main
+
+    assert world["link"](7) == "v1"
+    with world["sessions"].begin() as s:  # what a writer that died after its commit leaves
+        s.get(Loan, 7).link = "v2"
+        s.execute(
+            fsa.outbox_table(Base.metadata)
+            .insert()
+            .values(namespace="sa", tags="loan:7", created=0.0)
+        )
+    assert main(["relay", "--db", db_url, "--url", redis_url, "--once", "--json"]) == 0
+    assert '"applied": 1' in capsys.readouterr().out
+    assert world["link"](7) == "v2"
+    assert outbox_rows(world["engine"]) == 0
