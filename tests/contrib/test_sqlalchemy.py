@@ -32,6 +32,18 @@ class Loan(Base):
     link = mapped_column(String(200), nullable=False)
 
 
+class Payment(Base):
+    """A model tracked with invalidate_on (the loans are invalidated by hand in these tests)."""
+
+    __tablename__ = "payments"
+    id = mapped_column(Integer, primary_key=True)
+    user_id = mapped_column(Integer, nullable=False)
+    amount = mapped_column(Integer, nullable=False)
+
+
+fsa.invalidate_on(Payment, tags=["payment:{id}", "user:{user_id}"])
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A SQLite file, or the session's PostgreSQL server."""
@@ -215,3 +227,64 @@ def test_the_relay_command_applies_what_a_writer_left(
     assert '"applied": 1' in capsys.readouterr().out
     assert world["link"](7) == "v2"
     assert outbox_rows(world["engine"]) == 0
+
+
+def invalidated(cache: Cache) -> list[tuple[str, ...]]:
+    """The tags each invalidation of ``cache`` carried, from now on."""
+    seen: list[tuple[str, ...]] = []
+    cache.events.on("invalidation", lambda e: seen.append(tuple(e.tags)))
+    return seen
+
+
+def test_changes_of_a_tracked_model_invalidate_its_tags_old_values_included(
+    world: dict[str, Any],
+) -> None:
+    seen = invalidated(world["cache"])
+    sessions = world["sessions"]
+    with sessions.begin() as s:
+        s.add(Payment(id=1, user_id=42, amount=10))
+    with sessions.begin() as s:
+        s.get(Payment, 1).user_id = 43  # moves to another user: both users' lists change
+    with sessions.begin() as s:
+        s.delete(s.get(Payment, 1))
+    with sessions() as s:
+        s.add(Payment(id=2, user_id=42, amount=10))
+        s.flush()
+        s.rollback()  # flushed, then rolled back: nothing
+    assert seen == [
+        ("payment:1", "user:42"),
+        ("payment:1", "user:42", "user:43"),
+        ("payment:1", "user:43"),
+    ]
+    assert outbox_rows(world["engine"]) == 0
+
+
+def test_bulk_statements_on_a_tracked_model_invalidate_the_rows_they_touch(
+    world: dict[str, Any],
+) -> None:
+    from sqlalchemy import delete, update
+
+    sessions = world["sessions"]
+    with sessions.begin() as s:
+        s.add_all([Payment(id=i, user_id=40 + i % 2, amount=i) for i in range(1, 5)])
+    seen = invalidated(world["cache"])
+    with sessions.begin() as s:  # payments 1 and 3 (user 41) move to user 50
+        s.execute(update(Payment).where(Payment.user_id == 41).values(user_id=50))
+    with sessions.begin() as s:
+        s.execute(delete(Payment).where(Payment.amount >= 4))  # payment 4, user 40
+    with sessions.begin() as s:
+        s.execute(update(Payment).where(Payment.id == 99).values(amount=0))  # no row: no tags
+    assert seen == [
+        ("payment:1", "payment:3", "user:41", "user:50"),
+        ("payment:4", "user:40"),
+    ]
+    assert outbox_rows(world["engine"]) == 0
+
+
+def test_invalidate_on_checks_its_templates() -> None:
+    from freshlink import KeyTemplateError
+
+    with pytest.raises(KeyTemplateError, match="not a column attribute of Payment"):
+        fsa.invalidate_on(Payment, tags=["payment:{nope}"])
+    with pytest.raises(KeyTemplateError, match="no tag templates"):
+        fsa.invalidate_on(Payment, tags=[])

@@ -2,9 +2,10 @@
 
 ``install(cache)`` registers session hooks; ``invalidate_on_commit(session, *tags)`` then
 invalidates ``tags`` after the session's transaction commits, and never if it (or the
-savepoint the call was made in) rolls back. With ``outbox=True`` the tags are also written
-to the ``freshlink_outbox`` table in that transaction: a process that dies between the
-commit and the invalidation, or a cache that cannot confirm it, leaves the row, and
+savepoint the call was made in) rolls back; ``invalidate_on(Model, tags=[...])`` does it for
+every change of a model, bulk statements included. With ``outbox=True`` the tags are also
+written to the ``freshlink_outbox`` table in that transaction: a process that dies between
+the commit and the invalidation, or a cache that cannot confirm it, leaves the row, and
 ``freshlink relay`` (:func:`relay_once`) applies it (docs/sqlalchemy.md).
 
 Requires SQLAlchemy 2 (``pip install 'freshlink[sqlalchemy]'``).
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from ...cache import Cache
 from ...errors import ConfigurationError
+from ._models import TRACKED
 from ._outbox import TABLE, Pending, RelayPass, outbox_table
 from ._outbox import relay_once as _relay_once
 from ._session import Hooks
@@ -30,6 +32,7 @@ __all__ = [
     "RelayPass",
     "install",
     "installed",
+    "invalidate_on",
     "invalidate_on_commit",
     "outbox_table",
     "relay_once",
@@ -78,6 +81,14 @@ def invalidate_on_commit(session: Session, *tags: str) -> None:
             "invalidate_on_commit() needs freshlink.contrib.sqlalchemy.install(cache) first"
         )
     _hooks.add(session, tags)
+
+
+def invalidate_on(model: type, *, tags: Sequence[str]) -> None:
+    """Invalidate ``tags`` (templates of ``model``'s columns, e.g. ``"loan:{id}"``) after a
+    transaction that inserts, updates or deletes a ``model`` commits: through the session's
+    unit of work, and for bulk ``update()`` / ``delete()`` statements. A changed templated
+    column invalidates the tags of its old value too."""
+    TRACKED.register(model, tags)
 
 
 def relay_once(

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from ...cache import Cache
 from ...errors import ConfigurationError, FreshlinkError
+from ._models import TRACKED
 
 __all__ = ["Hooks"]
 
@@ -70,6 +71,8 @@ class Hooks:
         self._listeners: list[tuple[str, Callable[..., Any]]] = [
             ("after_soft_rollback", self._rolled_back),
             ("after_commit", self._committed),
+            ("after_flush", lambda session, _ctx: TRACKED.after_flush(session, self.add)),
+            ("do_orm_execute", lambda state: TRACKED.do_orm_execute(state, self.add)),
         ]
         for name, fn in self._listeners:
             event.listen(target, name, fn)
@@ -97,7 +100,9 @@ class Hooks:
             row = insert(self.table).values(
                 namespace=self.cache.namespace, tags="\n".join(tags), created=time.time()
             )
-            result: Any = session.execute(row)
+            # On the session's connection, not through the ORM: this also runs inside a flush
+            # (after_flush) and a bulk statement's hook (do_orm_execute).
+            result: Any = session.connection().execute(row)
             pending.rows.setdefault(trans, []).append(result.inserted_primary_key[0])
 
     def _rolled_back(self, session: Session, previous: SessionTransaction) -> None:
