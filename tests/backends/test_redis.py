@@ -405,8 +405,20 @@ def test_a_fill_notice_read_late_never_serves_a_value_from_before_a_write(
     # Found by the multi-process torture test on a busy host: a waiter took the entry of a
     # fill notice its channel delivered late. That fill was stored (and its notice published)
     # before a write that was acknowledged before the waiter's read began: a stale read in
-    # strict mode. The channel's lag is made here by holding its drain lock.
+    # strict mode. The lag is made here by holding back c's notices where its channel hands
+    # them to its waiters (every notice is still delivered, in order).
     monkeypatch.setattr(waiters, "_recheck_every", lambda channel: 30.0)
+    held: list[tuple[Any, str, str]] = []
+    holding = threading.Event()
+    deliver = waiters.Waiters.notify
+
+    def late(self: Any, status: str, rest: str) -> None:
+        if holding.is_set() and self is c.backend._waiters:  # type: ignore[attr-defined]
+            held.append((self, status, rest))
+        else:
+            deliver(self, status, rest)
+
+    monkeypatch.setattr(waiters.Waiters, "notify", late)
     a, b, c = (make_redis_cache(namespace="late", local=None) for _ in range(3))
     db = {"v": 1}
     loading = {1: threading.Event(), 2: threading.Event()}
@@ -421,11 +433,13 @@ def test_a_fill_notice_read_late_never_serves_a_value_from_before_a_write(
     fa, fb, fc = (cache.cached(ttl=60, key="loan:{k}")(load) for cache in (a, b, c))
     admin = redis.Redis.from_url(redis_url)
     entry = a.keyspace.entry(fa.key(1))
-    channel: Any = c.backend.ensure_listener()  # type: ignore[attr-defined]
-    assert channel.connected.wait(5)
+    assert c.backend.ensure_listener().connected.wait(5)  # type: ignore[attr-defined]
 
-    def waits() -> bool:
-        return (admin.get(entry) or b"").endswith(b"+")
+    def until(check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not check():
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
 
     # a fills version 1 while b waits for it, so the fill's notice goes out.
     got_b: list[int] = []
@@ -434,29 +448,25 @@ def test_a_fill_notice_read_late_never_serves_a_value_from_before_a_write(
     assert loading[1].wait(10)
     waiter_b = threading.Thread(target=lambda: got_b.append(fb(1)))
     waiter_b.start()
-    deadline = time.monotonic() + 10
-    while not waits():
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    assert channel._lock.acquire(timeout=5)  # c's channel falls behind from here
-    try:
-        gate[1].set()
-        first.join(10)
-        waiter_b.join(10)
-        assert got_b == [1]
-        db["v"] = 2
-        fa.invalidate(1)  # the write, acknowledged
-        second = threading.Thread(target=fa, args=(1,))  # a fills version 2
-        second.start()
-        assert loading[2].wait(10)
-        got_c: list[int] = []
-        reader = threading.Thread(target=lambda: got_c.append(fc(1)))  # begins after the ack
-        reader.start()
-        while entry not in c.backend._waiters._by_key:  # type: ignore[attr-defined]
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-    finally:
-        channel._lock.release()  # the late notice of version 1 arrives first
+    until(lambda: (admin.get(entry) or b"").endswith(b"+"))
+    holding.set()  # c's channel falls behind from here
+    gate[1].set()
+    first.join(10)
+    waiter_b.join(10)
+    assert got_b == [1]
+    until(lambda: len(held) == 1)  # the notice of version 1's fill, not yet handed over
+    db["v"] = 2
+    fa.invalidate(1)  # the write, acknowledged
+    second = threading.Thread(target=fa, args=(1,))  # a fills version 2
+    second.start()
+    assert loading[2].wait(10)
+    got_c: list[int] = []
+    reader = threading.Thread(target=lambda: got_c.append(fc(1)))  # begins after the ack
+    reader.start()
+    until(lambda: entry in c.backend._waiters._by_key)  # type: ignore[attr-defined]
+    holding.clear()
+    for args in held:  # the late notice of version 1 arrives first
+        deliver(*args)
     gate[2].set()
     second.join(10)
     reader.join(10)
