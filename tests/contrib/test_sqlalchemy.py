@@ -288,3 +288,32 @@ def test_invalidate_on_checks_its_templates() -> None:
         fsa.invalidate_on(Payment, tags=["payment:{nope}"])
     with pytest.raises(KeyTemplateError, match="no tag templates"):
         fsa.invalidate_on(Payment, tags=[])
+
+
+async def test_an_async_session_invalidates_after_its_commit(
+    world: dict[str, Any], db_url: str
+) -> None:
+    pytest.importorskip("greenlet")
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    if db_url.startswith("sqlite"):
+        pytest.importorskip("aiosqlite")
+        async_url = db_url.replace("sqlite://", "sqlite+aiosqlite://")
+    else:
+        async_url = db_url.replace("+psycopg", "+psycopg_async")
+    engine = create_async_engine(async_url)
+    sessions = async_sessionmaker(engine)
+    try:
+        assert world["link"](7) == "v1"
+        async with sessions() as s:
+            (await s.get(Loan, 7)).link = "v2"  # type: ignore[union-attr]
+            fsa.invalidate_on_commit(s, "loan:7")
+            await s.rollback()  # nothing
+        assert world["link"](7) == "v1"
+        async with sessions.begin() as s:
+            (await s.get(Loan, 7)).link = "v3"  # type: ignore[union-attr]
+            fsa.invalidate_on_commit(s, "loan:7")
+        assert world["link"](7) == "v3"
+        assert outbox_rows(world["engine"]) == 0
+    finally:
+        await engine.dispose()

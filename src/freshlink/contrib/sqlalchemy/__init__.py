@@ -14,7 +14,7 @@ Requires SQLAlchemy 2 (``pip install 'freshlink[sqlalchemy]'``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.orm import Session
@@ -25,6 +25,9 @@ from ._models import TRACKED
 from ._outbox import TABLE, Pending, RelayPass, outbox_table
 from ._outbox import relay_once as _relay_once
 from ._session import Hooks
+
+if TYPE_CHECKING:  # sqlalchemy.ext.asyncio needs greenlet: only an async app imports it
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
     "TABLE",
@@ -73,14 +76,16 @@ def installed() -> Hooks | None:
     return _hooks
 
 
-def invalidate_on_commit(session: Session, *tags: str) -> None:
+def invalidate_on_commit(session: Session | AsyncSession, *tags: str) -> None:
     """Invalidate ``tags`` after ``session``'s transaction commits (through the outbox when
-    it is on); nothing if it, or the savepoint this is called in, rolls back."""
+    it is on); nothing if it, or the savepoint this is called in, rolls back. Takes a
+    ``Session`` or an ``AsyncSession`` (no I/O here: a plain call in async code too)."""
     if _hooks is None:
         raise ConfigurationError(
             "invalidate_on_commit() needs freshlink.contrib.sqlalchemy.install(cache) first"
         )
-    _hooks.add(session, tags)
+    sync: Session = session if isinstance(session, Session) else session.sync_session
+    _hooks.add(sync, tags)
 
 
 def invalidate_on(model: type, *, tags: Sequence[str]) -> None:

@@ -39,12 +39,16 @@ INFO_KEY = "freshlink_on_commit"
 class _Pending:
     """One session's tags and outbox rows per transaction, and its rolled-back ones."""
 
-    tags: dict[SessionTransaction, set[str]] = field(default_factory=dict)
-    rows: dict[SessionTransaction, list[Any]] = field(default_factory=dict)
+    # None: tags asked for before the session began a transaction (they belong to its next).
+    tags: dict[SessionTransaction | None, set[str]] = field(default_factory=dict)
+    rows: dict[SessionTransaction | None, list[Any]] = field(default_factory=dict)
     dead: set[SessionTransaction] = field(default_factory=set)
+    # Outbox rows not inserted yet: written at the next flush or commit of a transaction that
+    # contains theirs (see Hooks._write), so no SQL runs where the caller may be async.
+    unwritten: dict[SessionTransaction | None, set[str]] = field(default_factory=dict)
 
-    def alive(self, trans: SessionTransaction) -> bool:
-        t: SessionTransaction | None = trans
+    def alive(self, trans: SessionTransaction | None) -> bool:
+        t = trans
         while t is not None:
             if t in self.dead:
                 return False
@@ -71,7 +75,8 @@ class Hooks:
         self._listeners: list[tuple[str, Callable[..., Any]]] = [
             ("after_soft_rollback", self._rolled_back),
             ("after_commit", self._committed),
-            ("after_flush", lambda session, _ctx: TRACKED.after_flush(session, self.add)),
+            ("after_flush", self._flushed),
+            ("before_commit", self._write),
             ("do_orm_execute", lambda state: TRACKED.do_orm_execute(state, self.add)),
         ]
         for name, fn in self._listeners:
@@ -89,21 +94,41 @@ class Hooks:
             if not isinstance(tag, str) or not tag:
                 raise ConfigurationError(f"a tag must be a non-empty string, got {tag!r}")
         trans = session.get_nested_transaction() or session.get_transaction()
-        if trans is None:
-            session.connection()  # begins the transaction the tags belong to
-            trans = session.get_transaction()
-            assert trans is not None
         pending = session.info.setdefault(INFO_KEY, _Pending())
         pending.tags.setdefault(trans, set()).update(tags)
         if self.table is not None:
-            # In the transaction itself: the row exists exactly when the change does.
-            row = insert(self.table).values(
-                namespace=self.cache.namespace, tags="\n".join(tags), created=time.time()
-            )
-            # On the session's connection, not through the ORM: this also runs inside a flush
-            # (after_flush) and a bulk statement's hook (do_orm_execute).
-            result: Any = session.connection().execute(row)
-            pending.rows.setdefault(trans, []).append(result.inserted_primary_key[0])
+            pending.unwritten.setdefault(trans, set()).update(tags)
+
+    def _flushed(self, session: Session, _context: Any) -> None:
+        TRACKED.after_flush(session, self.add)
+        self._write(session)
+
+    def _write(self, session: Session) -> None:
+        """Insert the outbox rows of the tags asked for so far, in the transaction itself.
+
+        A transaction's tags are written only while it, or a savepoint it was released
+        into, is the current one: written inside a deeper savepoint, a row would vanish if
+        that savepoint rolled back while the tags it carried still count.
+        """
+        pending: _Pending | None = session.info.get(INFO_KEY)
+        if self.table is None or pending is None or not pending.unwritten:
+            return
+        current = session.get_nested_transaction() or session.get_transaction()
+        if current is None:
+            return
+        for trans in list(pending.unwritten):
+            if not pending.alive(trans):
+                del pending.unwritten[trans]
+            elif _within(trans, current):
+                tags = pending.unwritten.pop(trans)
+                row = insert(self.table).values(
+                    namespace=self.cache.namespace,
+                    tags="\n".join(sorted(tags)),
+                    created=time.time(),
+                )
+                # On the session's connection, not through the ORM: this runs inside a flush.
+                result: Any = session.connection().execute(row)
+                pending.rows.setdefault(trans, []).append(result.inserted_primary_key[0])
 
     def _rolled_back(self, session: Session, previous: SessionTransaction) -> None:
         pending: _Pending | None = session.info.get(INFO_KEY)
@@ -150,3 +175,16 @@ class Hooks:
                 exc,
                 extra={"freshlink_event": "outbox_delete_failed", "rows": len(rows)},
             )
+
+
+def _within(trans: SessionTransaction | None, current: SessionTransaction) -> bool:
+    """Whether ``trans``'s fate is decided with ``current``'s: it is ``current`` or was
+    released into it (None: the root, before it began)."""
+    if trans is None:
+        return current.parent is None
+    t: SessionTransaction | None = trans
+    while t is not None:
+        if t is current:
+            return True
+        t = t.parent
+    return False
