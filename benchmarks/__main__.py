@@ -3,7 +3,8 @@
 Every scenario runs freshlink and the peer libraries that do the same job side by side, in
 the same run: L1 hit cost (sync, async), memory per entry, Redis hit cost, Redis commands per
 hit and per miss, cross-process invalidation, stampedes, the expiry spike, the channel's
-fan-out as the fleet grows (freshlink alone), a mixed 95/5 workload, and the cost of metrics.
+fan-out as the fleet grows (freshlink alone), a mixed 95/5 workload, the cost of metrics, and
+the cost of the outbox per write transaction.
 Writes ``results.md`` (every table, the environment and a summary against freshlink's goals)
 and PNG plots into ``--out`` and prints the tables.
 
@@ -38,6 +39,7 @@ SCENARIOS = (
     "fanout",
     "throughput",
     "metrics",
+    "outbox",
 )
 
 
@@ -234,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         **_mine(args.quick),
         "spike": _other("bench_spike", args.quick),
         "metrics": _other("bench_metrics", args.quick),
+        "outbox": _other("bench_outbox", args.quick),
         "cluster": _other("bench_cluster", args.quick),
     }
     done: dict[str, list[Section]] = {}
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         if name == "spike" and secs:
             secs[0].data["spike_slow"] = _spike_slow(secs[0].markdown)
         done[name] = secs
-        if name not in ("spike", "metrics", "cluster"):  # those print their own tables
+        if name not in ("spike", "metrics", "cluster", "outbox"):  # those print their own
             print("\n\n".join(s.markdown for s in secs), flush=True)
         timings.append(f"{name} {time.monotonic() - started:.0f} s")
     figures = []

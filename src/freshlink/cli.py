@@ -221,6 +221,20 @@ def cmd_relay(args: argparse.Namespace) -> int:
         ) from None
     from . import Cache
 
+    metrics = None
+    if args.metrics_port is not None:
+        try:
+            from prometheus_client import CollectorRegistry, start_http_server
+        except ImportError:
+            raise Fail(
+                EXIT_USAGE,
+                "--metrics-port needs prometheus-client: pip install 'freshlink[prometheus]'",
+            ) from None
+        from .contrib.sqlalchemy import RelayMetrics
+
+        registry = CollectorRegistry()
+        metrics = RelayMetrics(registry)
+        start_http_server(args.metrics_port, registry=registry)
     engine = create_engine(args.db)
     caches: dict[str, Cache] = {}
 
@@ -232,6 +246,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
     try:
         while True:
             done = relay_once(engine, cache_for, grace=args.grace, batch=args.batch)
+            if metrics is not None:
+                metrics.observe(done)
             report = {
                 "applied": done.applied,
                 "failed": done.failed,
@@ -303,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--batch", type=_positive_int, default=500, help="rows per pass")
     r.add_argument("--json", action="store_true", help="one JSON line per pass")
+    r.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port (/metrics)"
+    )
     r.set_defaults(func=cmd_relay)
 
     b = sub.add_parser("bench", help="the benchmark suite (from a clone)")

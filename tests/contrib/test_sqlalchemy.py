@@ -317,3 +317,25 @@ async def test_an_async_session_invalidates_after_its_commit(
         assert outbox_rows(world["engine"]) == 0
     finally:
         await engine.dispose()
+
+
+def test_relay_metrics_count_what_each_pass_did(world: dict[str, Any]) -> None:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    metrics = fsa.RelayMetrics(registry)
+    table = fsa.outbox_table(Base.metadata)
+    with world["sessions"].begin() as s:
+        s.execute(table.insert().values(namespace="sa", tags="loan:7", created=0.0))
+        s.execute(table.insert().values(namespace="sa", tags="loan:8", created=1e12))
+    metrics.observe(fsa.relay_once(world["engine"], lambda ns: world["cache"], grace=5))
+
+    def value(name: str) -> float:
+        got = registry.get_sample_value(name)
+        assert got is not None, name
+        return got
+
+    assert value("freshlink_outbox_applied_total") == 1
+    assert value("freshlink_outbox_failed_total") == 0
+    assert value("freshlink_outbox_pending") == 1  # the row younger than the grace
+    assert value("freshlink_outbox_oldest_pending_seconds") == 0  # created in the future

@@ -189,3 +189,12 @@ def test_compare_times_two_trees_side_by_side(monkeypatch: pytest.MonkeyPatch) -
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r.split("|")[1].strip() for r in rows[1:]] == list(compare.CALLS)
     assert all(r.count("x |") == 2 for r in rows[1:]), rows  # two after/before ratios each
+
+
+@pytest.mark.redis
+def test_outbox_cost_tiny() -> None:
+    from benchmarks import bench_outbox
+
+    text = bench_outbox.main(["--rounds", "1", "--number", "3"])
+    assert "SQLite: + invalidate through the outbox" in text
+    assert "PostgreSQL" in text  # measured, or said not to be

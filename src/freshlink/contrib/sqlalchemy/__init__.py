@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from ...cache import Cache
 from ...errors import ConfigurationError
+from ._metrics import RelayMetrics
 from ._models import TRACKED
 from ._outbox import TABLE, Pending, RelayPass, outbox_table
 from ._outbox import relay_once as _relay_once
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # sqlalchemy.ext.asyncio needs greenlet: only an async app im
 __all__ = [
     "TABLE",
     "Pending",
+    "RelayMetrics",
     "RelayPass",
     "install",
     "installed",
