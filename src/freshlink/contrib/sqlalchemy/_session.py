@@ -167,8 +167,10 @@ class Hooks:
             return
         try:
             bind: Any = session.get_bind()
-            with bind.begin() as conn:
-                conn.execute(delete(self.table).where(self.table.c.id.in_(rows)))
+            # One statement, committed on its own (no BEGIN/COMMIT round trips around it).
+            with bind.connect() as conn:
+                autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
+                autocommit.execute(delete(self.table).where(self.table.c.id.in_(rows)))
         except Exception as exc:  # the relay applies them again: one extra miss each
             logger.warning(
                 "freshlink: applied outbox rows not deleted (%s); the relay applies them again",
