@@ -339,3 +339,15 @@ def test_relay_metrics_count_what_each_pass_did(world: dict[str, Any]) -> None:
     assert value("freshlink_outbox_failed_total") == 0
     assert value("freshlink_outbox_pending") == 1  # the row younger than the grace
     assert value("freshlink_outbox_oldest_pending_seconds") == 0  # created in the future
+
+
+def test_a_session_closed_without_commit_invalidates_nothing_later(world: dict[str, Any]) -> None:
+    seen = invalidated(world["cache"])
+    session = world["sessions"]()
+    session.get(Loan, 7).link = "v2"
+    fsa.invalidate_on_commit(session, "loan:7")
+    session.close()  # neither committed nor rolled back by hand
+    with session.begin():  # the same session object, a new transaction
+        fsa.invalidate_on_commit(session, "other:1")
+    assert seen == [("other:1",)]
+    assert world["link"](7) == "v1"

@@ -77,6 +77,7 @@ class Hooks:
             ("after_commit", self._committed),
             ("after_flush", self._flushed),
             ("before_commit", self._write),
+            ("after_transaction_end", self._ended),
             ("do_orm_execute", lambda state: TRACKED.do_orm_execute(state, self.add)),
         ]
         for name, fn in self._listeners:
@@ -138,6 +139,12 @@ class Hooks:
             del session.info[INFO_KEY]  # the whole transaction is gone: nothing changed
         else:
             pending.dead.add(previous)
+
+    def _ended(self, session: Session, trans: SessionTransaction) -> None:
+        # A root transaction ends after its commit was handled (after_commit comes first), so
+        # anything left is from one that rolled back or was closed: it changed nothing.
+        if trans.parent is None and not trans.nested:
+            session.info.pop(INFO_KEY, None)
 
     def _committed(self, session: Session) -> None:
         if session.in_nested_transaction():
