@@ -407,3 +407,74 @@ def test_report_stale_view_refreshes_counts_and_rate_limits(
 def test_metrics_view_is_404_without_a_registry(settings: Any) -> None:
     settings.FRESHLINK = {"NAMESPACE": "nometrics"}
     assert Client().get("/freshlink/metrics").status_code == 404
+
+
+# ---------------------------------------------------------------------------- outbox
+
+
+def outbox_rows() -> list[str]:
+    from freshlink.contrib.django.models import OutboxRow
+
+    return list(OutboxRow.objects.order_by("id").values_list("tags", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outbox_rows_are_written_in_the_transaction_and_deleted_once_applied(
+    settings: Any, redis_url: str
+) -> None:
+    settings.FRESHLINK = {"URL": redis_url, "NAMESPACE": "djox", "OUTBOX": True}
+    seen = record(get_cache())
+    with transaction.atomic():
+        invalidate_on_commit("loan:1", "user:2")
+        assert outbox_rows() == ["loan:1\nuser:2"]  # in the transaction, with the data
+    assert seen == [("loan:1", "user:2")]
+    assert outbox_rows() == []  # applied, then deleted
+    with transaction.atomic():
+        invalidate_on_commit("loan:3")
+        with transaction.atomic():  # a savepoint
+            invalidate_on_commit("loan:4")
+            transaction.set_rollback(True)
+    assert seen[1:] == [("loan:3",)]
+    assert outbox_rows() == []
+    try:
+        with transaction.atomic():
+            invalidate_on_commit("loan:5")
+            raise RuntimeError("the write failed")
+    except RuntimeError:
+        pass
+    assert seen[1:] == [("loan:3",)]
+    assert outbox_rows() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unconfirmed_invalidation_is_left_for_the_relay_command(
+    settings: Any, redis_url: str
+) -> None:
+    # The writer's cache cannot reach Redis (nothing listens on its port): the commit stands,
+    # the row stays, and the relay, with the cache the app really uses, applies it.
+    settings.FRESHLINK = {"URL": "redis://127.0.0.1:1/0", "NAMESPACE": "djox", "OUTBOX": True}
+    with transaction.atomic():
+        invalidate_on_commit("loan:7")
+    assert outbox_rows() == ["loan:7"]
+    settings.FRESHLINK = {"URL": redis_url, "NAMESPACE": "djox", "OUTBOX": True}
+    seen = record(get_cache())
+    out = io.StringIO()
+    call_command("freshlink", "relay", "--once", "--grace", "5", stdout=out)
+    assert "applied=0" in out.getvalue()  # younger than the grace: its writer's to apply
+    call_command("freshlink", "relay", "--once", "--grace", "0", stdout=out)
+    assert "applied=1 failed=0 pending=0" in out.getvalue()
+    assert seen == [("loan:7",)]
+    assert outbox_rows() == []
+
+
+def test_the_outbox_setting_is_checked(settings: Any) -> None:
+    settings.FRESHLINK = {"OUTBOX": "yes please"}
+    messages = check_settings()
+    assert [m.id for m in messages] == ["freshlink.E002"]
+    assert "FRESHLINK['OUTBOX'] must be True or False" in messages[0].msg
+
+
+def test_the_outbox_migration_matches_the_model() -> None:
+    out = io.StringIO()
+    call_command("makemigrations", "freshlink", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()

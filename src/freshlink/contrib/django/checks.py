@@ -52,6 +52,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
     if messages:
         return messages
+    outbox = {str(k).lower(): v for k, v in raw.items()}.get("outbox", False)
+    if not isinstance(outbox, bool):
+        return [
+            Error(
+                f"{label('outbox')} must be True or False, got {outbox!r}",
+                hint=_HINTS["value"],
+                id="freshlink.E002",
+            )
+        ]
     url = str({str(k).lower(): v for k, v in raw.items()}.get("url", "memory://"))
     if urlsplit(url).scheme.lower() in MEMORY_SCHEMES and not settings.DEBUG:
         messages.append(

@@ -22,6 +22,7 @@ __all__ = [
     "get_cache",
     "get_state",
     "label",
+    "outbox_enabled",
     "raw_settings",
     "reporters",
     "reset",
@@ -30,7 +31,7 @@ __all__ = [
 
 #: Option keys of the ``FRESHLINK`` dict. The endpoint paths and on/off switch are Flask's:
 #: in Django the views are enabled by including ``freshlink.contrib.django.urls``.
-DJANGO_KEYS = KNOWN_KEYS - {"metrics_url", "report_stale", "report_stale_url"}
+DJANGO_KEYS = (KNOWN_KEYS - {"metrics_url", "report_stale", "report_stale_url"}) | {"outbox"}
 
 Reporter = Callable[[Any], object]
 F = TypeVar("F", bound=Reporter)
@@ -70,6 +71,15 @@ def get_state() -> DjangoState:
                 _state = DjangoState(build_cache(parsed), parsed, _reporters)
             state = _state
     return state
+
+
+def outbox_enabled() -> bool:
+    """``FRESHLINK['OUTBOX']``: invalidations go through the outbox table (default off)."""
+    raw = raw_settings()
+    value = {str(k).lower(): v for k, v in raw.items()}.get("outbox", False)
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{label('outbox')} must be True or False, got {value!r}")
+    return value
 
 
 def get_cache() -> Cache:

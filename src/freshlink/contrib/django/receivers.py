@@ -9,10 +9,11 @@ surrounding transaction commits (at once in autocommit) and never for a rolled-b
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from django.db import DatabaseError, router, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, router, transaction
 from django.db.models.signals import (
     post_delete,
     post_init,
@@ -20,9 +21,10 @@ from django.db.models.signals import (
 )
 
 from ...cache import Cache
-from ...errors import KeyTemplateError
+from ...errors import FreshlinkError, KeyTemplateError
+from ...events import logger
 from ...keys import Template, check_tag
-from .conf import get_cache, reset
+from .conf import get_cache, outbox_enabled, reset
 
 __all__ = [
     "invalidate_objects",
@@ -45,21 +47,49 @@ _LOADED_ATTR = "_freshlink_loaded_tags"
 
 
 def invalidate_on_commit(*tags: str, using: str | None = None, cache: Cache | None = None) -> None:
-    """Invalidate ``tags`` once the current transaction on ``using`` commits (never on rollback)."""
+    """Invalidate ``tags`` once the current transaction on ``using`` commits (never on rollback).
+
+    With ``FRESHLINK['OUTBOX'] = True`` the tags are also written to the outbox table in that
+    transaction; the row is deleted once the invalidation is confirmed, and otherwise left for
+    ``manage.py freshlink relay``.
+    """
     checked = sorted({check_tag(t) for t in tags})
-    if checked:
-        # robust: a failed invalidation (logged and counted by the cache, and by Django) must
-        # not stop the hooks queued after it, which may be other invalidations. A function,
-        # not a functools.partial: Django's robust path logs the hook's __qualname__.
-        def invalidate_now() -> None:
-            _invalidate_now(checked, cache)
+    if not checked:
+        return
+    row = None
+    if outbox_enabled():
+        from .models import OutboxRow
 
-        transaction.on_commit(invalidate_now, using=using, robust=True)
+        namespace = (cache if cache is not None else get_cache()).namespace
+        row = OutboxRow.objects.using(using or DEFAULT_DB_ALIAS).create(
+            namespace=namespace, tags="\n".join(checked), created=time.time()
+        )
+
+    # robust: a failed invalidation (logged and counted by the cache, and by Django) must
+    # not stop the hooks queued after it, which may be other invalidations. A function,
+    # not a functools.partial: Django's robust path logs the hook's __qualname__.
+    def invalidate_now() -> None:
+        _invalidate_now(checked, cache, row, using)
+
+    transaction.on_commit(invalidate_now, using=using, robust=True)
 
 
-def _invalidate_now(tags: Sequence[str], cache: Cache | None) -> None:
+def _invalidate_now(tags: Sequence[str], cache: Cache | None, row: Any, using: str | None) -> None:
     # Resolved at commit time, so a settings change between write and commit is honoured.
-    (cache if cache is not None else get_cache()).invalidate(*tags)
+    target = cache if cache is not None else get_cache()
+    if row is None:
+        target.invalidate(*tags)
+        return
+    try:
+        target.invalidate(*tags)
+    except FreshlinkError as exc:
+        logger.warning(
+            "freshlink: invalidation after commit failed (%s); left in the outbox for the relay",
+            exc,
+            extra={"freshlink_event": "outbox_apply_failed", "rows": 1},
+        )
+        return
+    type(row).objects.using(using or DEFAULT_DB_ALIAS).filter(pk=row.pk).delete()
 
 
 class _Registration:

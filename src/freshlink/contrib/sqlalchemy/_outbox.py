@@ -10,12 +10,9 @@ later. Applying a row twice costs one extra miss, never a stale read.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
 from sqlalchemy import (
     BigInteger,
@@ -36,14 +33,9 @@ from sqlalchemy import (
     update,
 )
 
-from ...errors import FreshlinkError
+from ..outbox import TABLE, Invalidate, Pending, RelayPass, apply_rows
 
 __all__ = ["TABLE", "Pending", "RelayPass", "apply_rows", "outbox_table", "relay_once"]
-
-#: The outbox table's name.
-TABLE = "freshlink_outbox"
-
-logger = logging.getLogger("freshlink")
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -64,54 +56,6 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("claimed_until", Float, nullable=True),
         Index("freshlink_outbox_created", "created"),
     )
-
-
-@dataclass(frozen=True)
-class Pending:
-    """What the outbox holds: rows, and the age of the oldest (seconds; 0 when empty)."""
-
-    rows: int
-    oldest_age: float
-
-
-@dataclass(frozen=True)
-class RelayPass:
-    """What one relay pass did."""
-
-    applied: int
-    failed: int
-    pending: Pending
-
-
-#: Applies one namespace's tags; raises if the cache did not confirm the invalidation.
-Invalidate = Callable[[str, Sequence[str]], None]
-
-
-def apply_rows(rows: Iterable[Any], invalidate: Invalidate) -> tuple[list[Any], int]:
-    """Invalidate the tags of ``rows`` (id, namespace, tags), one call per namespace; the ids
-    whose invalidation was confirmed, and how many namespaces failed (their rows stay)."""
-    by_ns: dict[str, tuple[list[Any], set[str]]] = {}
-    for row_id, namespace, tags in rows:
-        ids, names = by_ns.setdefault(namespace, ([], set()))
-        ids.append(row_id)
-        names.update(t for t in tags.split("\n") if t)
-    done: list[Any] = []
-    failed = 0
-    for namespace, (ids, names) in by_ns.items():
-        try:
-            if names:
-                invalidate(namespace, sorted(names))
-        except FreshlinkError as exc:
-            failed += 1
-            logger.warning(
-                "freshlink: outbox rows of %s left for the relay: %s",
-                namespace,
-                exc,
-                extra={"freshlink_event": "outbox_apply_failed", "rows": len(ids)},
-            )
-            continue
-        done.extend(ids)
-    return done, failed
 
 
 def pending(conn: Connection, table: Table, now: float) -> Pending:
