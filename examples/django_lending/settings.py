@@ -45,6 +45,9 @@ FRESHLINK = {
     "URL": os.environ.get("FRESHLINK_URL", "memory://"),
     "NAMESPACE": "lending-django",
     "DEFAULT_TTL": 300,
+    # Each renewal's invalidation is also written to the outbox table in its transaction: a
+    # process that dies right after the commit leaves it for `freshlink relay` (README).
+    "OUTBOX": True,
 }
 
 LINK_LIFETIME = 15 * 60  # seconds a renewed payment link stays valid

@@ -212,3 +212,15 @@ def test_django_example_two_processes_share_renewals(redis: RedisServer, tmp_pat
     finally:
         for s in servers:
             s.stop()
+    # Every renewal went through the outbox and was applied at once: nothing for the relay.
+    relay = subprocess.run(
+        [sys.executable, "-m", "examples.django_lending", "freshlink", "relay", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert relay.returncode == 0, relay.stdout + relay.stderr
+    assert "applied=0 failed=0 pending=0" in relay.stdout
