@@ -189,16 +189,22 @@ def test_django_example_two_processes_share_renewals(redis: RedisServer, tmp_pat
         LENDING_DATABASE=str(tmp_path / "lending.sqlite3"),
         PYTHONUNBUFFERED="1",
     )
-    migrate = subprocess.run(
-        [sys.executable, "-m", "examples.django_lending", "migrate", "--no-input", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+
+    def manage(*args: str) -> str:
+        """Run the example's manage.py command; its output (it must succeed)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "examples.django_lending", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    manage("migrate", "--no-input", "-v", "0")
     args = ["-m", "examples.django_lending", "runserver", "--noreload", "127.0.0.1:{port}"]
     servers = [Server(args, env, tmp_path / f"django{i}.log") for i in range(2)]
     try:
@@ -213,14 +219,4 @@ def test_django_example_two_processes_share_renewals(redis: RedisServer, tmp_pat
         for s in servers:
             s.stop()
     # Every renewal went through the outbox and was applied at once: nothing for the relay.
-    relay = subprocess.run(
-        [sys.executable, "-m", "examples.django_lending", "freshlink", "relay", "--once"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert relay.returncode == 0, relay.stdout + relay.stderr
-    assert "applied=0 failed=0 pending=0" in relay.stdout
+    assert "applied=0 failed=0 pending=0" in manage("freshlink", "relay", "--once")

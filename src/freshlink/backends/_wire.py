@@ -69,12 +69,17 @@ def decode_stored(v: bytes, names: tuple[str, ...] | None = None) -> Entry:
     caller knows them (the read checked they are the stored ones). Raises ValueError."""
     if v[:1] != b"E":
         raise ValueError("not an entry")
+    b, c, d = _head(v)
+    e = v.index(b"\n", d + 1)
+    return decode_entry(v[b + 1 : c] if names is None else names, v[c:d], v[d + 1 : e], v[e + 1 :])
+
+
+def _head(v: bytes) -> tuple[int, int, int]:
+    """Where a stored entry's names start (after this newline), and its stamps start and end."""
     a = v.index(b"\n")
     b = v.index(b"\n", a + 1)
     c = b + 1 + int(v[a + 1 : b])
-    d = v.index(b"\n", c)
-    e = v.index(b"\n", d + 1)
-    return decode_entry(v[b + 1 : c] if names is None else names, v[c:d], v[d + 1 : e], v[e + 1 :])
+    return b, c, v.index(b"\n", c)
 
 
 def notice_read(body: str) -> Read | None:
@@ -139,10 +144,8 @@ def read_reply(reply: Any, names: Sequence[str], token: str) -> Read:
 
 def _stamps_of(v: bytes) -> tuple[int, ...]:
     """The stamps in the head of a stored entry (the part a READ script checked)."""
-    a = v.index(b"\n")
-    b = v.index(b"\n", a + 1)
-    c = b + 1 + int(v[a + 1 : b])
-    stamps = v[c : v.index(b"\n", c)]
+    _, c, d = _head(v)
+    stamps = v[c:d]
     return tuple(map(int, stamps.split(b","))) if stamps else ()
 
 
