@@ -1,8 +1,10 @@
-"""Settings of the example site. Environment: FRESHLINK_URL, LENDING_DATABASE, DJANGO_DEBUG."""
+"""Settings of the example site. Environment: FRESHLINK_URL, LENDING_DATABASE (a SQLite file
+or a postgresql:// URL), DJANGO_DEBUG."""
 
 from __future__ import annotations
 
 import os
+import urllib.parse
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-a-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
@@ -25,17 +27,30 @@ TEMPLATES = [
         "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
     }
 ]
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get(
-            "LENDING_DATABASE",
-            # Next to the example (gitignored): each checkout has its own.
-            os.path.join(os.path.dirname(__file__), "lending.sqlite3"),
-        ),
-        "OPTIONS": {"timeout": 10},  # two server processes may write the same file
+# Next to the example (gitignored): each checkout has its own.
+DATABASE = os.environ.get(
+    "LENDING_DATABASE", os.path.join(os.path.dirname(__file__), "lending.sqlite3")
+)
+if DATABASE.startswith("postgres"):  # postgresql://user[:password]@host:port/name
+    _url = urllib.parse.urlsplit(DATABASE)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": _url.path.lstrip("/"),
+            "USER": _url.username or "",
+            "PASSWORD": _url.password or "",
+            "HOST": _url.hostname or "",
+            "PORT": str(_url.port or ""),
+        }
     }
-}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATABASE,
+            "OPTIONS": {"timeout": 10},  # two server processes may write the same file
+        }
+    }
 USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

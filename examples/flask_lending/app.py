@@ -37,8 +37,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             app.config[name] = value
     app.config.update(config or {})
     app.config["LENDING_LINK_LIFETIME"] = float(app.config["LENDING_LINK_LIFETIME"])
-    db.init(app.config["LENDING_DATABASE"])
     fl.init_app(app)
+    # This app's sessions, whose commits invalidate through the outbox in this app's cache.
+    app.extensions["lending"] = db.init(app.config["LENDING_DATABASE"], fl.get_cache(app))
     _routes(app)
     return app
 
@@ -51,7 +52,7 @@ def _wants_json() -> bool:
 def _routes(app: Flask) -> None:
     @app.get("/")
     def index() -> str:
-        return render_template("index.html", borrowers=db.borrowers(app.config["LENDING_DATABASE"]))
+        return render_template("index.html", borrowers=db.borrowers(app.extensions["lending"]))
 
     @app.get("/login/<int:borrower_id>")
     def login(borrower_id: int) -> Response:
@@ -74,7 +75,7 @@ def _routes(app: Flask) -> None:
     @app.get("/staff")
     def staff() -> str:
         # The back office reads the database directly: staff always see the truth.
-        return render_template("staff.html", loans=db.loans(app.config["LENDING_DATABASE"]))
+        return render_template("staff.html", loans=db.loans(app.extensions["lending"]))
 
     @app.post("/staff/loans/<int:loan_id>/renew")
     def renew(loan_id: int) -> Any:
@@ -85,12 +86,12 @@ def _routes(app: Flask) -> None:
         return _write(loan_id, expire_link)
 
     def _write(loan_id: int, action: Any) -> Any:
-        loan = db.loan(app.config["LENDING_DATABASE"], loan_id)
-        if loan is None:
+        if db.loan(app.extensions["lending"], loan_id) is None:
             abort(404)
         # The invalidation has been acknowledged when this returns: every process's next
-        # read of this borrower's loan loads the new link.
-        result = action(loan_id, loan["borrower_id"])
+        # read of this borrower's loan loads the new link. (If the cache could not confirm
+        # it, the outbox row stays and `freshlink relay` applies it: README.)
+        result = action(loan_id)
         if _wants_json():
             return jsonify(result)
         return redirect(url_for("staff"), code=303)

@@ -17,8 +17,8 @@ from . import db
 fl = Freshlink()
 
 
-def _database() -> str:
-    return str(current_app.config["LENDING_DATABASE"])
+def _sessions() -> Any:
+    return current_app.extensions["lending"]
 
 
 def current_borrower() -> int | None:
@@ -30,19 +30,20 @@ def current_borrower() -> int | None:
 @fl.cached(ttl=300, key="my-loan:{borrower_id}", tags=["borrower:{borrower_id}"])
 def my_loan(borrower_id: int) -> dict[str, Any] | None:
     """The borrower's loan and payment link, as the "my loan" page shows it."""
-    return db.loan_of(_database(), borrower_id)
+    return db.loan_of(_sessions(), borrower_id)
 
 
-@fl.invalidates("loan:{loan_id}", "borrower:{borrower_id}")
-def renew_link(loan_id: int, borrower_id: int) -> dict[str, Any]:
-    """Back office: issue a new payment link (committed before the invalidation runs)."""
-    return db.set_link(_database(), loan_id, lifetime=current_app.config["LENDING_LINK_LIFETIME"])
+# The writes need no decorator: db.invalidate_on(Loan, ...) invalidates the loan's tags after
+# the commit, through the outbox (so a crash right after the commit cannot lose it).
+def renew_link(loan_id: int) -> dict[str, Any]:
+    """Back office: issue a new payment link."""
+    lifetime = current_app.config["LENDING_LINK_LIFETIME"]
+    return db.set_link(_sessions(), loan_id, lifetime=lifetime)
 
 
-@fl.invalidates("loan:{loan_id}", "borrower:{borrower_id}")
-def expire_link(loan_id: int, borrower_id: int) -> dict[str, Any]:
+def expire_link(loan_id: int) -> dict[str, Any]:
     """Back office: revoke the payment link now."""
-    return db.set_link(_database(), loan_id, lifetime=-1)
+    return db.set_link(_sessions(), loan_id, lifetime=-1)
 
 
 @fl.stale_reporter("my_loan")

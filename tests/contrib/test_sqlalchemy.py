@@ -351,3 +351,34 @@ def test_a_session_closed_without_commit_invalidates_nothing_later(world: dict[s
         fsa.invalidate_on_commit(session, "other:1")
     assert seen == [("other:1",)]
     assert world["link"](7) == "v1"
+
+
+def test_each_sessionmaker_can_invalidate_its_own_cache(
+    tmp_path: Path, make_redis_cache: Callable[..., Cache]
+) -> None:
+    # An app factory makes several apps per process: each installs on its own sessions.
+    fsa.uninstall()
+    engine = create_engine(f"sqlite:///{tmp_path / 'apps.db'}")
+    Base.metadata.create_all(engine)
+    first, second = sessionmaker(engine), sessionmaker(engine)
+    caches = [make_redis_cache(namespace=n, local=None) for n in ("one", "two")]
+    seen = [invalidated(c) for c in caches]
+    try:
+        fsa.install(caches[0], target=first)
+        fsa.install(caches[1], target=second)
+        with pytest.raises(ConfigurationError, match="overlap"):
+            fsa.install(caches[0])  # every Session: it would invalidate their commits twice
+        with first.begin() as s:
+            s.add(Payment(id=1, user_id=42, amount=10))  # a tracked model
+        with second.begin() as s:
+            fsa.invalidate_on_commit(s, "loan:2")
+        with Session(engine) as s, pytest.raises(ConfigurationError, match="install"):
+            fsa.invalidate_on_commit(s, "loan:3")  # neither app's sessions: no hooks
+        assert seen == [[("payment:1", "user:42")], [("loan:2",)]]
+        assert fsa.installed(second()) is not None
+        fsa.uninstall(first)
+        assert fsa.installed(first) is None
+        assert fsa.installed(second) is not None
+    finally:
+        fsa.uninstall()
+        engine.dispose()

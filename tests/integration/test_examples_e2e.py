@@ -181,6 +181,14 @@ def test_flask_example_two_processes_share_renewals(redis: RedisServer, tmp_path
     finally:
         for s in servers:
             s.stop()
+    # Every renewal went through the outbox and was applied at once: nothing for the relay.
+    relay = subprocess.run(
+        [sys.executable, "-m", "freshlink", "relay", "--once", "--url", redis.url,
+         "--db", f"sqlite:///{tmp_path / 'lending.sqlite3'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert relay.returncode == 0, relay.stdout + relay.stderr
+    assert "applied=0 failed=0 pending=0" in relay.stdout
 
 
 def test_django_example_two_processes_share_renewals(redis: RedisServer, tmp_path: Path) -> None:

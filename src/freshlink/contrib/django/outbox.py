@@ -49,9 +49,11 @@ def relay_once(
     else:
         token = secrets.token_hex(8)
         free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-        with transaction.atomic(using=using):
-            ids = list(rows.filter(old & free).order_by("id").values_list("id", flat=True)[:batch])
-            rows.filter(free, id__in=ids).update(claim=token, claimed_until=now + lease)
+        # One UPDATE (with its SELECT as a subquery), not a SELECT then an UPDATE in one
+        # transaction: SQLite cannot upgrade a read transaction to a write while another
+        # relay writes, and fails with "database is locked" instead of waiting.
+        ids = rows.filter(old & free).order_by("id").values("id")[:batch]
+        rows.filter(free, id__in=ids).update(claim=token, claimed_until=now + lease)
         claimed = rows.filter(claim=token).values_list("id", "namespace", "tags")
         done, failed = apply_rows(list(claimed), invalidate)
         rows.filter(id__in=done).delete()

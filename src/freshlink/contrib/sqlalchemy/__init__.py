@@ -44,7 +44,8 @@ __all__ = [
     "uninstall",
 ]
 
-_hooks: Hooks | None = None
+#: What install() registered, one per target (their sessions never overlap).
+_installed: list[Hooks] = []
 
 
 def install(
@@ -53,41 +54,66 @@ def install(
     """Register the session hooks on ``target`` (every Session by default, or one
     ``sessionmaker``). With ``outbox=True`` the outbox table is added to ``metadata`` (so
     ``metadata.create_all`` or an Alembic migration creates it)."""
-    global _hooks
     if outbox and metadata is None:
         raise ConfigurationError("install(outbox=True) needs the metadata to add the table to")
-    if _hooks is not None:
-        raise ConfigurationError(
-            "freshlink.contrib.sqlalchemy is already installed; uninstall() it first"
-        )
+    cls = _session_class(target)
+    for hooks in _installed:
+        other = _session_class(hooks.target)
+        if issubclass(cls, other) or issubclass(other, cls):
+            # Two hooks on one session would invalidate its tags twice, in two caches.
+            raise ConfigurationError(
+                f"freshlink.contrib.sqlalchemy is already installed on {hooks.target!r}, "
+                f"whose sessions overlap {target!r}'s; uninstall() it first"
+            )
     table = outbox_table(metadata) if outbox and metadata is not None else None
-    _hooks = Hooks(cache, target, table)
-    return _hooks
+    hooks = Hooks(cache, target, table)
+    _installed.append(hooks)
+    return hooks
 
 
-def uninstall() -> None:
-    """Unregister the hooks :func:`install` registered (tests, app reloads)."""
-    global _hooks
-    if _hooks is not None:
-        _hooks.remove()
-        _hooks = None
+def uninstall(target: Any = None) -> None:
+    """Unregister the hooks :func:`install` registered on ``target`` (all of them when it is
+    None): tests, app reloads."""
+    for hooks in list(_installed):
+        if target is None or hooks.target is target:
+            hooks.remove()
+            _installed.remove(hooks)
 
 
-def installed() -> Hooks | None:
-    """The hooks registered by :func:`install`, if any."""
-    return _hooks
+def installed(session: Any = None) -> Hooks | None:
+    """The hooks that handle ``session`` (a Session, AsyncSession or sessionmaker), or the
+    last installed ones when it is None; None if there are none."""
+    if session is None:
+        return _installed[-1] if _installed else None
+    if not isinstance(session, Session) and hasattr(session, "sync_session"):
+        session = session.sync_session  # an AsyncSession
+    cls = type(session) if isinstance(session, Session) else _session_class(session)
+    return next((h for h in _installed if issubclass(cls, _session_class(h.target))), None)
 
 
 def invalidate_on_commit(session: Session | AsyncSession, *tags: str) -> None:
     """Invalidate ``tags`` after ``session``'s transaction commits (through the outbox when
     it is on); nothing if it, or the savepoint this is called in, rolls back. Takes a
     ``Session`` or an ``AsyncSession`` (no I/O here: a plain call in async code too)."""
-    if _hooks is None:
-        raise ConfigurationError(
-            "invalidate_on_commit() needs freshlink.contrib.sqlalchemy.install(cache) first"
-        )
     sync: Session = session if isinstance(session, Session) else session.sync_session
-    _hooks.add(sync, tags)
+    hooks = installed(sync)
+    if hooks is None:
+        raise ConfigurationError(
+            "invalidate_on_commit() needs freshlink.contrib.sqlalchemy.install(cache) first "
+            f"(none covers {type(sync).__name__} sessions)"
+        )
+    hooks.add(sync, tags)
+
+
+def _session_class(target: Any) -> type[Session]:
+    """The Session class whose instances ``target``'s hooks see: a ``sessionmaker`` makes
+    its own subclass, which is what its event listeners are registered on."""
+    cls = target if isinstance(target, type) else getattr(target, "class_", None)
+    if not (isinstance(cls, type) and issubclass(cls, Session)):
+        raise ConfigurationError(
+            f"install(target=...) takes a Session class or a sessionmaker, got {target!r}"
+        )
+    return cls
 
 
 def invalidate_on(model: type, *, tags: Sequence[str]) -> None:
