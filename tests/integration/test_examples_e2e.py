@@ -8,7 +8,6 @@ show an older token.
 from __future__ import annotations
 
 import http.cookiejar
-import os
 import re
 import subprocess
 import sys
@@ -23,61 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from freshlink.testing import RedisServer, free_port
+from example_servers import ROOT, STATE, Server, clean_env, manage
+from freshlink.testing import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
-STATE = re.compile(r'data-link-state="(\w+)" data-token="([^"]*)"')
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FRESHLINK_", "LENDING_", "DJANGO_", "FLASK_"))
-    }
-    env.update(extra)
-    return env
-
-
-class Server:
-    """One example server process on a free loopback port."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, *[a.replace("{port}", str(self.port)) for a in args]],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, path: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                with urllib.request.urlopen(self.base + path, timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail(f"server did not start:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -198,21 +146,7 @@ def test_django_example_two_processes_share_renewals(redis: RedisServer, tmp_pat
         PYTHONUNBUFFERED="1",
     )
 
-    def manage(*args: str) -> str:
-        """Run the example's manage.py command; its output (it must succeed)."""
-        done = subprocess.run(
-            [sys.executable, "-m", "examples.django_lending", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    manage("migrate", "--no-input", "-v", "0")
+    manage(env, "migrate", "--no-input", "-v", "0")
     args = ["-m", "examples.django_lending", "runserver", "--noreload", "127.0.0.1:{port}"]
     servers = [Server(args, env, tmp_path / f"django{i}.log") for i in range(2)]
     try:
@@ -227,4 +161,4 @@ def test_django_example_two_processes_share_renewals(redis: RedisServer, tmp_pat
         for s in servers:
             s.stop()
     # Every renewal went through the outbox and was applied at once: nothing for the relay.
-    assert "applied=0 failed=0 pending=0" in manage("freshlink", "relay", "--once")
+    assert "applied=0 failed=0 pending=0" in manage(env, "freshlink", "relay", "--once")
