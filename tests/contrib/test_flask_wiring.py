@@ -1,4 +1,4 @@
-"""Flask wiring: ``FRESHLINK_METRICS`` attaches PrometheusMetrics; ``FRESHLINK_URL`` may be a client."""
+"""Flask wiring: FRESHLINK_METRICS attaches PrometheusMetrics; FRESHLINK_URL may be a client."""
 
 from __future__ import annotations
 
@@ -120,5 +120,5 @@ def test_url_may_be_a_ready_redis_client(make_app: Callable[..., Flask], redis_u
 def test_url_of_another_type_is_refused_clearly() -> None:
     app = Flask("bad-url")
     app.config["FRESHLINK_URL"] = 6379
-    with pytest.raises(ConfigurationError, match="FRESHLINK_URL must be a str .* or a redis-py"):
+    with pytest.raises(ConfigurationError, match=r"FRESHLINK_URL must be a str .* or a redis-py"):
         Freshlink(app)
