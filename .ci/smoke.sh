@@ -39,11 +39,15 @@ for wanted in pyproject.toml README.md CHANGELOG.md src/freshlink/py.typed tests
     }
 done
 
-for dist in "$WHEEL" "$SDIST"; do
-    printf 'smoke: %s\n' "$(basename "$dist")"
-    rm -rf "$WORK/venv"
-    "$PYTHON" -m venv "$WORK/venv"
-    "$WORK/venv/bin/python" -m pip install --disable-pip-version-check -q "${dist}[redis]"
-    # Run from an empty directory so that the checkout's src/ can never be imported instead.
-    (cd "$WORK" && "$WORK/venv/bin/python" "$OLDPWD/.ci/smoke.py" "$WORK/venv/bin/freshlink")
+# SMOKE_PYTHONS="python3.12 python3.13" installs into venvs of other interpreters too (the
+# build itself needs only $PYTHON).
+for interpreter in ${SMOKE_PYTHONS:-$PYTHON}; do
+    for dist in "$WHEEL" "$SDIST"; do
+        printf 'smoke: %s with %s\n' "$(basename "$dist")" "$interpreter"
+        rm -rf "$WORK/venv"
+        "$interpreter" -m venv "$WORK/venv"
+        "$WORK/venv/bin/python" -m pip install --disable-pip-version-check -q "${dist}[redis]"
+        # From an empty directory, so the checkout's src/ can never be imported instead.
+        (cd "$WORK" && "$WORK/venv/bin/python" "$OLDPWD/.ci/smoke.py" "$WORK/venv/bin/freshlink")
+    done
 done
