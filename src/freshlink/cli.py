@@ -202,7 +202,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise Fail(
             EXIT_USAGE,
             f"the benchmark suite needs the test tools ({exc.name or exc}): "
-            "pip install -e '.[dev]'",
+            "pip install -e '.[all]' --group dev (pip >= 25.1)",
         ) from None
     return 0
 

@@ -311,4 +311,4 @@ def test_without_redis_py_a_bad_url_is_still_a_bad_url(
 def test_bench_without_redis_py_says_what_to_install() -> None:
     out, _ = _timed("bench", "--quick", prelude="import sys; sys.modules['redis'] = None; ")
     assert out.returncode == 2
-    assert "pip install -e '.[dev]'" in _one_line(out)
+    assert "pip install -e '.[all]' --group dev" in _one_line(out)

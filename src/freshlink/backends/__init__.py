@@ -16,10 +16,10 @@ from ..keyspace import (
 )
 from .base import Backend, Entry, Read
 
-__all__ = ["Backend", "Entry", "Read", "open_backend"]
+__all__ = ["Backend", "Entry", "Read", "client_kind", "open_backend"]
 
 
-def _client_kind(client: Any) -> tuple[str, bool] | None:
+def client_kind(client: Any) -> tuple[str, bool] | None:
     """("cluster" | "redis", is asyncio) for a redis-py client (subclasses included), else None.
 
     redis-py is looked up only if already imported: a client of it cannot exist otherwise.
@@ -45,7 +45,7 @@ def _client_kind(client: Any) -> tuple[str, bool] | None:
 
 def open_backend(url: Any, *, namespace: str = "freshlink", **options: Any) -> Backend:
     """Create the backend a URL names (``memory://``, ``redis://``...) or wrap a redis client."""
-    kind = _client_kind(url)
+    kind = client_kind(url)
     if kind is not None:
         given = {"aclient" if kind[1] else "client": url}
         if kind[0] == "cluster":

@@ -44,9 +44,22 @@ class PluginState(Bindings):
         self.reporters = reporters
         self.reports = StaleReports(cache.name, settings.metrics)
         self.limiter = RateLimiter(settings.report_stale_rate, settings.report_stale_burst)
+        #: The exporter of the cache's metrics to ``settings.metrics`` (None: metrics are off).
+        self.exporter: Any = None
+        if settings.metrics is not None:
+            # Imported here: prometheus_client is only needed when METRICS is set.
+            from ..metrics import PrometheusMetrics
+
+            try:
+                self.exporter = PrometheusMetrics(cache, settings.metrics)
+            except Exception:
+                cache.close()  # e.g. another cache of that name reports there: no leaked threads
+                raise
 
     def close(self) -> None:
-        """Close the Cache (connections and threads)."""
+        """Detach the metrics, then close the Cache (connections and threads)."""
+        if self.exporter is not None:
+            self.exporter.close()
         self.cache.close()
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from ..backends import client_kind
 from ..cache import Cache
 from ..errors import ConfigurationError
 from ..keyspace import MEMORY_SCHEMES, SCHEMES, schemes_phrase
@@ -25,6 +26,7 @@ __all__ = [
     "Problem",
     "Settings",
     "build_cache",
+    "is_client",
     "parse_settings",
     "resolve_registry",
     "settings_problems",
@@ -76,7 +78,8 @@ class Problem:
 class Settings:
     """A parsed ``FRESHLINK`` configuration: the Cache's options plus the plugins' own."""
 
-    url: str = "memory://"
+    #: A URL, or a ready redis-py client (``redis.Redis``, ``RedisCluster``, their asyncio kinds).
+    url: Any = "memory://"
     cache_options: dict[str, Any] = field(default_factory=dict)
     metrics: Any = None
     metrics_url: str = "/freshlink/metrics"
@@ -184,7 +187,7 @@ def settings_problems(
     settings, problems = _parse(raw, label, known)
     if problems:
         return problems
-    if urlsplit(settings.url).scheme.lower() not in MEMORY_SCHEMES:
+    if not is_client(settings.url) and urlsplit(settings.url).scheme.lower() not in MEMORY_SCHEMES:
         try:
             importlib.import_module("redis")
         except ImportError:
@@ -225,8 +228,10 @@ def _parse(
     opts = s.cache_options
     if "url" in lowered:
         url = lowered["url"]
-        if not isinstance(url, str):
-            r.bad("url", "a str such as 'redis://localhost:6379/0'", "url")
+        if is_client(url):
+            s.url = url  # a ready redis-py client: the app built it (TLS, auth, pools) itself
+        elif not isinstance(url, str):
+            r.bad("url", "a str such as 'redis://localhost:6379/0' or a redis-py client", "url")
         elif urlsplit(url).scheme.lower() not in SCHEMES:
             r.bad("url", f"a {schemes_phrase()} URL", "url")
         else:
@@ -311,9 +316,15 @@ def _parse_local(lowered: Mapping[str, Any], r: _Reader, opts: dict[str, Any]) -
 
 
 def _parse_plugin(lowered: Mapping[str, Any], r: _Reader, s: Settings) -> None:
-    if lowered.get("metrics") not in (None, False, ""):
+    metrics = lowered.get("metrics")
+    if isinstance(metrics, str) and metrics.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
+        # From an environment variable: FRESHLINK_METRICS=1 / =off
+        metrics = metrics.strip().lower() in _TRUE_WORDS
+    if metrics is True:
+        s.metrics = _default_registry()
+    elif metrics not in (None, False, ""):
         try:
-            s.metrics = resolve_registry(lowered["metrics"])
+            s.metrics = resolve_registry(metrics)
         except ConfigurationError as exc:
             r.problems.append(Problem("metrics", f"{r.label('metrics')}: {exc}"))
     for key in ("metrics_url", "report_stale_url"):
@@ -329,6 +340,21 @@ def _parse_plugin(lowered: Mapping[str, Any], r: _Reader, s: Settings) -> None:
             s.report_stale_rate = rate
     if "report_stale_burst" in lowered and (burst := r.int_("report_stale_burst")) is not None:
         s.report_stale_burst = burst
+
+
+def is_client(value: Any) -> bool:
+    """``value`` is a redis-py client a Cache can wrap (``Cache(client)``)."""
+    return client_kind(value) is not None
+
+
+def _default_registry() -> Any:
+    """``prometheus_client.REGISTRY``; True when prometheus_client is missing (a later check
+    names the extra to install, as for any other ``METRICS`` value)."""
+    try:
+        from prometheus_client import REGISTRY
+    except ImportError:
+        return True
+    return REGISTRY
 
 
 def resolve_registry(value: Any) -> Any:

@@ -18,8 +18,9 @@ class FreshlinkConfig(AppConfig):  # type: ignore[misc]
         from django.core import checks
         from django.core.signals import setting_changed
 
-        from .checks import check_settings
+        from .checks import check_reachable, check_settings
         from .receivers import on_setting_changed
 
         checks.register(check_settings, "freshlink")
+        checks.register(check_reachable, "freshlink", deploy=True)
         setting_changed.connect(on_setting_changed, dispatch_uid="freshlink.setting_changed")

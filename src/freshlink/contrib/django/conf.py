@@ -93,7 +93,7 @@ def reset() -> None:
     with _lock:
         old, _state = _state, None
     if old is not None:
-        old.cache.close()
+        old.close()  # its metrics too: the next state reports under the same cache name
 
 
 #: Decorators usable at import time (``@cache.cached``, ``@cache.invalidates``...): each call
