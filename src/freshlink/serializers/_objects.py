@@ -146,7 +146,7 @@ def build_object(name: object, payload: object) -> object:
     if _kind(cls) == "dataclass":
         # Set the fields as they were, without __init__/__post_init__: a post-init that
         # derives or normalises a field would otherwise change the value on every hit.
-        obj = object.__new__(cls)
+        obj: Any = object.__new__(cls)
         for key, value in payload.items():
             object.__setattr__(obj, key, value)
         return obj
