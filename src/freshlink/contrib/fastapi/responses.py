@@ -36,6 +36,7 @@ from ...cache import Cache
 from ...errors import ConfigurationError
 from ...handles import UNSET, Unset
 from ...keys import Template, code_identity
+from .._proxy import _validator
 from ._auth import GuardedRequest, marker_of, why_authenticated
 
 __all__ = ["cache_response"]
@@ -141,7 +142,9 @@ class _Route:
             "private, no-cache" if self.per_user else "no-cache"
         )
         self._bound: weakref.WeakKeyDictionary[Cache, Any] = weakref.WeakKeyDictionary()
-        self.check = self.loader(Cache("memory://", namespace="freshlink-validate", local=None))
+        # Applied once to an unused Cache now, so a bad template fails at import, not on the
+        # first request.
+        self.loader(_validator())
 
     def loader(self, cache: Cache) -> Any:
         """The cached loader of this route in ``cache`` (built once per Cache)."""
