@@ -25,12 +25,10 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "freshlink.contrib.fastapi needs FastAPI: pip install 'freshlink[fastapi]'"
     ) from exc
 
+from ._state import STATE_KEY, cache_of
 from .responses import cache_response
 
 __all__ = ["STATE_KEY", "CacheDep", "cache_of", "cache_response", "get_cache", "lifespan"]
-
-#: The attribute of ``app.state`` that holds the app's Cache.
-STATE_KEY = "freshlink"
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
@@ -61,18 +59,6 @@ def lifespan(url: Any = "memory://", *, then: Lifespan | None = None, **options:
             setattr(app.state, STATE_KEY, None)
 
     return run
-
-
-def cache_of(app: Any) -> Cache:
-    """The Cache that :func:`lifespan` opened for ``app`` (a FastAPI or Starlette app)."""
-    cache = getattr(app.state, STATE_KEY, None)
-    if not isinstance(cache, Cache):
-        raise ConfigurationError(
-            "no freshlink Cache on this app: create it with "
-            "FastAPI(lifespan=freshlink.contrib.fastapi.lifespan(url)), or set "
-            f"app.state.{STATE_KEY} = Cache(...) in your own lifespan"
-        )
-    return cache
 
 
 def get_cache(connection: HTTPConnection) -> Cache:

@@ -38,6 +38,7 @@ from ...handles import UNSET, Unset
 from ...keys import Template, code_identity
 from .._proxy import _validator
 from ._auth import GuardedRequest, marker_of, why_authenticated
+from ._state import cache_of
 
 __all__ = ["cache_response"]
 
@@ -214,7 +215,7 @@ class _Route:
             kwargs[self.request_name] = GuardedRequest(request, self.name)
         chooser = self.options["cache"]
         cache = (
-            _cache_of(request)
+            cache_of(request.app)
             if chooser is None
             else chooser
             if isinstance(chooser, Cache)
@@ -252,12 +253,6 @@ class _Route:
         sub.headers["ETag"] = etag
         sub.headers["Cache-Control"] = self.cache_control
         return record["value"]
-
-
-def _cache_of(request: Request) -> Cache:
-    from . import cache_of
-
-    return cache_of(request.app)
 
 
 def cache_response(
