@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -466,3 +467,50 @@ def test_registered_local_types_round_trip_and_unknown_names_are_refused() -> No
         register_type(User, "tests.Point")
     with pytest.raises(ConfigurationError, match="dataclass or a pydantic model"):
         register_type(int)
+
+
+# ----------------------------------------------------------------------------- the example
+
+
+async def test_the_lending_example_through_the_asgi_transport(
+    redis_url: str, tmp_path: Path
+) -> None:
+    from examples.fastapi_lending.app import create_app
+
+    app = create_app(url=redis_url, database=str(tmp_path / "lending.sqlite3"), lifetime=900)
+    async with client(app) as c:
+        assert (await c.get("/healthz")).text == "ok"
+        assert 'href="/login/1"' in (await c.get("/")).text
+        login = await c.get("/login/1")
+        assert (login.status_code, login.headers["location"]) == (303, "/my-loan")
+        assert c.cookies["borrower"] == "1"
+        page = (await c.get("/my-loan")).text
+        assert 'data-link-state="expired" data-token="ada-0"' in page  # seeded, now cached
+
+        api = await c.get("/api/loans/1")
+        etag = api.headers["etag"]
+        assert api.json()["link_token"] == "ada-0"
+        assert (await c.get("/api/loans/1", headers={"If-None-Match": etag})).status_code == 304
+        mine = await c.get("/api/my-loan")
+        assert mine.json()["id"] == 1
+        assert mine.headers["cache-control"] == "private, no-cache"
+
+        staff = (await c.get("/staff")).text
+        assert 'action="/staff/loans/1/renew"' in staff
+        assert 'action="/staff/loans/1/expire"' in staff
+        reply = await c.post("/staff/loans/1/renew", headers={"Accept": "application/json"})
+        token = reply.json()["token"]
+        # The commit invalidated loan:1 and borrower:1 (outbox): every cached view is new.
+        page = (await c.get("/my-loan")).text
+        assert f'data-link-state="valid" data-token="{token}"' in page
+        fresh = await c.get("/api/loans/1", headers={"If-None-Match": etag})
+        assert fresh.status_code == 200
+        assert fresh.json()["link_token"] == token
+        assert (await c.get("/api/my-loan")).json()["link_token"] == token
+
+        form = await c.post("/staff/loans/1/expire")
+        assert (form.status_code, form.headers["location"]) == (303, "/staff")
+        assert 'data-link-state="expired"' in (await c.get("/my-loan")).text
+        assert (await c.post("/staff/loans/99/renew")).status_code == 404
+        c.cookies.clear()
+        assert (await c.get("/my-loan")).headers["location"] == "/"
