@@ -286,6 +286,15 @@ async def test_responses_that_set_cookies_are_never_cached(redis_url: str) -> No
         response.set_cookie("session", f"s{len(loads)}")
         return {"hello": "you"}
 
+    @app.get("/slow-welcome")
+    @cache_response(ttl=60)
+    async def slow_welcome(response: Response) -> dict[str, str]:
+        session = f"s{len(loads)}"
+        loads.append("slow")
+        await asyncio.sleep(0.05)  # concurrent requests wait on this load (single-flight)
+        response.set_cookie("session", session)
+        return {"hello": "you"}
+
     @app.get("/login")
     @cache_response(ttl=60)
     async def login() -> Response:
@@ -300,6 +309,9 @@ async def test_responses_that_set_cookies_are_never_cached(redis_url: str) -> No
             cookies = {r.headers["set-cookie"] for r in replies}
             assert len(cookies) == 3  # each response is its own, with its own cookie
             assert not any("etag" in r.headers for r in replies)
+        # Requests that shared a load never get its cookie: each runs the endpoint itself.
+        together = await asyncio.gather(*(c.get("/slow-welcome") for _ in range(8)))
+        assert len({r.headers["set-cookie"] for r in together}) == 8
     assert loads.count("param") == 3
     assert loads.count("returned") == 3
 
