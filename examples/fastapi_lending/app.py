@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +24,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
 from freshlink import Cache
+from freshlink.contrib import sqlalchemy as fsa
 from freshlink.contrib.fastapi import cache_response, lifespan
 
 from . import db
@@ -86,9 +89,16 @@ def create_app(
         database or os.environ.get("LENDING_DATABASE", DEFAULT_DATABASE),
         lifetime if lifetime is not None else float(os.environ.get("LENDING_LINK_LIFETIME", 900)),
     )
+
+    @asynccontextmanager
+    async def own_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # This app's session hooks go with it (tests build several apps in one process).
+        fsa.uninstall(state.sessions)
+
     # The lifespan keeps the Cache in app.state.freshlink (cache_response and get_cache find
-    # it there) and closes it at shutdown.
-    app = FastAPI(title="Lending (freshlink example)", lifespan=lifespan(cache))
+    # it there), runs the app's own lifespan inside, and closes the Cache at shutdown.
+    app = FastAPI(title="Lending (freshlink example)", lifespan=lifespan(cache, then=own_lifespan))
     app.state.lending = state
     _pages(app)
     _api(app)

@@ -28,6 +28,7 @@ from fastapi import (
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 
 from freshlink import Cache, ConfigurationError, KeyTemplateError, SerializationError
+from freshlink.contrib import sqlalchemy as fsa
 from freshlink.contrib.fastapi import CacheDep, cache_of, cache_response, get_cache, lifespan
 from freshlink.serializers import JsonSerializer, MsgpackSerializer, register_type
 
@@ -490,6 +491,8 @@ async def test_the_lending_example_through_the_asgi_transport(
     from examples.fastapi_lending.app import create_app
 
     app = create_app(url=redis_url, database=str(tmp_path / "lending.sqlite3"), lifetime=900)
+    hooks = app.state.lending.sessions
+    assert fsa.installed(hooks) is not None
     async with client(app) as c:
         assert (await c.get("/healthz")).text == "ok"
         assert 'href="/login/1"' in (await c.get("/")).text
@@ -526,3 +529,5 @@ async def test_the_lending_example_through_the_asgi_transport(
         assert (await c.post("/staff/loans/99/renew")).status_code == 404
         c.cookies.clear()
         assert (await c.get("/my-loan")).headers["location"] == "/"
+    # The app's own lifespan (composed with freshlink's) removed its session hooks.
+    assert fsa.installed(hooks) is None
