@@ -51,8 +51,11 @@ def test_import_loads_no_framework_or_driver() -> None:
         "theirs = set(sys.modules)\n"
         "import freshlink\n"
         "c = freshlink.Cache()\n"
+        # An unsupported value asks whether it is a pydantic model: without importing pydantic.
+        "try: c.set('k', object())\n"
+        "except freshlink.SerializationError: pass\n"
         "bad = [m for m in ('flask', 'django', 'redis', 'prometheus_client', 'msgpack',"
-        " 'asyncio')"
+        " 'asyncio', 'fastapi', 'starlette', 'pydantic')"
         " if m in sys.modules and m not in theirs]\n"
         "print(','.join(bad))\n"
     )

@@ -22,6 +22,7 @@ from ._base import (
     type_name,
     unsupported,
 )
+from ._objects import OBJECT_TAG, build_object, describe_object
 
 # Tagged values are one-key-plus-payload objects, {"$fl": <tag>, "v": <payload>}. A user dict
 # that has a "$fl" key of its own is written as a tagged "dict" (a list of pairs), so every
@@ -76,7 +77,10 @@ def _json_tree(value: Any, active: set[int]) -> Any:
         return tree
     encoder = _JSON_ENCODERS.get(kind)
     if encoder is None:
-        raise unsupported(value, "json")
+        found = describe_object(value, "json")
+        if found is None:
+            raise unsupported(value, "json")
+        return {_TAG: OBJECT_TAG, "t": found[0], "v": _json_tree(found[1], active)}
     return encoder(value, active)
 
 
@@ -124,6 +128,7 @@ _JSON_DECODERS: Final[dict[str, Callable[[Any, dict[str, Any]], object]]] = {
     "timedelta": lambda v, t: timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
     "uuid": lambda v, t: UUID(v),
     "bytes": lambda v, t: base64.b64decode(v, validate=True),
+    OBJECT_TAG: lambda v, t: build_object(t.get("t"), v),
 }
 
 

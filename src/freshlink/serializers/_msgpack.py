@@ -20,6 +20,7 @@ from ._base import (
     split_clock,
     unsupported,
 )
+from ._objects import build_object, describe_object
 
 # Application ExtType codes. Scalars carry their payload in the ext's data; containers are
 # msgpack arrays whose first element is an empty ext "marker", so their items are packed by
@@ -34,6 +35,8 @@ _EXT_TIME: Final = 7
 _EXT_TIMEDELTA: Final = 8
 _EXT_UUID: Final = 9
 _EXT_BIGINT: Final = 10  # ints outside msgpack's 64-bit range
+# A dataclass or pydantic model: [ext(_EXT_OBJECT, name), fields] (see _objects.py).
+_EXT_OBJECT: Final = 11
 _TIMEDELTA: Final = struct.Struct(">iii")
 
 
@@ -101,6 +104,9 @@ def _msgpack_ext_hook(code: int, data: bytes) -> object:
     marker = _MARKERS.get(code)
     if marker is not None and not data:
         return marker
+    if code == _EXT_OBJECT:
+        name = data.decode("utf-8")
+        return _Marker(lambda items: build_object(name, items[0] if len(items) == 1 else None))
     decoder = _MSGPACK_DECODERS.get(code)
     if decoder is None:
         raise SerializationError(
@@ -142,7 +148,10 @@ class MsgpackSerializer:
     def _default(self, value: Any) -> object:
         encoder = self._encoders.get(type(value))
         if encoder is None:
-            raise unsupported(value, "msgpack")
+            found = describe_object(value, "msgpack")
+            if found is None:
+                raise unsupported(value, "msgpack")
+            return [self._msgpack.ExtType(_EXT_OBJECT, found[0].encode("utf-8")), found[1]]
         return encoder(value)
 
     def dumps(self, value: object) -> bytes:

@@ -1,0 +1,1 @@
+"""A small lending app (FastAPI + SQLAlchemy) wired with freshlink; see README.md."""
