@@ -113,6 +113,7 @@ class Engine:
     def trace(self, tracer: Tracer | None) -> None:
         """Install ``tracer`` (None: tracing off) where reads and writes look for it."""
         self.tracer = self.writes.tracer = tracer
+        self.backend.observe_commands(tracer is not None)
 
     # ------------------------------------------------------------------ lifecycle
 
