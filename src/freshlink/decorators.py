@@ -9,8 +9,8 @@ hits inline; bound calls (methods) go through wrapt's normal wrapper protocol.
 from __future__ import annotations
 
 import inspect
-from contextlib import nullcontext
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import wrapt

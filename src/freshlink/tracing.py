@@ -30,9 +30,7 @@ class Tracer(Protocol):
     def span(self, op: str, function: str | None) -> AbstractContextManager[object]:
         """A span for ``op`` of ``function`` (None: not a function's), current inside."""
 
-    def later(
-        self, op: str, function: str | None
-    ) -> Callable[[], AbstractContextManager[object]]:
+    def later(self, op: str, function: str | None) -> Callable[[], AbstractContextManager[object]]:
         """Remember the current context now; the factory opens the span under it later
         (a background refresh runs in another thread or task, after its caller returned)."""
 

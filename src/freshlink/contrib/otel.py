@@ -21,6 +21,7 @@ removes every hook again.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -97,7 +98,9 @@ class _Span:
         )
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
         ctx_token, own_token = self.ctx_token
         _reset(own_token)
         otel_context.detach(ctx_token)
@@ -117,10 +120,9 @@ class _Span:
 
 
 def _reset(token: Token[_Span | None]) -> None:
-    try:
+    # ValueError: closed in another context (a generator collected elsewhere).
+    with contextlib.suppress(ValueError):
         _open.reset(token)
-    except ValueError:  # closed in another context (a generator collected elsewhere)
-        pass
 
 
 def _qualname(cls: type) -> str:
@@ -215,9 +217,7 @@ def _instruments(provider: MeterProvider) -> _Instruments:
     with _sets_lock:
         found = _sets.get(provider)
         if found is None:
-            found = _sets[provider] = _Instruments(
-                provider.get_meter(_SCOPE, __version__)
-            )
+            found = _sets[provider] = _Instruments(provider.get_meter(_SCOPE, __version__))
         return found
 
 
