@@ -23,6 +23,7 @@ from opentelemetry.trace import StatusCode
 from freshlink import Cache, Local
 from freshlink.contrib.otel import OTelInstrumentation, instrument, uninstrument
 from freshlink.errors import ConfigurationError
+from freshlink.events import EVENT_NAMES
 
 LOAN = 48613  # an argument value that must never show up in telemetry
 USER = "borrower-7f3q"
@@ -297,12 +298,16 @@ def test_uninstrument_stops_everything(make: Callable[..., Cache], telemetry: Te
     def get_loan(loan_id: int) -> str:
         return SECRET
 
-    hooks_before = {n: getattr(cache.events, n) for n in ("hit", "miss", "load", "invalidation")}
-    with OTelInstrumentation(cache, telemetry.tracer_provider, telemetry.meter_provider):
-        assert cache.tracer is not None
+    with OTelInstrumentation(cache, telemetry.tracer_provider, telemetry.meter_provider) as otel:
+        assert cache.tracer is otel
+        assert cache.events.hit != ()
         get_loan(LOAN)
     assert cache.tracer is None
-    assert {n: getattr(cache.events, n) for n in hooks_before} == hooks_before
+    # The hot path is as before: no hook on hits. (The cache's own counters, which metrics
+    # read, stay on, as after PrometheusMetrics.close(); they never touch a hit.)
+    assert cache.events.hit == ()
+    for name in EVENT_NAMES:
+        assert not any(getattr(h, "__self__", None) is otel for h in getattr(cache.events, name))
     count = len(telemetry.spans.get_finished_spans())
     requests = telemetry.metric("freshlink.requests", result="miss")
     get_loan(LOAN)
@@ -333,6 +338,25 @@ def test_misuse_is_refused(telemetry: Telemetry, caches: list[Cache]) -> None:
     caches.append(c)
     instrument(c, telemetry.tracer_provider, telemetry.meter_provider, spans=False)
     assert c.tracer is None
+
+
+def test_l1_spans_can_be_left_out(telemetry: Telemetry, caches: list[Cache]) -> None:
+    cache = Cache(namespace="lending")
+    caches.append(cache)
+
+    @cache.cached(ttl=60, key="loan:{loan_id}")
+    def get_loan(loan_id: int) -> str:
+        return SECRET
+
+    instrument(cache, telemetry.tracer_provider, telemetry.meter_provider, l1_spans=False)
+    get_loan(LOAN)
+    get_loan(LOAN)  # the first hit after a fill takes the read path: traced
+    names = [s.name for s in telemetry.finished()]
+    assert names == ["freshlink.load", "freshlink.get", "freshlink.get"]
+    for _ in range(3):
+        get_loan(LOAN)  # inline L1 hits: counted, not traced
+    assert [s.name for s in telemetry.finished()] == names
+    assert telemetry.metric("freshlink.requests", tier="l1", result="hit") == 4
 
 
 @pytest.mark.redis
@@ -381,3 +405,27 @@ def test_redis_client_spans_nest_under_freshlink(
         assert telemetry.spans.get_finished_spans() == ()
     finally:
         RedisInstrumentor().uninstrument()
+
+
+def test_metrics_alone_leave_the_hit_path_alone(
+    make: Callable[..., Cache], telemetry: Telemetry
+) -> None:
+    cache = make(namespace="lending", local=Local(maxsize=100))
+
+    @cache.cached(ttl=60, key="loan:{loan_id}")
+    def get_loan(loan_id: int) -> str:
+        return SECRET
+
+    get_loan(LOAN)  # before: not counted (counts start when instrumented)
+    instrument(cache, telemetry.tracer_provider, telemetry.meter_provider, spans=False)
+    assert cache.tracer is None
+    assert cache.events.hit == ()  # hits are read from the cache's own counts
+    for _ in range(5):
+        get_loan(LOAN)
+    get_loan(LOAN + 1)
+    hits = [telemetry.metric("freshlink.requests", tier=t, result="hit") for t in ("l1", "l2")]
+    assert sum(hits) == 5  # on Redis, L1 is trusted once the channel is: the first may be L2
+    assert telemetry.metric("freshlink.requests", tier="none", result="miss") == 1
+    assert telemetry.metric("freshlink.load.duration") == 1
+    assert telemetry.finished() == []
+    no_secrets(telemetry)

@@ -13,31 +13,32 @@ Attributes: ``freshlink.cache`` (the cache's name), ``freshlink.function``, ``fr
 ``refreshed``, ``skipped``, ``invalidated``), ``error.type`` on failures. Never a key, a tag
 or an argument value, and never an exception's message (either may carry them).
 
-The metrics (counters and a histogram through the OpenTelemetry metrics API) are those of
-:class:`freshlink.metrics.PrometheusMetrics`, driven by the cache's events. Nothing of this
-costs anything until a cache is instrumented, and :meth:`OTelInstrumentation.uninstrument`
-removes every hook again.
+The metrics are those of :class:`freshlink.metrics.PrometheusMetrics`, through the
+OpenTelemetry metrics API (see :mod:`._otel_metrics`): counters read from the counts the cache
+keeps anyway, at collection time, and load durations recorded by the ``load`` event. Nothing
+of this costs anything until a cache is instrumented, metrics alone add nothing to a hit, and
+:meth:`OTelInstrumentation.uninstrument` removes every hook again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import ConfigurationError, MissingDependencyError
 from ..events import Event
-from ..metrics import LOAD_BUCKETS
+from ..stats import FunctionStats
+from ._otel_metrics import SCOPE, Baseline, Instruments, instruments
 
 try:
     from opentelemetry import context as otel_context
     from opentelemetry import metrics as otel_metrics
     from opentelemetry import trace
-    from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+    from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise MissingDependencyError(
@@ -129,98 +130,6 @@ def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-class _Instruments:
-    """The instruments of one meter, shared by the caches reporting to it (see _instruments)."""
-
-    def __init__(self, meter: Meter) -> None:
-        self.members: dict[str, OTelInstrumentation] = {}
-        self.lock = threading.Lock()
-        self.requests = meter.create_counter(
-            "freshlink.requests",
-            "{request}",
-            "Calls of cached functions by the tier that answered (l1, l2, none) and result "
-            "(hit, miss, stale).",
-        )
-        self.loads = meter.create_counter("freshlink.loads", "{load}", "Loader calls on a miss.")
-        self.load_duration = meter.create_histogram(
-            "freshlink.load.duration",
-            "s",
-            "Duration of loader calls on a miss.",
-            explicit_bucket_boundaries_advisory=LOAD_BUCKETS,
-        )
-        self.refreshes = meter.create_counter(
-            "freshlink.refreshes", "{refresh}", "Background refreshes stored."
-        )
-        self.stale_served = meter.create_counter(
-            "freshlink.stale_served", "{value}", "Stale values served (SWR or stale-if-error)."
-        )
-        self.errors = meter.create_counter(
-            "freshlink.errors", "{error}", "Loader, refresh and backend failures."
-        )
-        self.remote_failures = meter.create_counter(
-            "freshlink.remote_load_failures",
-            "{failure}",
-            "Loader failures in another process that callers here were waiting for.",
-        )
-        self.invalidations = meter.create_counter(
-            "freshlink.invalidations", "{invalidation}", "Invalidations confirmed by the backend."
-        )
-        meter.create_observable_gauge(
-            "freshlink.circuit_open",
-            [self._circuits],
-            "1",
-            "1 while the backend circuit breaker is not closed, else 0.",
-        )
-        meter.create_observable_gauge(
-            "freshlink.l1.entries", [self._entries], "{entry}", "Entries in the process's L1."
-        )
-
-    def attach(self, member: OTelInstrumentation) -> None:
-        """Report ``member``'s cache here; its name must be new to this meter provider."""
-        with self.lock:
-            if member.label in self.members:
-                raise ConfigurationError(
-                    f"a cache named {member.label!r} already reports to this meter provider; "
-                    f"give each cache its own name (Cache(..., name='...'))"
-                )
-            self.members[member.label] = member
-
-    def detach(self, member: OTelInstrumentation) -> None:
-        """Stop reporting ``member``'s cache."""
-        with self.lock:
-            if self.members.get(member.label) is member:
-                del self.members[member.label]
-
-    def _live(self) -> list[OTelInstrumentation]:
-        with self.lock:
-            return list(self.members.values())
-
-    def _circuits(self, options: CallbackOptions) -> Iterable[Observation]:
-        for m in self._live():
-            breaker = m.cache.breaker
-            is_open = breaker is not None and breaker.state != "closed"
-            yield Observation(1 if is_open else 0, {CACHE: m.label})
-
-    def _entries(self, options: CallbackOptions) -> Iterable[Observation]:
-        for m in self._live():
-            near = m.cache.near
-            yield Observation(0 if near is None else len(near), {CACHE: m.label})
-
-
-# One instrument set per meter provider: the SDK returns an observable instrument created
-# twice without its second callbacks, so every cache must report through the first.
-_sets: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
-_sets_lock = threading.Lock()
-
-
-def _instruments(provider: MeterProvider) -> _Instruments:
-    with _sets_lock:
-        found = _sets.get(provider)
-        if found is None:
-            found = _sets[provider] = _Instruments(provider.get_meter(_SCOPE, __version__))
-        return found
-
-
 # Caches instrumented now (uninstrument(cache) finds its instrumentation here).
 _active: weakref.WeakKeyDictionary[Cache, OTelInstrumentation] = weakref.WeakKeyDictionary()
 
@@ -229,7 +138,8 @@ class OTelInstrumentation:
     """Spans and metrics of one cache through OpenTelemetry (see the module docstring).
 
     ``tracer_provider`` / ``meter_provider``: None means the global ones. ``spans=False`` or
-    ``metrics=False`` turns either half off. :meth:`uninstrument` (or leaving a ``with``
+    ``metrics=False`` turns either half off; ``l1_spans=False`` records no span for an L1
+    hit served from process memory (they are still counted). :meth:`uninstrument` (or leaving a ``with``
     block) undoes it.
     """
 
@@ -241,6 +151,7 @@ class OTelInstrumentation:
         *,
         spans: bool = True,
         metrics: bool = True,
+        l1_spans: bool = True,
     ) -> None:
         if cache in _active:
             raise ConfigurationError(f"{cache!r} is already instrumented with OpenTelemetry")
@@ -249,23 +160,28 @@ class OTelInstrumentation:
         self.cache = cache
         self.label = cache.name
         self.spans = spans
-        self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider)
-        self._set: _Instruments | None = None
+        self.l1_spans = l1_spans
+        self.tracer = trace.get_tracer(SCOPE, __version__, tracer_provider)
+        self._set: Instruments | None = None
+        self._baseline: Baseline | None = None
+        self._hooks: list[tuple[str, Callable[[Event], None]]] = []
+        self._durations: dict[str | None, dict[str, str]] = {}
         if metrics:
-            provider = meter_provider or otel_metrics.get_meter_provider()
-            self._set = _instruments(provider)
+            self._set = instruments(meter_provider or otel_metrics.get_meter_provider())
             self._set.attach(self)
-        self._attrs: dict[tuple[str | None, ...], dict[str, str]] = {}
-        self._hooks: list[tuple[str, Callable[[Event], None]]] = [
-            ("hit", self._on_hit),
-            ("miss", self._on_miss),
-            ("stale_served", self._on_stale),
-            ("load", self._on_load),
-            ("refresh", self._on_refresh),
-            ("error", self._on_error),
-            ("invalidation", self._on_invalidation),
-            ("remote_failure", self._on_remote_failure),
-        ]
+            self._baseline = Baseline(cache)
+            self._hooks.append(("load", self._on_load))
+        if spans:
+            # Not needed for the metrics: hits are read from the cache's own counts, so
+            # with spans off an L1 hit costs what it did.
+            self._hooks += [
+                ("hit", self._on_hit),
+                ("miss", self._on_miss),
+                ("stale_served", self._on_stale),
+                ("refresh", self._on_refresh),
+                ("error", self._on_error),
+                ("invalidation", self._on_invalidation),
+            ]
         for name, hook in self._hooks:
             cache.events.on(name, hook)
         if spans:
@@ -293,64 +209,47 @@ class OTelInstrumentation:
             return sp
         return None
 
-    def _labels(self, *values: str | None) -> dict[str, str]:
-        # Attribute dicts are cached: the same few combinations come back on every call.
-        found = self._attrs.get(values)
-        if found is None:
-            found = {CACHE: self.label}
-            for name, value in zip((FUNCTION, TIER, "freshlink.result"), values, strict=False):
-                found[name] = value or ""
-            self._attrs[values] = found
-        return found
+    def counts(self) -> tuple[dict[str, FunctionStats], int, int]:
+        """Counts since instrumented: per function, invalidations, errors of no function."""
+        if self._baseline is None:
+            return {}, 0, 0
+        return self._baseline.counts()
+
+    def _on_load(self, e: Event) -> None:
+        if e.duration is None or self._set is None:
+            return
+        attrs = self._durations.get(e.function)
+        if attrs is None:
+            attrs = self._durations[e.function] = {CACHE: self.label, FUNCTION: e.function or ""}
+        self._set.load_duration.record(e.duration, attrs)
 
     def _on_hit(self, e: Event) -> None:
-        tier = e.tier or "l2"
-        if self._set is not None:
-            self._set.requests.add(1, self._labels(e.function, tier, "hit"))
-        if not self.spans:
-            return
         sp = self._annotating(e) if e.key is not None else None
         if sp is not None:
-            sp.tier, sp.outcome = tier, "hit"
-        elif e.key is None and e.function is not None:
+            sp.tier, sp.outcome = e.tier or "l2", "hit"
+        elif e.key is None and e.function is not None and self.l1_spans:
             # The inlined L1 hit (it reports no key): no span was open around it.
             attrs = {CACHE: self.label, FUNCTION: e.function, TIER: "l1", OUTCOME: "hit"}
             self.tracer.start_span(SPAN_NAMES["get"], attributes=attrs).end()
 
     def _on_miss(self, e: Event) -> None:
-        if self._set is not None:
-            self._set.requests.add(1, self._labels(e.function, "none", "miss"))
         sp = self._annotating(e)
         if sp is not None:
             sp.tier, sp.outcome = "load", "miss"
 
     def _on_stale(self, e: Event) -> None:
-        if self._set is not None:
-            self._set.requests.add(1, self._labels(e.function, "none", "stale"))
-            self._set.stale_served.add(1, self._labels(e.function))
         sp = self._annotating(e)
         if sp is not None:
             sp.outcome = "stale"
             if e.tier is not None:
                 sp.tier = e.tier
 
-    def _on_load(self, e: Event) -> None:
-        if self._set is not None:
-            labels = self._labels(e.function)
-            self._set.loads.add(1, labels)
-            if e.duration is not None:
-                self._set.load_duration.record(e.duration, labels)
-
     def _on_refresh(self, e: Event) -> None:
-        if self._set is not None:
-            self._set.refreshes.add(1, self._labels(e.function))
         sp = self._annotating(e)
         if sp is not None and sp.op == "refresh":
             sp.outcome = "refreshed"
 
     def _on_error(self, e: Event) -> None:
-        if self._set is not None:
-            self._set.errors.add(1, self._labels(e.function))
         sp = _open.get()
         if sp is not None and sp.owner is self and e.error is not None:
             # A failure the caller was shielded from (Redis down: served by the loader) or
@@ -358,15 +257,9 @@ class OTelInstrumentation:
             sp.span.add_event("freshlink.error", {"error.type": _qualname(type(e.error))})
 
     def _on_invalidation(self, e: Event) -> None:
-        if self._set is not None:
-            self._set.invalidations.add(1, self._labels())
         sp = _open.get()
         if sp is not None and sp.owner is self and sp.op == "invalidate":
             sp.outcome = "invalidated"
-
-    def _on_remote_failure(self, e: Event) -> None:
-        if self._set is not None:
-            self._set.remote_failures.add(1, self._labels(e.function))
 
     # ------------------------------------------------------------------ lifecycle
 
