@@ -139,8 +139,8 @@ class OTelInstrumentation:
 
     ``tracer_provider`` / ``meter_provider``: None means the global ones. ``spans=False`` or
     ``metrics=False`` turns either half off; ``l1_spans=False`` records no span for an L1
-    hit served from process memory (they are still counted). :meth:`uninstrument` (or leaving a ``with``
-    block) undoes it.
+    hit served from process memory (they are still counted). :meth:`uninstrument` (or
+    leaving a ``with`` block) undoes it.
     """
 
     def __init__(
