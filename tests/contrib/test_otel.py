@@ -119,17 +119,20 @@ def test_spans_nest_under_the_app_span_with_tier_and_outcome(
     cache = make(namespace="lending")
     hit_tier = "l1" if cache.near is not None else "l2"
 
+    db = {"link": 1}
+
     @cache.cached(ttl=60, key="loan:{loan_id}", tags=["loan:{loan_id}", "user:{user}"])
     def get_loan(loan_id: int, user: str) -> str:
-        return SECRET
+        return f"{SECRET} v{db['link']}"
 
     instrument(cache, telemetry.tracer_provider, telemetry.meter_provider)
     app = telemetry.tracer_provider.get_tracer("app")
     with app.start_as_current_span("GET /loans") as root:
-        assert get_loan(LOAN, USER) == SECRET
-        assert get_loan(LOAN, USER) == SECRET
+        assert get_loan(LOAN, USER) == f"{SECRET} v1"
+        assert get_loan(LOAN, USER) == f"{SECRET} v1"
+        db["link"] = 2  # traced, the cache is as coherent as ever
         cache.invalidate(f"user:{USER}")
-        assert get_loan(LOAN, USER) == SECRET
+        assert get_loan(LOAN, USER) == f"{SECRET} v2"
 
     spans = telemetry.finished()
     names = [s.name for s in spans]
