@@ -29,6 +29,7 @@ from .keyspace import Keyspace
 from .local import Local, NearCache
 from .refresh import AsyncRefresher, Refresher
 from .serializers import Codec
+from .tracing import Tracer
 
 __all__ = ["Engine"]
 
@@ -72,6 +73,8 @@ class Engine:
         )
         self.entries = Entries(codec, self.events, self.near, clock, monotonic, rng)
         self.writes = Writes(self.backend, self.entries, self.near, self.events, keyspace)
+        #: Opens spans around reads, loads, invalidations and refreshes (see tracing.py).
+        self.tracer: Tracer | None = None
         self.flight = Flight()
         self.aflight = AsyncFlight()
         self.gate = ReadGate()
@@ -106,6 +109,11 @@ class Engine:
         else:
             near.trusted_until = -math.inf
         return near
+
+    def trace(self, tracer: Tracer | None) -> None:
+        """Install ``tracer`` (None: tracing off) where reads and writes look for it."""
+        self.tracer = self.writes.tracer = tracer
+        self.backend.observe_commands(tracer is not None)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -22,6 +22,7 @@ from .keys import check_tag
 from .keyspace import Keyspace
 from .local import NearCache
 from .policy import Freshness
+from .tracing import Tracer
 
 __all__ = ["Writes"]
 
@@ -52,6 +53,7 @@ class Writes:
         self.near = near
         self.events = events
         self.keyspace = keyspace
+        self.tracer: Tracer | None = None  # set through Engine.trace
 
     # -- driving the steps below with the sync or the async backend
 
@@ -83,6 +85,14 @@ class Writes:
 
     def invalidate_names(self, names: Sequence[str], tags: Sequence[str] = ()) -> Steps:
         """Invalidate raw generation names (tags' or entry keys')."""
+        tracer = self.tracer
+        if tracer is None:
+            yield from self._invalidate(names, tags)
+        else:
+            with tracer.span("invalidate", None):
+                yield from self._invalidate(names, tags)
+
+    def _invalidate(self, names: Sequence[str], tags: Sequence[str]) -> Steps:
         mark = self.entries.mark()
         with self._confirming(names):
             values = yield Call("invalidate", (names,))

@@ -29,6 +29,7 @@ from .readpath import ReadPath
 from .refresh import AsyncRefresher, Refresher
 from .serializers import Codec, Serializer, make_codec
 from .stats import CacheStats
+from .tracing import Tracer
 
 __all__ = ["Cache"]
 
@@ -193,6 +194,15 @@ class Cache(CachedFactory):
     def arefresher(self) -> AsyncRefresher:
         """The task set that runs background refreshes of async functions."""
         return self._engine.arefresher
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """What opens spans around this cache's work (None: off; see freshlink.contrib.otel)."""
+        return self._engine.tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Tracer | None) -> None:
+        self._engine.trace(tracer)
 
     def enable_stats(self) -> CacheStats:
         """Start counting hits, misses, loads... per function (idempotent); return the stats."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import wrapt
@@ -21,6 +22,7 @@ from .events import Event
 from .keys import KeySpec
 from .policy import Freshness
 from .readpath import ReadPath
+from .tracing import aloader, loader
 
 __all__ = ["CachedFunction", "FunctionSpec", "make_cached", "make_invalidates", "make_updates"]
 
@@ -105,9 +107,13 @@ class FunctionSpec:
             return self.acall(wrapped, instance, args, kwargs)
         rk = self.raw(args, kwargs)
         key, _tags, names = self.locate(instance, args, kwargs, rk)
-        return self.path.fetch(
-            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
-        )
+        load = lambda: wrapped(*args, **kwargs)  # noqa: E731
+        tracer = self.engine.tracer
+        if tracer is not None:
+            with tracer.span("get", self.fname):
+                load = loader(tracer, self.fname, load)
+                return self.path.fetch(self.fname, key, names, load, self.policy, rk)
+        return self.path.fetch(self.fname, key, names, load, self.policy, rk)
 
     async def acall(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -115,9 +121,13 @@ class FunctionSpec:
         """Async call path (L1 hits included: afetch asks the freshness policy)."""
         rk = self.raw(args, kwargs)
         key, _tags, names = self.locate(instance, args, kwargs, rk)
-        return await self.path.afetch(
-            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
-        )
+        load = lambda: wrapped(*args, **kwargs)  # noqa: E731
+        tracer = self.engine.tracer
+        if tracer is not None:
+            with tracer.span("get", self.fname):
+                load = aloader(tracer, self.fname, load)
+                return await self.path.afetch(self.fname, key, names, load, self.policy, rk)
+        return await self.path.afetch(self.fname, key, names, load, self.policy, rk)
 
     # handles -------------------------------------------------------------------------
 
@@ -134,22 +144,22 @@ class FunctionSpec:
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Handle: make every process drop this call's entry, then load and store it anew."""
-        rk = self.raw(args, kwargs)
-        key, _tags, names = self.locate(instance, args, kwargs, rk)
+        tracer = self.engine.tracer
+        # Not on the hot path: a refresh is an invalidation and a load anyway.
+        span = nullcontext() if tracer is None else tracer.span("refresh", self.fname)
+        key, _ = self.resolve(instance, args, kwargs)
         writes = self.engine.writes
         if self.is_async:
 
             async def arefresh() -> Any:
-                await writes.arun(writes.invalidate_key(key))
-                return await self.path.afetch(
-                    self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
-                )
+                with span:
+                    await writes.arun(writes.invalidate_key(key))
+                    return await self.acall(wrapped, instance, args, kwargs)
 
             return arefresh()
-        writes.run(writes.invalidate_key(key))
-        return self.path.fetch(
-            self.fname, key, names, lambda: wrapped(*args, **kwargs), self.policy, rk
-        )
+        with span:
+            writes.run(writes.invalidate_key(key))
+            return self.call(wrapped, instance, args, kwargs)
 
 
 class _Handles:

@@ -32,6 +32,7 @@ from ._steps import arun, run, shared
 from .backends.base import Read
 from .errors import BackendError, FreshlinkError, RemoteLoaderError
 from .policy import Action, Freshness
+from .tracing import traced_steps
 
 __all__ = ["MISS", "ReadPath"]
 
@@ -229,7 +230,10 @@ class ReadPath:
         if action is not Action.SERVE and not eng.outcomes.backing_off(job.key):
             mark = eng.entries.mark()
             stamped = (tuple(names), tuple(stamps))
-            yield Spawn(job.key, lambda: self.refresh(job, *stamped, mark), created)
+            steps = lambda: self.refresh(job, *stamped, mark)  # noqa: E731
+            if eng.tracer is not None:  # its span: a child of this read's, opened when it runs
+                steps = traced_steps(eng.tracer.later("refresh", job.fname), steps)
+            yield Spawn(job.key, steps, created)
 
     def fill(
         self,

@@ -8,7 +8,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from freshlink.backends._lean import ALane, Lane
+from freshlink.backends._lean import ALane, Lane, Lanes
 from freshlink.testing import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -26,6 +26,37 @@ def test_a_plain_pool_is_used_through_kept_connections(redis_url: str) -> None:
     assert not lane._idle
     assert not client.connection_pool._in_use_connections
     client.close()
+
+
+def test_observed_commands_go_through_execute_command(redis_url: str) -> None:
+    # While a cache is traced, client instrumentations (OpenTelemetry's for redis-py) wrap
+    # execute_command: the lane must send its commands there, and give its kept ones back.
+    client = redis.Redis.from_url(redis_url)
+    sent: list[tuple[object, ...]] = []
+    plain = client.execute_command
+
+    def execute_command(*args: object, **options: object) -> object:
+        sent.append(args)
+        return plain(*args, **options)
+
+    client.execute_command = execute_command  # type: ignore[method-assign]
+    lanes = Lanes()
+    lanes.sync(client).call(("SET", "k", "v"))
+    assert sent == []
+    lanes.observe(True)
+    assert not lanes.sync(client)._idle
+    assert not client.connection_pool._in_use_connections
+    assert lanes.sync(client).call(("GET", "k")) == b"v"
+    assert sent == [("GET", "k")]
+    other = redis.Redis.from_url(redis_url)
+    assert lanes.sync(other)._lean is False  # a lane made while observed is observed too
+    lanes.sync(client)
+    lanes.observe(False)
+    lanes.sync(client).call(("GET", "k"))
+    assert sent == [("GET", "k")]
+    lanes.close()
+    client.close()
+    other.close()
 
 
 def test_concurrent_threads_each_get_their_own_connection(redis_url: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from test_examples_e2e import Client, Server, clean_env, renew_and_read
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

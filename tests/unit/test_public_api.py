@@ -55,7 +55,7 @@ def test_import_loads_no_framework_or_driver() -> None:
         "try: c.set('k', object())\n"
         "except freshlink.SerializationError: pass\n"
         "bad = [m for m in ('flask', 'django', 'redis', 'prometheus_client', 'msgpack',"
-        " 'asyncio', 'fastapi', 'starlette', 'pydantic')"
+        " 'asyncio', 'fastapi', 'starlette', 'pydantic', 'opentelemetry')"
         " if m in sys.modules and m not in theirs]\n"
         "print(','.join(bad))\n"
     )

@@ -68,13 +68,14 @@ class Lane:
         redis = _redis()
         self._pool: Any = getattr(client, "connection_pool", None)
         self._own = _own(client, redis.ConnectionPool)
+        self._lean = self._own  # False while commands must be seen (see Lanes.observe)
         self._idle: list[Any] = []
         self._pid = os.getpid()
         self._errors = redis.exceptions
 
     def call(self, args: tuple[Any, ...]) -> Any:
         """``client.execute_command(*args)``, minus redis-py's per-call bookkeeping."""
-        if not self._own:
+        if not self._lean:
             return self.client.execute_command(*args)
         if self._pid != os.getpid():
             # A forked child: these sockets are the parent's (the pool starts afresh too).
@@ -110,6 +111,12 @@ class Lane:
         conn.disconnect()
         self._pool.release(conn)
 
+    def observe(self, on: bool) -> None:
+        """Send every command through ``execute_command`` (on) or by the lane again (off)."""
+        self._lean = self._own and not on
+        if on:
+            self.close()  # a command under way parks its connection until it is off again
+
     def close(self) -> None:
         """Give every kept connection back to the pool (which the client then disconnects)."""
         idle, self._idle = self._idle, []
@@ -124,12 +131,22 @@ class Lanes:
     def __init__(self) -> None:
         self._sync: Lane | None = None
         self._async: ALane | None = None
+        self._observed = False
+
+    def observe(self, on: bool) -> None:
+        """Route the hot commands through ``execute_command`` while ``on``, where a client
+        instrumentation (OpenTelemetry's for redis-py) sees them, inside the caller's span."""
+        self._observed = on
+        for lane in (self._sync, self._async):
+            if lane is not None:
+                lane.observe(on)
 
     def sync(self, client: Any) -> Lane:
         """The lane of ``client`` (a new one if the backend's client changed)."""
         lane = self._sync
         if lane is None or lane.client is not client:
             lane = self._sync = Lane(client)
+            lane.observe(self._observed)
         return lane
 
     def asyncio(self, client: Any) -> ALane:
@@ -137,6 +154,7 @@ class Lanes:
         lane = self._async
         if lane is None or lane.client is not client:
             lane = self._async = ALane(client)
+            lane.observe(self._observed)
         return lane
 
     def close(self) -> None:
@@ -158,6 +176,7 @@ class ALane:
         self.client = client
         self._pool: Any = getattr(client, "connection_pool", None)
         self._own = _own(client, _redis("redis.asyncio").ConnectionPool)
+        self._lean = self._own
         self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -166,7 +185,7 @@ class ALane:
 
     async def call(self, args: tuple[Any, ...]) -> Any:
         """``await client.execute_command(*args)``, minus redis-py's per-call bookkeeping."""
-        if not self._own:
+        if not self._lean:
             return await self.client.execute_command(*args)
         if self._pid != os.getpid():
             self._idle, self._pid = weakref.WeakKeyDictionary(), os.getpid()
@@ -204,6 +223,10 @@ class ALane:
     async def _drop(self, conn: Any) -> None:
         await conn.disconnect()
         await self._pool.release(conn)
+
+    def observe(self, on: bool) -> None:
+        """:meth:`Lane.observe` (kept connections stay parked until it is off again)."""
+        self._lean = self._own and not on
 
     async def aclose(self) -> None:
         """Give the kept connections of this event loop back to the pool."""

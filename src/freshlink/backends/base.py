@@ -152,6 +152,10 @@ class Backend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and threads."""
 
+    def observe_commands(self, on: bool) -> None:  # noqa: B027 - optional hook
+        """While ``on`` (the cache is traced), send every command by the client's public
+        path, where its own instrumentation sees it; a backend may take shortcuts otherwise."""
+
     async def aread(self, key: str, names: Sequence[str]) -> Read:
         """Async :meth:`read`."""
         return self.read(key, names)

@@ -215,6 +215,10 @@ class GuardedBackend(Backend):
         """:meth:`Backend.after_fork`."""
         self.inner.after_fork()
 
+    def observe_commands(self, on: bool) -> None:
+        """:meth:`Backend.observe_commands`."""
+        self.inner.observe_commands(on)
+
     def close(self) -> None:
         """:meth:`Backend.close`."""
         self.inner.close()

@@ -123,6 +123,11 @@ class RedisBackend(SingleServer):
             self._client = None
         super().after_fork()
 
+    def observe_commands(self, on: bool) -> None:
+        """:meth:`Backend.observe_commands`: the hot commands skip redis-py's
+        ``execute_command`` only while off (see _lean)."""
+        self._lanes.observe(on)
+
     def close(self) -> None:
         """See :meth:`RedisBase.close`; a warm-up under way ends first (it holds connections),
         and the connections the hot path kept go back to the pool."""
