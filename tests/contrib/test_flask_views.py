@@ -1,4 +1,4 @@
-"""Flask: ``fl.cached_view`` and ``{% freshlink_cache %}`` on the real test client, Redis and memory."""
+"""Flask: ``fl.cached_view`` and ``{% freshlink_cache %}`` on the test client, Redis and memory."""
 
 from __future__ import annotations
 
@@ -278,4 +278,3 @@ def test_concurrent_refused_renders_are_not_shared() -> None:
     first.join(timeout=30)
     fl.close(app)
     assert out == {"a": b"a", "b": b"b"}
-

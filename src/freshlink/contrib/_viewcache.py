@@ -41,7 +41,7 @@ def _storable(value: Any) -> bool:
     return value is not REFUSED
 
 
-def view_policy(cache: Cache, ttl: float | None | Unset) -> Freshness:
+def view_policy(cache: Cache, ttl: float | Unset | None) -> Freshness:
     """The cache's freshness policy for views: no background refresh, no stale responses.
 
     A view runs in its request: a refresh in a background thread has no request to run in, and

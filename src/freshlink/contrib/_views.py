@@ -69,7 +69,7 @@ PerUser = bool | Callable[..., Any]
 class ViewOptions:
     """The checked options of one ``cached_view``: TTL, tag templates, key parts, per-user."""
 
-    ttl: float | None | Unset
+    ttl: float | Unset | None
     tags: tuple[Template, ...]
     vary: tuple[str, ...]
     query: bool | frozenset[str]
@@ -132,11 +132,13 @@ class ViewOptions:
 # ---------------------------------------------------------------------------- keys
 
 
-def select_query(pairs: Iterable[tuple[str, str]], query: bool | Collection[str]) -> list[list[str]]:
+def select_query(
+    pairs: Iterable[tuple[str, str]], query: bool | Collection[str]
+) -> list[list[str]]:
     """The query parameters that are part of the key, sorted by name (values keep their order)."""
     if query is False:
         return []
-    kept = [[k, v] for k, v in pairs if query is True or k in query]  # type: ignore[operator]
+    kept = [[k, v] for k, v in pairs if query is True or k in query]
     return sorted(kept, key=lambda kv: kv[0])
 
 
@@ -252,7 +254,7 @@ def _watching(base: type) -> type:
 
 def watched(mapping: Any, reads: Reads, what: str) -> Any:
     """A copy of ``mapping`` (a dict or MultiDict of cookies) that notes every read in ``reads``."""
-    copy = _watching(type(mapping))(mapping)
+    copy = _watching(type(mapping))(mapping)  # type: ignore[arg-type]
     copy._freshlink_reads = reads
     copy._freshlink_what = what
     return copy

@@ -56,7 +56,7 @@ def watch_user() -> Iterator[Reads]:
     if not request:  # no request: a template rendered outside one (nothing to read)
         yield reads
         return
-    ctx = request_ctx._get_current_object()
+    ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
     # Flask >= 3.1 marks the session accessed on any read of ctx.session: peek at the opened
     # session itself so that watching does not count as a read.
     session = ctx._session if hasattr(ctx, "_session") else ctx.session

@@ -56,7 +56,7 @@ _USER_NAMES = frozenset({"session", "current_user", "csrf_token"})
 _USER_ATTRS = {"request": frozenset({"cookies", "authorization", "headers"}), "g": {"user"}}
 
 
-class FragmentError(TemplateSyntaxError, ConfigurationError):  # type: ignore[misc]
+class FragmentError(TemplateSyntaxError, ConfigurationError):
     """A ``{% freshlink_cache %}`` tag written wrongly (raised when the template compiles)."""
 
 
@@ -79,7 +79,7 @@ def _no_watch() -> Iterator[Reads]:
     yield Reads()
 
 
-class FreshlinkExtension(Extension):  # type: ignore[misc]
+class FreshlinkExtension(Extension):
     """``{% freshlink_cache name, *key_parts, ttl=, tags=, user= %}...{% endfreshlink_cache %}``."""
 
     tags = {"freshlink_cache"}
@@ -108,7 +108,9 @@ class FreshlinkExtension(Extension):  # type: ignore[misc]
                 parser.stream.skip(2)
                 options[option] = parser.parse_expression()
             elif options:
-                parser.fail("freshlink_cache: key values come before options", lineno, FragmentError)
+                parser.fail(
+                    "freshlink_cache: key values come before options", lineno, FragmentError
+                )
             else:
                 args.append(parser.parse_expression())
         if not args:
@@ -131,7 +133,7 @@ class FreshlinkExtension(Extension):  # type: ignore[misc]
         return nodes.CallBlock(call, [], [], body).set_lineno(lineno)
 
     def _cache(self) -> Cache:
-        found = self.environment.freshlink_cache
+        found = getattr(self.environment, "freshlink_cache", None)
         cache = found() if callable(found) and not isinstance(found, Cache) else found
         if not isinstance(cache, Cache):
             raise ConfigurationError(
@@ -157,8 +159,8 @@ class FreshlinkExtension(Extension):  # type: ignore[misc]
         cache = self._cache()
         policy = view_policy(cache, ttl if ttl is UNSET else check_ttl(ttl, "freshlink_cache ttl"))
         key = fragment_key(name, parts, user)
-        watch: Callable[[], contextlib.AbstractContextManager[Reads]] = (
-            self.environment.freshlink_watch
+        watch: Callable[[], contextlib.AbstractContextManager[Reads]] = getattr(
+            self.environment, "freshlink_watch", _no_watch
         )
 
         def render() -> tuple[str, Any]:
@@ -168,7 +170,7 @@ class FreshlinkExtension(Extension):  # type: ignore[misc]
             if refusal is not None:
                 log_refusal(f"fragment {name!r}", refusal)
                 return body, REFUSED
-            return body, [str(body), isinstance(body, Markup)]
+            return body, [str.__str__(body), isinstance(body, Markup)]
 
         native, stored = fetch_or_render(
             cache, f"fragment:{name}", key, rendered_tags, policy, render
