@@ -39,7 +39,7 @@ from ._viewcache import REFUSED, fetch_or_render, log_refusal, view_policy
 from ._views import Reads, fragment_key, request_refusal
 
 try:
-    from jinja2 import TemplateSyntaxError, nodes
+    from jinja2 import TemplateSyntaxError, Undefined, nodes
     from jinja2.ext import Extension
     from jinja2.parser import Parser
     from markupsafe import Markup
@@ -158,6 +158,10 @@ class FreshlinkExtension(Extension):
             check_tag(tag)
         cache = self._cache()
         policy = view_policy(cache, ttl if ttl is UNSET else check_ttl(ttl, "freshlink_cache ttl"))
+        # An undefined value (an anonymous user's missing id) keys like None, as it renders "".
+        parts = [None if isinstance(p, Undefined) else p for p in parts]
+        if isinstance(user, Undefined):
+            user = None
         key = fragment_key(name, parts, user)
         watch: Callable[[], contextlib.AbstractContextManager[Reads]] = getattr(
             self.environment, "freshlink_watch", _no_watch
