@@ -240,6 +240,44 @@ def test_a_refused_render_is_returned_but_not_stored_and_a_stored_one_is_served(
     assert renders == ["refused", "refused", "stored", "stored"]
 
 
+def test_a_render_that_raised_fails_its_own_caller_only() -> None:
+    import threading
+
+    cache = Cache(namespace="views")
+    policy = view_policy(cache, 60)
+    started, release = threading.Event(), threading.Event()
+    out: dict[str, object] = {}
+
+    def denied() -> tuple[str, object]:
+        started.set()
+        assert release.wait(timeout=30)
+        raise PermissionError("not for you")
+
+    def leader() -> None:
+        try:
+            fetch_or_render(cache, "f", "k", ["t"], policy, denied)
+        except PermissionError as exc:
+            out["leader"] = exc
+
+    thread = threading.Thread(target=leader)
+    thread.start()
+    assert started.wait(timeout=30)
+    follower = threading.Thread(
+        target=lambda: out.setdefault(
+            "follower", fetch_or_render(cache, "f", "k", ["t"], policy, lambda: ("ok", ["ok"]))
+        )
+    )
+    follower.start()
+    while not cache._engine.flight._calls:  # the leader's flight is running...
+        threading.Event().wait(0.01)
+    threading.Event().wait(0.2)  # ...and the follower has (most likely) joined it
+    release.set()
+    thread.join(timeout=30)
+    follower.join(timeout=30)
+    assert isinstance(out["leader"], PermissionError)
+    assert out["follower"] in [("ok", None), (None, ["ok"])]  # its own render, or a stored one
+
+
 def test_a_render_that_raced_an_invalidation_is_not_kept() -> None:
     # The same stale-set rule as a cached function: generations are read before rendering.
     cache = Cache(namespace="views")

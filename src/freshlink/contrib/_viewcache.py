@@ -80,14 +80,23 @@ def fetch_or_render(
     :data:`REFUSED` when it must not be stored.
     """
     mine: list[Any] = []
+    failed: list[Exception] = []
 
     def load() -> Any:
-        native, value = render()
+        try:
+            native, value = render()
+        except Exception as exc:
+            # Kept for this caller alone: a view that raised for one request (a 403 for this
+            # user, a 404 raised as an exception) must not fail the callers sharing its flight.
+            failed.append(exc)
+            return REFUSED
         mine.append(native)
         return value
 
     k, names = cache._located(key, tags)
     got = cache._path.fetch(fname, k, names, load, policy)
+    if failed:
+        raise failed[0]
     if mine:
         return mine[0], None
     if got is REFUSED:
