@@ -117,6 +117,19 @@ def test_views_reading_the_user_or_setting_cookies_are_never_stored(
     assert "CSRF" in reasons
 
 
+def test_a_user_read_by_a_middleware_makes_the_response_per_user(
+    fl: Any, users: tuple[Client, Client], settings: Any
+) -> None:
+    settings.MIDDLEWARE = [*MIDDLEWARE, "django_project.cached_views.eager_user"]
+    ada, bob = users
+    ada.get("/loans/7")
+    bob.get("/loans/7")
+    assert renders == ["loan:7", "loan:7"]  # each a render: the session was read for them
+    ada.get("/mine")
+    ada.get("/mine")
+    assert renders == ["loan:7", "loan:7", "mine:ada"]  # keyed by user: cached
+
+
 def test_credentials_and_other_methods_pass_through(fl: Any) -> None:
     client = Client()
     client.get("/loans/7", HTTP_AUTHORIZATION="Bearer x")

@@ -25,6 +25,11 @@ def url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("redis_url"))
 
 
+@pytest.fixture(autouse=True)
+def _clean() -> None:
+    renders.clear()
+
+
 def create_app(url: str) -> Flask:
     app = Flask("views")
     app.config.update(FRESHLINK_URL=url, FRESHLINK_NAMESPACE="fv", SECRET_KEY="tests-only")
@@ -222,6 +227,41 @@ def test_a_fragment_reading_the_session_at_run_time_is_not_stored(app: Flask) ->
         assert render_template_string(src, hidden=hidden) == "Ada"
     with app.test_request_context():
         assert render_template_string(src, hidden=hidden) == "nobody"
+
+
+def test_a_user_loaded_before_the_view_makes_its_response_per_user(url: str) -> None:
+    # The Flask tutorial's pattern: a before_request hook loads g.user from the session.
+    app = Flask("hooked")
+    app.config.update(FRESHLINK_URL=url, FRESHLINK_NAMESPACE="hooked", SECRET_KEY="tests-only")
+
+    @app.before_request
+    def load_user() -> None:
+        g.user = session.get("name")
+
+    @app.get("/hello")
+    @fl.cached_view(ttl=60)
+    def hello() -> Any:
+        return f"hello {g.user}"
+
+    @app.get("/hello-each")
+    @fl.cached_view(ttl=60, per_user=lambda: g.user)
+    def hello_each() -> Any:
+        renders.append(f"each:{g.user}")
+        return f"hello {g.user}"
+
+    fl.init_app(app)
+    ada, anon = app.test_client(), app.test_client()
+    with ada.session_transaction() as sess:
+        sess["name"] = "Ada"
+    try:
+        assert ada.get("/hello").data == b"hello Ada"
+        assert anon.get("/hello").data == b"hello None"  # not Ada's page
+        for _ in range(2):
+            assert ada.get("/hello-each").data == b"hello Ada"
+            assert anon.get("/hello-each").data == b"hello None"
+        assert renders == ["each:Ada", "each:None"]
+    finally:
+        fl.close(app)
 
 
 def test_programming_errors_fail_at_decoration() -> None:

@@ -46,11 +46,14 @@ V = TypeVar("V", bound=Callable[..., Any])
 
 
 @contextlib.contextmanager
-def watch_user() -> Iterator[Reads]:
+def watch_user(earlier: bool = False) -> Iterator[Reads]:
     """Record, while the body runs, whether it reads the session or the request's cookies.
 
     ``session.accessed`` is what Flask itself uses to add ``Vary: Cookie``; it is reset for
     the body and restored (or-ed) after, so reads made before it still count for Flask.
+    ``earlier``: a read before the body counts too (for a whole view: a ``before_request``
+    hook that loaded the user from the session makes the response per-user, and Flask says
+    so with ``Vary: Cookie``).
     """
     reads = Reads()
     if not request:  # no request: a template rendered outside one (nothing to read)
@@ -61,6 +64,8 @@ def watch_user() -> Iterator[Reads]:
     # session itself so that watching does not count as a read.
     session = ctx._session if hasattr(ctx, "_session") else ctx.session
     before = bool(getattr(session, "accessed", False))
+    if before and earlier:
+        reads.note("the session (before the view: a before_request hook loading the user?)")
     req = ctx.request
     cookies = req.cookies
     req.__dict__["cookies"] = watched(cookies, reads, "request.cookies")
@@ -163,7 +168,7 @@ def make_cached_view(
             rendered_tags = render_tags(options.tags, values)
 
             def render() -> tuple[Response, Any]:
-                with watch_user() as reads:
+                with watch_user(earlier=True) as reads:
                     response = make_response(view(*args, **kwargs))
                 refusal = request_refusal(reads, keyed) or response_refusal(
                     response.status_code,

@@ -91,6 +91,16 @@ def badge(request: Any) -> HttpResponse:
     return page(BADGE, request, note=Note())
 
 
+def eager_user(get_response: Any) -> Any:
+    """A middleware that reads the user before every view (a "last seen" stamp, say)."""
+
+    def middleware(request: Any) -> Any:
+        request.user.is_authenticated  # noqa: B018 - evaluates the lazy user: reads the session
+        return get_response(request)
+
+    return middleware
+
+
 urlpatterns = [
     path("loans/<int:loan_id>", loan),
     path("mine", mine),

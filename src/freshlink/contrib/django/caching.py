@@ -60,12 +60,14 @@ def _noting(reads: Reads, user: Any) -> Callable[[], Any]:
 
 
 @contextlib.contextmanager
-def watch_request(request: Any) -> Iterator[Reads]:
+def watch_request(request: Any, earlier: bool = False) -> Iterator[Reads]:
     """Record, while the body runs, whether it reads who the user is.
 
     It watches ``request.user`` (a lazy stand-in notes its first use), ``request.COOKIES``,
     ``request.session.accessed`` (the flag Django's SessionMiddleware adds ``Vary: Cookie``
-    for; reset for the body, restored after) and the CSRF token being used.
+    for; reset for the body, restored after) and the CSRF token being used. ``earlier``: a
+    session read before the body (an eager middleware) counts too: SessionMiddleware's
+    ``Vary: Cookie`` will say the response varies by user.
     """
     reads = Reads()
     if request is None:
@@ -80,6 +82,8 @@ def watch_request(request: Any) -> Iterator[Reads]:
     session = getattr(request, "session", None)
     accessed = getattr(session, "accessed", None)
     if accessed is not None:
+        if accessed and earlier:
+            reads.note("request.session (before the view, in a middleware)")
         session.accessed = False  # type: ignore[union-attr]
     csrf = [request.META.get(flag) for flag in _CSRF_FLAGS]
     try:
@@ -179,7 +183,7 @@ def cached_view(
             rendered_tags = render_tags(options.tags, values)
 
             def render() -> tuple[Any, Any]:
-                with watch_request(request) as reads:
+                with watch_request(request, earlier=True) as reads:
                     response = view(request, *args, **kwargs)
                     if callable(getattr(response, "render", None)) and not getattr(
                         response, "is_rendered", True
