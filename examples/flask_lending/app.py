@@ -51,6 +51,7 @@ def _wants_json() -> bool:
 
 def _routes(app: Flask) -> None:
     @app.get("/")
+    @fl.cached_view(ttl=300, tags=["borrowers"])  # the whole page; a borrower's write drops it
     def index() -> str:
         return render_template("index.html", borrowers=db.borrowers(app.extensions["lending"]))
 

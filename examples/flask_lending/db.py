@@ -51,6 +51,8 @@ class Loan(Base):
 # After a loan is inserted, updated or deleted *and the transaction commits*, these tags are
 # invalidated: the cached "my loan" of its borrower (old and new, if it changed hands).
 fsa.invalidate_on(Loan, tags=["loan:{id}", "borrower:{borrower_id}"])
+# ... and the cached index page, which lists the borrowers.
+fsa.invalidate_on(Borrower, tags=["borrowers"])
 
 
 def init(database: str, cache: Cache) -> sessionmaker:  # type: ignore[type-arg]

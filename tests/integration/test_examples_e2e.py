@@ -111,6 +111,21 @@ def renew_and_read(office: Client, borrower: Client, cycles: int) -> None:
     assert checked > 0
 
 
+def index_sees_a_new_borrower(
+    office: Client, borrower: Client, add: list[str], env: dict[str, str]
+) -> None:
+    """The index page is a cached view: a borrower added by another process shows at once."""
+    for client in (office, borrower):  # cached in both servers now
+        assert "Ada Lovelace" in client.get("/")
+        assert "Mary Somerville" not in client.get("/")
+    done = subprocess.run(
+        add, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for client in (office, borrower):  # the commit invalidated "borrowers" everywhere
+        assert "Mary Somerville" in client.get("/")
+
+
 def test_flask_example_two_processes_share_renewals(redis: RedisServer, tmp_path: Path) -> None:
     env = clean_env(
         FRESHLINK_URL=redis.url,
@@ -126,6 +141,14 @@ def test_flask_example_two_processes_share_renewals(redis: RedisServer, tmp_path
         borrower.get("/login/1")
         assert borrower.link()[0] == "expired"  # seeded: Ada's link has expired (now cached)
         renew_and_read(office, borrower, cycles=5)
+        add_borrower = (
+            "from examples.flask_lending.app import create_app\n"
+            "from examples.flask_lending.db import Borrower\n"
+            "with create_app().extensions['lending']() as s:\n"
+            "    s.add(Borrower(name='Mary Somerville'))\n"
+            "    s.commit()\n"
+        )
+        index_sees_a_new_borrower(office, borrower, [sys.executable, "-c", add_borrower], env)
     finally:
         for s in servers:
             s.stop()
@@ -157,6 +180,16 @@ def test_django_example_two_processes_share_renewals(redis: RedisServer, tmp_pat
         borrower.get("/login/1")
         assert borrower.link()[0] == "expired"
         renew_and_read(office, borrower, cycles=5)
+        add_borrower = (
+            "from examples.django_lending.loans.models import Borrower; "
+            "Borrower.objects.create(name='Mary Somerville')"
+        )
+        index_sees_a_new_borrower(
+            office,
+            borrower,
+            [sys.executable, "-m", "examples.django_lending", "shell", "-c", add_borrower],
+            env,
+        )
     finally:
         for s in servers:
             s.stop()

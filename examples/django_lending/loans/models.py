@@ -33,3 +33,5 @@ class Loan(models.Model):
 # After a loan is saved or deleted *and the transaction commits*, these tags are invalidated:
 # the cached "my loan" of its borrower (old and new, if the loan changed hands) is reloaded.
 invalidate_on(Loan, tags=["loan:{pk}", "borrower:{borrower_id}"])
+# ... and the cached index page, which lists the borrowers.
+invalidate_on(Borrower, tags=["borrowers"])

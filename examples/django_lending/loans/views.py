@@ -11,11 +11,14 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from freshlink.contrib.django import cached_view
+
 from .models import Borrower, Loan
 from .services import current_borrower, my_loan
 
 
 @require_GET
+@cached_view(ttl=300, tags=["borrowers"])  # the whole page; a borrower's save drops it
 def index(request: Any) -> HttpResponse:
     return render(request, "loans/index.html", {"borrowers": Borrower.objects.order_by("pk")})
 

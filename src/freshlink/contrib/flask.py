@@ -6,6 +6,9 @@ The extension object never stores an app: its decorators are applied at import t
 every call, run the wrapper bound to ``flask.current_app``'s Cache. That makes them work with
 an app factory and with several apps in one process (each app, its own Cache).
 
+``fl.cached_view(...)`` caches a GET view's response and ``{% freshlink_cache %}`` a template
+fragment (see :mod:`freshlink.contrib.flask_views`), keyed and tagged like functions.
+
 ``init_app`` also registers the ``flask freshlink`` command group (``stats``, ``invalidate
 TAG...``, ``inspect KEY``) and, when configured, a Prometheus metrics endpoint
 (``FRESHLINK_METRICS = registry``) and a "report stale" endpoint (``FRESHLINK_REPORT_STALE``).
@@ -13,15 +16,17 @@ TAG...``, ``inspect KEY``) and, when configured, a Prometheus metrics endpoint
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..cache import Cache
 from ..errors import ConfigurationError, MissingDependencyError
+from ..handles import UNSET
 from ._payload import require_prometheus
 from ._plugin import HELP, CommandFailed, PluginState, Reply, metrics, report_stale, run_command
 from ._proxy import Bindings, CacheProxy
+from .flask_views import install_jinja, make_cached_view
 from .reports import StaleReporters
 from .settings import build_cache, parse_settings
 
@@ -40,6 +45,7 @@ __all__ = ["EXTENSION_KEY", "Freshlink", "FreshlinkState", "cli"]
 EXTENSION_KEY = "freshlink"
 
 F = TypeVar("F", bound=Callable[[], object])
+V = TypeVar("V", bound=Callable[..., Any])
 
 
 def _label(key: str) -> str:
@@ -75,6 +81,7 @@ class Freshlink(CacheProxy):
             raise ConfigurationError(f"freshlink config of app {app.name!r}: {exc}") from exc
         app.extensions[EXTENSION_KEY] = FreshlinkState(cache, settings, self._reporters)
         app.cli.add_command(cli)
+        install_jinja(app.jinja_env, lambda: _state(current_app).cache)
         if settings.metrics is not None:
             app.add_url_rule(settings.metrics_url, "freshlink_metrics", _metrics_view)
         if settings.report_stale:
@@ -107,6 +114,34 @@ class Freshlink(CacheProxy):
     def close(self, app: Flask | None = None) -> None:
         """Close ``app``'s Cache (default: the current app's)."""
         self.state(app).close()
+
+    def cached_view(
+        self,
+        ttl: Any = UNSET,
+        *,
+        tags: Iterable[str] = (),
+        vary: Iterable[str] = (),
+        query: bool | Iterable[str] = True,
+        per_user: Callable[[], Any] | bool = False,
+        name: str | None = None,
+    ) -> Callable[[V], V]:
+        """Cache a GET view's response in the current app's Cache, keyed and tagged.
+
+        The key is the view, host, path and query (``query=``: False, or the parameter names
+        kept), the request headers named in ``vary=``, and with ``per_user=`` (a function
+        returning the user's id) the user. ``tags`` are templates over the URL parameters (and
+        ``{user}``). A response that sets a cookie, is private, or reads the session or cookies
+        without ``per_user=`` is returned but not stored (logged); see the Flask guide.
+        """
+        return make_cached_view(
+            lambda: self.get_cache(),
+            ttl,
+            tags=tags,
+            vary=vary,
+            query=query,
+            per_user=per_user,
+            name=name,
+        )
 
     def stale_reporter(self, name: str) -> Callable[[F], F]:
         """Register the refresh run when a user reports the entry ``name`` as stale.

@@ -1,0 +1,193 @@
+"""Flask views and templates cached through freshlink: ``fl.cached_view`` and the Jinja tag.
+
+Use them through the extension: ``@fl.cached_view(ttl=60, tags=["loan:{loan_id}"])`` under
+``@app.get(...)``, and ``{% freshlink_cache %}`` in templates (registered by ``init_app``).
+The rules (what is keyed, what is never stored) are in :mod:`freshlink.contrib._views` and
+the docs' "Caching views and template fragments" section.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from ..cache import Cache
+from ..errors import ConfigurationError, MissingDependencyError
+from ..handles import UNSET
+from ._viewcache import REFUSED, fetch_or_render, log_refusal, view_policy
+from ._views import (
+    Reads,
+    StoredResponse,
+    ViewOptions,
+    render_tags,
+    request_refusal,
+    response_refusal,
+    select_query,
+    view_key,
+    watched,
+)
+from .jinja import FreshlinkExtension
+
+try:
+    from flask import Response, make_response, request
+    from flask.globals import request_ctx
+    from werkzeug.datastructures import Headers
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise MissingDependencyError(
+        "freshlink.contrib.flask_views needs Flask: pip install 'freshlink[flask]'"
+    ) from exc
+
+__all__ = ["install_jinja", "make_cached_view", "watch_user"]
+
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def watch_user(earlier: bool = False) -> Iterator[Reads]:
+    """Record, while the body runs, whether it reads the session or the request's cookies.
+
+    ``session.accessed`` is what Flask itself uses to add ``Vary: Cookie``; it is reset for
+    the body and restored (or-ed) after, so reads made before it still count for Flask.
+    ``earlier``: a read before the body counts too (for a whole view: a ``before_request``
+    hook that loaded the user from the session makes the response per-user, and Flask says
+    so with ``Vary: Cookie``).
+    """
+    reads = Reads()
+    if not request:  # no request: a template rendered outside one (nothing to read)
+        yield reads
+        return
+    ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
+    # Flask >= 3.1 marks the session accessed on any read of ctx.session: peek at the opened
+    # session itself so that watching does not count as a read.
+    session = ctx._session if hasattr(ctx, "_session") else ctx.session
+    before = bool(getattr(session, "accessed", False))
+    if before and earlier:
+        reads.note("the session (before the view: a before_request hook loading the user?)")
+    req = ctx.request
+    cookies = req.cookies
+    req.__dict__["cookies"] = watched(cookies, reads, "request.cookies")
+    if session is not None and hasattr(session, "accessed"):
+        session.accessed = False
+    try:
+        yield reads
+    finally:
+        req.__dict__["cookies"] = cookies
+        if session is not None and hasattr(session, "accessed"):
+            if session.accessed:
+                reads.note("the session")
+            session.accessed = before or session.accessed
+
+
+def install_jinja(env: Any, cache: Callable[[], Cache]) -> None:
+    """Add ``{% freshlink_cache %}`` to ``env``, using ``cache()`` and watching Flask's session."""
+    env.add_extension(FreshlinkExtension)
+    # Plain attributes: Environment.extend() would keep the extension's defaults.
+    env.freshlink_cache = cache
+    env.freshlink_watch = watch_user
+
+
+def _params(view: Callable[..., Any]) -> list[str] | None:
+    sig = inspect.signature(view)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return list(sig.parameters)
+
+
+def _user(per_user: Any) -> Any:
+    if per_user is False:
+        return UNSET
+    return per_user()
+
+
+def _stored(response: Response) -> StoredResponse:
+    return StoredResponse.of(
+        response.status_code,
+        response.status.partition(" ")[2],
+        response.headers.items(),
+        response.get_data(),
+    )
+
+
+def _rebuilt(value: Any) -> Response:
+    stored = StoredResponse.from_value(value)
+    response = Response(stored.body)
+    response.status = f"{stored.status} {stored.reason}".rstrip()
+    # The stored headers replace the defaults as they are, in order: an exact round trip.
+    response.headers = Headers(list(stored.headers))
+    return response
+
+
+def make_cached_view(
+    cache: Callable[[], Cache],
+    ttl: Any = UNSET,
+    *,
+    tags: Iterable[str] = (),
+    vary: Iterable[str] = (),
+    query: bool | Iterable[str] = True,
+    per_user: Any = False,
+    name: str | None = None,
+) -> Callable[[V], V]:
+    """Build the ``cached_view`` decorator of :class:`~freshlink.contrib.flask.Freshlink`."""
+    if per_user is True:
+        raise ConfigurationError(
+            "per_user=True: Flask has no standard user; pass a function returning the "
+            "current user's id, e.g. per_user=lambda: g.user.id"
+        )
+    options = ViewOptions.build(ttl, tags, vary, query, per_user)
+
+    def decorate(view: V) -> V:
+        if inspect.iscoroutinefunction(view):
+            raise ConfigurationError(f"cached_view: {view!r} is async; only sync views are cached")
+        fname = name or f"{view.__module__}.{view.__qualname__}"
+        options.check_tags(_params(view), fname)
+
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if request.method != "GET":
+                return view(*args, **kwargs)
+            keyed = options.per_user is not False
+            if not keyed and "Authorization" in request.headers:
+                # A request with credentials may get a personal answer (RFC 9111, 3.5).
+                return view(*args, **kwargs)
+            user = _user(options.per_user)
+            key = view_key(
+                fname,
+                method="GET",
+                host=request.host,
+                path=request.path,
+                query=select_query(request.args.items(multi=True), options.query),
+                headers=[(h, request.headers.get(h)) for h in options.vary],
+                user=user,
+            )
+            values = {**request.view_args, **kwargs} if request.view_args else dict(kwargs)
+            if keyed:
+                values["user"] = user
+            rendered_tags = render_tags(options.tags, values)
+
+            def render() -> tuple[Response, Any]:
+                with watch_user(earlier=True) as reads:
+                    response = make_response(view(*args, **kwargs))
+                refusal = request_refusal(reads, keyed) or response_refusal(
+                    response.status_code,
+                    response.headers.items(),
+                    keyed_by_user=keyed,
+                    vary=options.vary,
+                    streaming=response.is_streamed,
+                )
+                if refusal is not None:
+                    log_refusal(f"view {fname} ({request.path})", refusal)
+                    return response, REFUSED
+                return response, _stored(response).to_value()
+
+            current = cache()
+            native, stored = fetch_or_render(
+                current, fname, key, rendered_tags, view_policy(current, options.ttl), render
+            )
+            return native if native is not None else _rebuilt(stored)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
