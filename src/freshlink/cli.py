@@ -220,7 +220,12 @@ def cmd_relay(args: argparse.Namespace) -> int:
             "pip install 'freshlink[sqlalchemy]'",
         ) from None
     from . import Cache
+    from .contrib.outbox import check_relay_url
 
+    try:
+        check_relay_url(args.url)
+    except ConfigurationError as exc:
+        raise Fail(EXIT_USAGE, f"freshlink relay --url: {exc}") from None
     metrics = None
     if args.metrics_port is not None:
         try:
@@ -243,9 +248,23 @@ def cmd_relay(args: argparse.Namespace) -> int:
             caches[namespace] = Cache(args.url, namespace=namespace, local=None)
         return caches[namespace]
 
+    from sqlalchemy.exc import SQLAlchemyError
+
+    passes = 0
     try:
         while True:
-            done = relay_once(engine, cache_for, grace=args.grace, batch=args.batch)
+            try:
+                done = relay_once(engine, cache_for, grace=args.grace, batch=args.batch)
+            except SQLAlchemyError as exc:
+                # One line, not SQLAlchemy's traceback: a wrong --db is the usual cause. Once
+                # the relay has worked, a database hiccup only skips this pass.
+                problem = f"freshlink relay --db {args.db}: {getattr(exc, 'orig', None) or exc}"
+                if args.once or not passes:
+                    raise Fail(EXIT_BACKEND, problem) from None
+                print(f"freshlink: {problem}; retrying", file=sys.stderr, flush=True)
+                time.sleep(args.interval)
+                continue
+            passes += 1
             if metrics is not None:
                 metrics.observe(done)
             report = {
@@ -257,7 +276,11 @@ def cmd_relay(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(report), flush=True)
             else:
-                print(" ".join(f"{k}={v}" for k, v in report.items()), flush=True)
+                age = f"{done.pending.oldest_age:.3f}"  # as manage.py freshlink relay prints it
+                print(
+                    " ".join(f"{k}={v}" for k, v in {**report, "oldest_pending_s": age}.items()),
+                    flush=True,
+                )
             if args.once:
                 return EXIT_BACKEND if done.failed else 0
             time.sleep(args.interval)
@@ -311,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("relay", help="apply the invalidations writers left in the outbox")
     r.add_argument("--db", required=True, help="the database URL (SQLAlchemy)")
-    r.add_argument("--url", required=True, help="the cache's redis:// URL")
+    r.add_argument("--url", required=True, help="the Redis URL the app servers' cache uses")
     r.add_argument("--once", action="store_true", help="one pass, then exit")
     r.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
     r.add_argument(

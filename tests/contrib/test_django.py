@@ -467,6 +467,19 @@ def test_an_unconfirmed_invalidation_is_left_for_the_relay_command(
     assert outbox_rows() == []
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_relay_command_refuses_a_memory_cache(settings: Any) -> None:
+    settings.FRESHLINK = {"URL": "memory://", "NAMESPACE": "djox", "OUTBOX": True}
+    with transaction.atomic():
+        invalidate_on_commit("loan:7")  # applied at once in this process's memory://...
+    from freshlink.contrib.django.models import OutboxRow
+
+    OutboxRow.objects.create(namespace="djox", tags="loan:8", created=0.0)  # a crash left this
+    with pytest.raises(CommandError, match="reaches no other process"):
+        call_command("freshlink", "relay", "--once", "--grace", "0", stdout=io.StringIO())
+    assert outbox_rows() == ["loan:8"]  # kept for a relay that reaches the servers
+
+
 def test_the_outbox_setting_is_checked(settings: Any) -> None:
     settings.FRESHLINK = {"OUTBOX": "yes please"}
     messages = check_settings()

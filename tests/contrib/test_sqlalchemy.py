@@ -382,3 +382,34 @@ def test_each_sessionmaker_can_invalidate_its_own_cache(
     finally:
         fsa.uninstall()
         engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["memory://", ""])
+def test_the_relay_command_refuses_a_cache_no_server_shares(
+    world: dict[str, Any], db_url: str, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "applied" in the relay's own memory:// would delete rows whose invalidation reached
+    # nobody: the servers would keep the old values until their TTL.
+    from freshlink.cli import main
+
+    with world["sessions"].begin() as s:
+        s.execute(
+            fsa.outbox_table(Base.metadata)
+            .insert()
+            .values(namespace="sa", tags="loan:7", created=0.0)
+        )
+    assert main(["relay", "--db", db_url, "--url", url, "--once"]) == 2
+    assert "reaches no other process" in capsys.readouterr().err
+    assert outbox_rows(world["engine"]) == 1
+
+
+def test_the_relay_command_reports_a_bad_database_in_one_line(
+    tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from freshlink.cli import main
+
+    db = f"sqlite:///{tmp_path / 'missing-dir' / 'app.db'}"
+    assert main(["relay", "--db", db, "--url", redis_url, "--once"]) == 3
+    err = capsys.readouterr().err
+    assert "unable to open database file" in err
+    assert "Traceback" not in err

@@ -12,10 +12,12 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from ..errors import FreshlinkError
+from ..errors import ConfigurationError, FreshlinkError
+from ..keyspace import MEMORY_SCHEMES, schemes_phrase
 
-__all__ = ["TABLE", "Invalidate", "Pending", "RelayPass", "apply_rows"]
+__all__ = ["TABLE", "Invalidate", "Pending", "RelayPass", "apply_rows", "check_relay_url"]
 
 #: The outbox table's name.
 TABLE = "freshlink_outbox"
@@ -42,6 +44,21 @@ class RelayPass:
 
 #: Applies one namespace's tags; raises if the cache did not confirm the invalidation.
 Invalidate = Callable[[str, Sequence[str]], None]
+
+
+def check_relay_url(url: object) -> None:
+    """Refuse a cache a relay cannot reach the app servers through: an empty URL, or
+    ``memory://`` (the relay's own process), where "applied" would delete rows whose
+    invalidation reached nobody."""
+    if not isinstance(url, str):
+        return  # a ready redis-py client (the plugins' settings allow one)
+    scheme = urlsplit(url).scheme.lower()
+    if not url or scheme in MEMORY_SCHEMES:
+        raise ConfigurationError(
+            f"the relay needs the Redis the app servers share ({schemes_phrase(memory=False)}), "
+            f"got {url!r}: an invalidation in {url or 'an empty URL'} reaches no other process, "
+            "so the outbox rows would be deleted while the servers keep serving the old values"
+        )
 
 
 def apply_rows(rows: Iterable[Any], invalidate: Invalidate) -> tuple[list[Any], int]:

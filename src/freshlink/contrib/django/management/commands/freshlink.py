@@ -54,7 +54,13 @@ class Command(BaseCommand):  # type: ignore[misc]
         import time
 
         from freshlink.contrib.django.outbox import relay_once
+        from freshlink.contrib.outbox import check_relay_url
+        from freshlink.errors import ConfigurationError
 
+        try:
+            check_relay_url(get_state().settings.url)
+        except ConfigurationError as exc:
+            raise CommandError(f"freshlink relay: FRESHLINK['URL']: {exc}") from None
         cache = get_state().cache
         others: dict[str, Cache] = {}
 
