@@ -189,7 +189,7 @@ class _GuardedScope(dict[str, Any]):
             raise _refuse(f"request.scope[{key!r}]", self.route)
         raise KeyError(key)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         """Like ``dict.get``; raises ConfigurationError for the per-user parts."""
         if key in _PER_USER_SCOPE:
             raise _refuse(f"request.scope[{key!r}]", self.route)
