@@ -437,6 +437,10 @@ def lang_of(request: Request) -> str:
     return request.headers.get("accept-language", "en")
 
 
+def proxy_user(x_user: Annotated[str, Header()]) -> str:
+    return x_user  # set by an auth proxy: any header a dependency reads may be the user
+
+
 def socket_user(ws: WebSocket) -> str:
     return ws.headers.get("authorization", "anon")
 
@@ -469,6 +473,12 @@ def test_a_dependency_that_takes_the_request_is_refused_without_naming_it_in_the
 
         @cache_response(ttl=60)
         async def by_socket(user: Annotated[str, Depends(socket_user)]) -> str:
+            return user
+
+    with pytest.raises(ConfigurationError, match=r"user -> x_user \(the x-user header\)"):
+
+        @cache_response(ttl=60)
+        async def by_proxy(user: Annotated[str, Depends(proxy_user)]) -> str:
             return user
 
     # Naming one parameter that depends on the caller does not make the others safe.

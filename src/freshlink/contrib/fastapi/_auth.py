@@ -101,7 +101,12 @@ def why_authenticated(param: inspect.Parameter, seen: frozenset[int] = frozenset
     marker = marker_of(param)
     if isinstance(marker, params.Cookie):
         return f"{param.name} (a cookie)"
-    if isinstance(marker, params.Header) and _header_name(param, marker) in CREDENTIAL_HEADERS:
+    # Any header a dependency reads (``seen``: below the route) may name the user (X-User,
+    # X-Api-Key), and a dependency's value is not in the default key; the route's own header
+    # parameters are, unless they carry credentials.
+    if isinstance(marker, params.Header) and (
+        seen or _header_name(param, marker) in CREDENTIAL_HEADERS
+    ):
         return f"{param.name} (the {_header_name(param, marker)} header)"
     if not isinstance(marker, params.Depends):
         return None
