@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from freshlink import Cache
 from freshlink.contrib import sqlalchemy as fsa
-from freshlink.contrib.fastapi import cache_response, lifespan
+from freshlink.contrib.fastapi import cache_response, lifespan, shared_dependency
 
 from . import db
 
@@ -63,6 +63,7 @@ class Lending:
         return db.loan_of(self.sessions, borrower_id)
 
 
+@shared_dependency  # it reads only request.app: cache_response may use it without a key part
 def lending(request: Request) -> Lending:
     """Dependency: this app's :class:`Lending`."""
     return request.app.state.lending  # type: ignore[no-any-return]

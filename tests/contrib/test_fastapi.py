@@ -4,7 +4,7 @@ refusal of authenticated routes, cookies, invalidation, pydantic models and data
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,12 +24,22 @@ from fastapi import (
     Request,
     Response,
     Security,
+    WebSocket,
 )
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from freshlink import Cache, ConfigurationError, KeyTemplateError, SerializationError
 from freshlink.contrib import sqlalchemy as fsa
-from freshlink.contrib.fastapi import CacheDep, cache_of, cache_response, get_cache, lifespan
+from freshlink.contrib.fastapi import (
+    CacheDep,
+    cache_of,
+    cache_response,
+    get_cache,
+    lifespan,
+    shared_dependency,
+)
 from freshlink.serializers import JsonSerializer, MsgpackSerializer, register_type
 
 pytestmark = pytest.mark.redis
@@ -405,6 +415,260 @@ async def test_reading_credentials_from_the_request_fails_at_the_first_request(
             await c.get("/whoami")
         with pytest.raises(ConfigurationError, match="cookies"):
             await c.get("/jar")
+
+
+def user_from_header(request: Request) -> str:
+    # A hand-written auth dependency: it digs the user out of the Request itself.
+    return request.headers.get("authorization", "anon").split()[-1]
+
+
+def user_via(name: Annotated[str, Depends(user_from_header)]) -> str:
+    return name  # one level further down
+
+
+class UserFrom:
+    """A class dependency: FastAPI calls it with the connection."""
+
+    def __init__(self, connection: HTTPConnection) -> None:
+        self.name = connection.headers.get("authorization", "anon").split()[-1]
+
+
+def lang_of(request: Request) -> str:
+    return request.headers.get("accept-language", "en")
+
+
+def proxy_user(x_user: Annotated[str, Header()]) -> str:
+    return x_user  # set by an auth proxy: any header a dependency reads may be the user
+
+
+def socket_user(ws: WebSocket) -> str:
+    return ws.headers.get("authorization", "anon")
+
+
+@shared_dependency
+def settings_of(request: Request) -> dict[str, str]:
+    return {"site": request.app.title}  # the app's, the same for every caller
+
+
+def test_a_dependency_that_takes_the_request_is_refused_without_naming_it_in_the_key() -> None:
+    with pytest.raises(ConfigurationError, match=r"user -> request \(the Request\)"):
+
+        @cache_response(ttl=60)
+        async def me(user: Annotated[str, Depends(user_from_header)]) -> dict[str, str]:
+            return {"user": user}
+
+    with pytest.raises(ConfigurationError, match=r"user -> name -> request \(the Request\)"):
+
+        @cache_response(ttl=60, key="me")
+        async def deeper(user: Annotated[str, Depends(user_via)]) -> dict[str, str]:
+            return {"user": user}
+
+    with pytest.raises(ConfigurationError, match=r"who -> connection \(the HTTPConnection\)"):
+
+        @cache_response(ttl=60)
+        async def by_class(who: Annotated[UserFrom, Depends()]) -> dict[str, str]:
+            return {"user": who.name}
+
+    with pytest.raises(ConfigurationError, match=r"ws \(the WebSocket\)"):
+
+        @cache_response(ttl=60)
+        async def by_socket(user: Annotated[str, Depends(socket_user)]) -> str:
+            return user
+
+    with pytest.raises(ConfigurationError, match=r"user -> x_user \(the x-user header\)"):
+
+        @cache_response(ttl=60)
+        async def by_proxy(user: Annotated[str, Depends(proxy_user)]) -> str:
+            return user
+
+    # Naming one parameter that depends on the caller does not make the others safe.
+    with pytest.raises(ConfigurationError, match=r"does not name user\b"):
+
+        @cache_response(ttl=60, key="page:{lang}")
+        async def two(
+            lang: Annotated[str, Depends(lang_of)], user: Annotated[str, Depends(user_via)]
+        ) -> str:
+            return lang + user
+
+    # Allowed: the dependency in the key, a shared one, the app's Cache, no Request at all.
+    @cache_response(ttl=60, key="page:{lang}")
+    async def by_lang(
+        lang: Annotated[str, Depends(lang_of)],
+        settings: Annotated[dict[str, str], Depends(settings_of)],
+        cache: CacheDep,
+    ) -> str:
+        return lang
+
+
+async def test_users_through_a_request_dependency_get_their_own_responses(
+    redis_url: str,
+) -> None:
+    loads: list[str] = []
+    app = FastAPI(lifespan=lifespan(redis_url, namespace="fa"), title="lending")
+
+    @app.get("/me")
+    @cache_response(ttl=60, key="me:{user}")
+    async def me(
+        user: Annotated[str, Depends(user_via)],
+        settings: Annotated[dict[str, str], Depends(settings_of)],
+    ) -> dict[str, str]:
+        loads.append(user)
+        return {"user": user, **settings}
+
+    async with client(app) as c:
+        for who in ("alice", "bob", "alice", "bob"):
+            r = await c.get("/me", headers={"Authorization": f"Bearer {who}"})
+            assert r.json() == {"user": who, "site": "lending"}
+            assert r.headers["cache-control"] == "private, no-cache"
+        assert loads == ["alice", "bob"]
+
+
+class FakeSession:
+    """A pure ASGI middleware standing in for SessionMiddleware: the session from a header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            who = dict(scope["headers"]).get(b"x-who", b"nobody").decode()
+            scope["session"] = {"user": who}
+            scope.setdefault("state", {})["user"] = who
+        await self.app(scope, receive, send)
+
+
+async def test_the_session_state_and_all_headers_of_the_request_are_guarded(
+    redis_url: str,
+) -> None:
+    app = FastAPI(lifespan=lifespan(redis_url, namespace="fa"))
+    app.add_middleware(FakeSession)
+    reads: dict[str, Callable[[Request], Any]] = {
+        "session": lambda r: r.session.get("user"),
+        "state": lambda r: r.state.user,
+        "scope-headers": lambda r: dict(r.scope["headers"]),
+        "scope-get": lambda r: r.scope.get("session"),
+        "mapping": lambda r: r["headers"],
+        "raw": lambda r: r.headers.raw,
+        "items": lambda r: dict(r.headers.items()),
+        "values": lambda r: r.headers.values(),
+        "copy": lambda r: r.headers.mutablecopy(),
+    }
+    for name, read in reads.items():
+
+        def endpoint(request: Request, read: Callable[[Request], Any] = read) -> Any:
+            return {"got": repr(read(request))}
+
+        app.get(f"/{name}")(cache_response(ttl=60, key=name)(endpoint))
+
+    @app.get("/fine/{n}")
+    @cache_response(ttl=60, key="fine:{n}")
+    async def fine(n: int, request: Request) -> dict[str, Any]:
+        return {
+            "path": request.url.path,
+            "q": request.query_params.get("q"),
+            "lang": request.headers.get("accept-language"),
+            "names": sorted(request.headers.keys()),
+            "url_for": str(request.url_for("fine", n=n)),
+        }
+
+    async with client(app) as c:
+        for name in reads:
+            with pytest.raises(ConfigurationError, match="no per-user part"):
+                await c.get(f"/{name}", headers={"X-Who": "alice"})
+        r = await c.get("/fine/3?q=x", headers={"Accept-Language": "fr", "X-Who": "alice"})
+        assert r.json()["path"] == "/fine/3"
+        assert (r.json()["q"], r.json()["lang"]) == ("x", "fr")
+        assert "cookie" not in r.json()["names"]
+        assert r.json()["url_for"] == "http://test/fine/3"
+
+
+def db_session() -> Iterator[dict[str, bool]]:
+    """A yield dependency, like a database session: FastAPI closes it after the response."""
+    state = {"open": True}
+    yield state
+    state["open"] = False
+
+
+async def test_a_route_is_never_refreshed_in_the_background_nor_served_stale(
+    redis_url: str,
+) -> None:
+    # The Cache refreshes ahead and serves stale; a route must do neither: a refresh would run
+    # the endpoint after FastAPI closed its dependencies (the database session).
+    cache = Cache(
+        redis_url, namespace="fa", ahead=0.5, stale_while_revalidate=60, stale_if_error=60
+    )
+    errors: list[Any] = []
+    cache.events.on("error", errors.append)
+    app = FastAPI(lifespan=lifespan(cache))
+    seen: list[bool] = []  # was the session open while the endpoint ran?
+    published = {"doc": True}
+
+    @app.get("/item")
+    @cache_response(ttl=0.3)
+    async def item(db: Annotated[dict[str, bool], Depends(db_session)]) -> dict[str, int]:
+        await asyncio.sleep(0.05)
+        seen.append(db["open"])
+        return {"load": len(seen)}
+
+    @app.get("/doc")
+    @cache_response(ttl=0.3)
+    async def doc() -> dict[str, str]:
+        if not published["doc"]:
+            raise HTTPException(404, "unpublished")
+        return {"doc": "secret"}
+
+    async with client(app) as c:
+        assert (await c.get("/item")).json() == {"load": 1}
+        assert (await c.get("/doc")).status_code == 200
+        await asyncio.sleep(0.5)  # both entries have expired
+        assert (await c.get("/item")).json() == {"load": 2}  # loaded now, not stale
+        published["doc"] = False
+        gone = await c.get("/doc")
+        assert (gone.status_code, gone.json()) == (404, {"detail": "unpublished"})
+        assert (await c.get("/doc")).status_code == 404
+        published["doc"] = True  # no back-off after an HTTPException: it was an answer
+        assert (await c.get("/doc")).json() == {"doc": "secret"}
+    assert seen == [True, True]  # the lifespan's close waited for any background refresh
+    assert errors == []  # a 404 is the endpoint's answer, not a failure of the loader
+
+
+async def test_the_etag_changes_with_the_routes_response_model(redis_url: str) -> None:
+    class Public(pydantic.BaseModel):
+        id: int
+
+    class Full(pydantic.BaseModel):
+        id: int
+        email: str
+
+    loads: list[int] = []
+
+    @cache_response(ttl=60, key="account:{n}")
+    def account(n: int) -> Any:
+        loads.append(n)
+        return {"id": n, "email": "a@example.org"}
+
+    narrow = FastAPI(lifespan=lifespan(redis_url, namespace="fa"))
+    narrow.get("/accounts/{n}", response_model=Public)(account)
+    wide = FastAPI(lifespan=lifespan(redis_url, namespace="fa"))
+    wide.get("/accounts/{n}", response_model=Full)(account)
+    trimmed = FastAPI(lifespan=lifespan(redis_url, namespace="fa"))
+    trimmed.get("/accounts/{n}", response_model=Full, response_model_exclude={"email"})(account)
+
+    async with client(narrow) as c:
+        first = await c.get("/accounts/5")
+        assert first.json() == {"id": 5}
+        old = first.headers["etag"]
+        assert (await c.get("/accounts/5", headers={"If-None-Match": old})).status_code == 304
+    etags = {old}
+    for app, body in ((wide, {"id": 5, "email": "a@example.org"}), (trimmed, {"id": 5})):
+        async with client(app) as c:  # a deploy that changed the response model
+            r = await c.get("/accounts/5", headers={"If-None-Match": old})
+            assert (r.status_code, r.json()) == (200, body)
+            etags.add(r.headers["etag"])
+            again = await c.get("/accounts/5", headers={"If-None-Match": r.headers["etag"]})
+            assert again.status_code == 304
+    assert len(etags) == 3
+    assert loads == [5]  # one stored result, three shapes of it
 
 
 def test_bad_templates_and_background_tasks_fail_at_decoration() -> None:

@@ -5,7 +5,8 @@
 * :func:`get_cache` / :data:`CacheDep` hand that Cache to a route through ``Depends``;
 * :func:`cache_response` caches a GET route's result (keyed and tagged like a cached function)
   and answers ``If-None-Match`` with ``304 Not Modified``; it refuses routes that depend on
-  authentication unless their key has a per-user part.
+  authentication, or on a dependency that takes the ``Request``, unless their key names it
+  (:func:`shared_dependency` marks one that returns the same value to every caller).
 """
 
 from __future__ import annotations
@@ -25,10 +26,19 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "freshlink.contrib.fastapi needs FastAPI: pip install 'freshlink[fastapi]'"
     ) from exc
 
+from ._auth import shared_dependency
 from ._state import STATE_KEY, cache_of
 from .responses import cache_response
 
-__all__ = ["STATE_KEY", "CacheDep", "cache_of", "cache_response", "get_cache", "lifespan"]
+__all__ = [
+    "STATE_KEY",
+    "CacheDep",
+    "cache_of",
+    "cache_response",
+    "get_cache",
+    "lifespan",
+    "shared_dependency",
+]
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
@@ -61,6 +71,7 @@ def lifespan(url: Any = "memory://", *, then: Lifespan | None = None, **options:
     return run
 
 
+@shared_dependency  # the app's Cache: the same for every caller
 def get_cache(connection: HTTPConnection) -> Cache:
     """The dependency ``Depends(get_cache)``: the app's Cache (see :func:`lifespan`)."""
     return cache_of(connection.app)

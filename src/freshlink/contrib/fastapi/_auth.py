@@ -2,27 +2,65 @@
 
 A cached response is shared by everyone whose call renders the same key. If a route reads
 credentials (a security scheme, a ``Security``/``Cookie`` dependency, the ``Authorization``
-header) the response is one user's, so its key must contain a parameter that depends on
-them. Found statically at decoration; a route that takes the ``Request`` itself is guarded at
-run time instead (:class:`GuardedRequest`), since what it reads cannot be known in advance.
+header) or has a dependency that takes the ``Request`` (at any depth: what it reads from it,
+the session, the state, a header, cannot be known) the response may be one user's, so its key
+must name every such parameter. Found statically at decoration; a route that takes the
+``Request`` itself is guarded at run time instead (:class:`GuardedRequest`): FastAPI hands
+dependencies the real request, but the endpoint gets the guarded one.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Annotated, Any, get_args, get_origin
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 from fastapi import params
 from fastapi.security.base import SecurityBase
-from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.datastructures import URL, Headers
+from starlette.requests import HTTPConnection, Request
 
 from ...errors import ConfigurationError
 
-__all__ = ["CREDENTIAL_HEADERS", "GuardedRequest", "marker_of", "why_authenticated"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "GuardedRequest",
+    "marker_of",
+    "shared_dependency",
+    "takes_connection",
+    "why_authenticated",
+]
 
 #: Headers that carry a user's credentials.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+# What a request carries per user besides its headers: the session (SessionMiddleware), the
+# state (middleware often puts the user there), the authentication middleware's user and auth.
+_PER_USER_SCOPE = frozenset({"headers", "session", "state", "user", "auth"})
+_SHARED = "__freshlink_shared__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def shared_dependency(dependency: F) -> F:
+    """Mark a dependency that takes the Request but returns the same value to every caller.
+
+    A dependency that takes the ``Request`` makes :func:`cache_response` refuse the route
+    unless its key names it; mark one that only reads ``request.app`` (the app's database,
+    settings, cache) to allow it. Its own sub-dependencies are then not inspected either.
+    """
+    try:
+        setattr(dependency, _SHARED, True)
+    except (AttributeError, TypeError) as exc:
+        raise ConfigurationError(
+            f"shared_dependency({dependency!r}): cannot mark it (use a function or a class)"
+        ) from exc
+    return dependency
+
+
+def takes_connection(annotation: Any) -> bool:
+    """True if a parameter annotated so receives the ``Request``/``WebSocket`` itself."""
+    t = _plain(annotation)
+    return isinstance(t, type) and issubclass(t, HTTPConnection)
 
 
 def marker_of(param: inspect.Parameter) -> Any:
@@ -44,6 +82,10 @@ def _signature(call: Any) -> inspect.Signature | None:
         return None
 
 
+def _plain(annotation: Any) -> Any:
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
+
+
 def _header_name(param: inspect.Parameter, marker: Any) -> str:
     alias = getattr(marker, "alias", None)
     if isinstance(alias, str):
@@ -53,11 +95,18 @@ def _header_name(param: inspect.Parameter, marker: Any) -> str:
 
 
 def why_authenticated(param: inspect.Parameter, seen: frozenset[int] = frozenset()) -> str | None:
-    """Why ``param``'s value depends on the caller's credentials (a path of names), or None."""
+    """Why ``param``'s value may depend on the caller (a path of names), or None."""
+    if takes_connection(param.annotation):
+        return f"{param.name} (the {getattr(_plain(param.annotation), '__name__', 'Request')})"
     marker = marker_of(param)
     if isinstance(marker, params.Cookie):
         return f"{param.name} (a cookie)"
-    if isinstance(marker, params.Header) and _header_name(param, marker) in CREDENTIAL_HEADERS:
+    # Any header a dependency reads (``seen``: below the route) may name the user (X-User,
+    # X-Api-Key), and a dependency's value is not in the default key; the route's own header
+    # parameters are, unless they carry credentials.
+    if isinstance(marker, params.Header) and (
+        seen or _header_name(param, marker) in CREDENTIAL_HEADERS
+    ):
         return f"{param.name} (the {_header_name(param, marker)} header)"
     if not isinstance(marker, params.Depends):
         return None
@@ -70,7 +119,7 @@ def why_authenticated(param: inspect.Parameter, seen: frozenset[int] = frozenset
         return f"{param.name} (Security({getattr(call, '__name__', call)!s}))"
     if isinstance(call, SecurityBase):
         return f"{param.name} ({type(call).__name__})"
-    if call is None or id(call) in seen:
+    if call is None or id(call) in seen or getattr(call, _SHARED, False):
         return None
     sig = _signature(call)
     for sub in sig.parameters.values() if sig is not None else ():
@@ -82,52 +131,125 @@ def why_authenticated(param: inspect.Parameter, seen: frozenset[int] = frozenset
 
 def _refuse(what: str, route: str) -> ConfigurationError:
     return ConfigurationError(
-        f"cache_response({route}): the route read {what} of the request, but its key has no "
-        f"per-user part, so one user's response would be served to others. Declare the "
-        f"credentials as a dependency (Security, Cookie, Header) and put the user in key=, "
+        f"cache_response({route}): the route read {what}, but its key has no "
+        f"per-user part, so one user's response would be served to others. Take the value "
+        f"as a dependency (Security, Cookie, Header, Depends) and name it in key=, "
         f"e.g. key='...:{{user.id}}'; or leave the route uncached"
     )
 
 
+def _refusing(key: str, route: str) -> ConfigurationError:
+    return _refuse(f"the request's {key.lower()!r} header", route)
+
+
 class _GuardedHeaders(Headers):
-    """Headers that raise on a read of a credential header."""
+    """Headers that raise on a read of a credential header, or of all their values at once."""
 
     route = "?"
 
     def __getitem__(self, key: str) -> str:
         if key.lower() in CREDENTIAL_HEADERS:
-            raise _refuse(f"the {key.lower()!r} header", self.route)
+            raise _refusing(key, self.route)
         return super().__getitem__(key)
 
     def __contains__(self, key: Any) -> bool:
         if isinstance(key, str) and key.lower() in CREDENTIAL_HEADERS:
-            raise _refuse(f"the {key.lower()!r} header", self.route)
+            raise _refusing(key, self.route)
         return super().__contains__(key)
 
     def getlist(self, key: str) -> list[str]:
         if key.lower() in CREDENTIAL_HEADERS:
-            raise _refuse(f"the {key.lower()!r} header", self.route)
+            raise _refusing(key, self.route)
         return super().getlist(key)
+
+    # Reading every value (raw, items, values, a copy) would read the credentials too.
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """Raises ConfigurationError: the raw headers include the credentials."""
+        raise _refuse("request.headers.raw (all headers)", self.route)
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        """Raises ConfigurationError: the headers include the credentials."""
+        raise _refuse("request.headers.items() (all headers)", self.route)
+
+    def values(self) -> list[str]:  # type: ignore[override]
+        """Raises ConfigurationError: the headers include the credentials."""
+        raise _refuse("request.headers.values() (all headers)", self.route)
+
+    def mutablecopy(self) -> Any:
+        """Raises ConfigurationError: the copy would include the credentials."""
+        raise _refuse("request.headers.mutablecopy() (all headers)", self.route)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(<guarded>)"
+
+
+class _GuardedScope(dict[str, Any]):
+    """The request's scope without what identifies the user; reading that raises."""
+
+    route = "?"
+
+    def __missing__(self, key: str) -> Any:
+        if key in _PER_USER_SCOPE:
+            raise _refuse(f"request.scope[{key!r}]", self.route)
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Like ``dict.get``; raises ConfigurationError for the per-user parts."""
+        if key in _PER_USER_SCOPE:
+            raise _refuse(f"request.scope[{key!r}]", self.route)
+        return super().get(key, default)
 
 
 class GuardedRequest(Request):
-    """The request a cached route without a per-user key sees: reading credentials raises."""
+    """The request a cached route without a per-user key sees: reading credentials raises.
+
+    Its ``headers`` refuse credential headers (and reading them all), and its ``cookies``,
+    ``session``, ``state``, ``user``, ``auth`` and the same parts of ``scope`` raise.
+    """
 
     def __init__(self, request: Request, route: str) -> None:
-        super().__init__(request.scope, request.receive)
+        guarded = _GuardedScope(
+            {k: v for k, v in request.scope.items() if k not in _PER_USER_SCOPE}
+        )
+        guarded.route = route
+        super().__init__(guarded, request.receive)
         self._freshlink_route = route
+        self._freshlink_real = request
+        if hasattr(request, "_body"):  # FastAPI read it already: the stream is consumed
+            self._body = request._body
+
+    @property
+    def url(self) -> URL:
+        """The request's URL (its host comes from the headers, read here unguarded)."""
+        return self._freshlink_real.url
+
+    @property
+    def base_url(self) -> URL:
+        """The app's base URL."""
+        return self._freshlink_real.base_url
 
     @property
     def headers(self) -> Headers:
         """The headers; reading ``Authorization`` or ``Cookie`` raises ConfigurationError."""
-        guarded = _GuardedHeaders(scope=self.scope)
+        guarded = _GuardedHeaders(scope=self._freshlink_real.scope)
         guarded.route = self._freshlink_route
         return guarded
 
     @property
     def cookies(self) -> dict[str, str]:
         """Raises ConfigurationError: cookies identify the user."""
-        raise _refuse("cookies", self._freshlink_route)
+        raise _refuse("request.cookies", self._freshlink_route)
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """Raises ConfigurationError: the session is per user."""
+        raise _refuse("request.session", self._freshlink_route)
+
+    @property
+    def state(self) -> Any:
+        """Raises ConfigurationError: the state is per request (it often holds the user)."""
+        raise _refuse("request.state", self._freshlink_route)
 
     @property
     def user(self) -> Any:

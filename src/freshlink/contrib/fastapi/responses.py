@@ -25,10 +25,12 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Annotated, Any, get_args, get_origin
 
+import pydantic
 from fastapi import params
 from fastapi.encoders import jsonable_encoder
 from starlette.background import BackgroundTasks
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
@@ -47,6 +49,7 @@ _RESPONSE = "_freshlink_response"
 # The current call's full arguments, for the loader (the key only carries key parameters).
 _CALL: ContextVar[dict[str, Any]] = ContextVar("freshlink_response_call")
 _CACHEABLE_STATUS = frozenset({200})
+_SHAPE = "_freshlink_shape"
 
 
 def _plain_type(annotation: Any) -> Any:
@@ -67,6 +70,38 @@ def _etag(payload: Any) -> str:
         digest.update(text.encode("utf-8", "surrogatepass"))
     # Weak: FastAPI serializes a stored result on each request; the bytes are equal, but
     # a strong ETag would promise byte equality of encodings we do not control.
+    return f'W/"{digest.hexdigest()}"'
+
+
+def _storable(record: dict[str, Any]) -> bool:
+    return record.get("live") is None and "raised" not in record
+
+
+def _shape(route: Any) -> str:
+    """The response model's schema and settings: FastAPI applies them to a stored result."""
+    model = getattr(route, "response_model", None)
+    settings = [
+        getattr(route, name, None)
+        for name in (
+            "response_model_include",
+            "response_model_exclude",
+            "response_model_by_alias",
+            "response_model_exclude_unset",
+            "response_model_exclude_defaults",
+            "response_model_exclude_none",
+        )
+    ]
+    try:
+        schema: Any = pydantic.TypeAdapter(model).json_schema(mode="serialization")
+    except Exception:  # a type pydantic cannot describe: its name is the best we have
+        schema = repr(model)
+    return json.dumps([schema, settings], sort_keys=True, default=repr)
+
+
+def _with_shape(etag: str, shape: str) -> str:
+    if not shape:
+        return etag
+    digest = hashlib.blake2b(f"{etag}\n{shape}".encode("utf-8", "surrogatepass"), digest_size=16)
     return f'W/"{digest.hexdigest()}"'
 
 
@@ -128,13 +163,18 @@ class _Route:
             if text is not None:
                 fields.update(Template(text).fields)
         parts = set(Template(key).fields) if key is not None else set(plain)
-        self.per_user = bool(auth) and bool(parts & set(auth))
-        if auth and not self.per_user:
+        # Every parameter that may depend on the caller must be in the key: one of them
+        # (a language read from the request) does not make the others (the user) safe.
+        missing = [n for n in auth if n not in parts]
+        self.per_user = bool(auth) and not missing
+        if missing:
             raise ConfigurationError(
                 f"cache_response({self.name}): the route depends on authentication through "
-                f"{'; '.join(auth.values())}, but its key has no per-user part, so one user's "
-                f"response would be served to others. Name the user in key=, e.g. "
-                f"key='...:{{{next(iter(auth))}...}}' (one of: {', '.join(sorted(auth))})"
+                f"{'; '.join(auth[n] for n in missing)}, but its key "
+                f"does not name {', '.join(missing)}, so one user's response would be served "
+                f"to others. Name it in key=, e.g. key='...:{{{missing[0]}...}}'; mark a "
+                f"dependency that takes the Request but returns the same value for everyone "
+                f"(it reads request.app) with @shared_dependency; or leave the route uncached"
             )
         # Without a per-user part the endpoint must not read credentials from the request.
         self.guard = not self.per_user
@@ -170,10 +210,29 @@ class _Route:
             key=opts["key"],
             tags=opts["tags"],
             version=version,
-            should_cache=lambda record: record.get("live") is None,
+            should_cache=_storable,
+            # Like a view (``view_policy``): never refreshed in the background (FastAPI has
+            # closed the request's dependencies, its database session, by then) and never
+            # served stale, whatever the Cache's defaults.
+            ahead=None,
+            beta=0.0,
+            stale_while_revalidate=0.0,
+            stale_if_error=0.0,
+            cache_none=True,
         )(load)
         self._bound[cache] = made
         return made
+
+    def shape_of(self, route: Any) -> str:
+        """What of FastAPI's route shapes the body of a stored result (its response model)."""
+        if route is None:
+            return ""
+        # Kept on FastAPI's route (unhashable, so not a dict key): computed once per route.
+        shape = getattr(route, _SHAPE, None)
+        if not isinstance(shape, str):
+            shape = _shape(route)
+            setattr(route, _SHAPE, shape)
+        return shape
 
     async def call_endpoint(self, kwargs: dict[str, Any]) -> Any:
         """Run the endpoint (a sync one in the thread pool, as FastAPI would)."""
@@ -183,8 +242,14 @@ class _Route:
 
     async def run(self, call: dict[str, Any]) -> dict[str, Any]:
         """The loader: run the endpoint and describe its result as a storable record."""
-        result = await self.call_endpoint(call["kwargs"])
         record: dict[str, Any] = {"by": call["token"]}
+        try:
+            result = await self.call_endpoint(call["kwargs"])
+        except HTTPException as exc:
+            # An answer (404, 403), not a failure of the loader: never stored, never answered
+            # with an older value, and only its own caller gets it.
+            record["raised"] = exc
+            return record
         if isinstance(result, Response):
             body = getattr(result, "body", None)
             headers = _headers(result.raw_headers)
@@ -228,11 +293,17 @@ class _Route:
         finally:
             _CALL.reset(reset)
         mine = record["by"] == call["token"]
+        if "raised" in record:
+            if mine:
+                raise record["raised"]
+            return await self.call_endpoint(kwargs)
         if "live" in record:
             # Not storable (it set a cookie, failed, streams): only its own caller may see
             # it; a concurrent caller that shared the load runs the endpoint itself.
             return record["live"] if mine else await self.call_endpoint(kwargs)
         etag = record["etag"]
+        if record["kind"] == "value":
+            etag = _with_shape(etag, self.shape_of(request.scope.get("route")))
         if _matches(request.headers.get("if-none-match"), etag):
             return Response(
                 status_code=304, headers={"ETag": etag, "Cache-Control": self.cache_control}
