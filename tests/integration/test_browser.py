@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -110,6 +110,28 @@ def wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
     return WebDriverWait(driver, WAIT, ignored_exceptions=[StaleElementReferenceException])
 
 
+def gone(element: WebElement) -> Callable[[WebDriver], bool]:
+    """A wait condition: ``element``'s page has been replaced by the next one.
+
+    Like ``ec.staleness_of``, except that Chromium, asked about the node while the next
+    document replaces its own, may answer "Node with given id does not belong to the
+    document" (a WebDriverException, not a StaleElementReferenceException): gone as well.
+    """
+
+    def check(_driver: WebDriver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return check
+
+
 def borrower_link(driver: WebDriver) -> tuple[str, str]:
     """The link's state and token as the borrower's page in the current tab shows them."""
     link = wait(driver).until(ec.presence_of_element_located((By.ID, "link")))
@@ -120,7 +142,7 @@ def reload_borrower(driver: WebDriver) -> tuple[str, str]:
     """Reload the borrower's page; what the new page (not the old one) shows."""
     old = driver.find_element(By.ID, "link")
     driver.refresh()
-    wait(driver).until(ec.staleness_of(old))
+    wait(driver).until(gone(old))
     assert driver.current_url.endswith("/my-loan"), driver.current_url
     return borrower_link(driver)
 
@@ -142,7 +164,7 @@ def press(driver: WebDriver, label: str) -> str:
     before = office_token(driver)
     row = driver.find_element(By.XPATH, ROW)
     driver.find_element(By.XPATH, f"{ROW}//button[normalize-space()='{label}']").click()
-    wait(driver).until(ec.staleness_of(row))
+    wait(driver).until(gone(row))
     wait(driver).until(lambda d: office_token(d) != before)
     assert driver.current_url.endswith("/staff"), driver.current_url
     return office_token(driver)
