@@ -102,7 +102,7 @@ def test_views_reading_the_user_or_setting_cookies_are_never_stored(
     fl: Any, users: tuple[Client, Client], caplog: pytest.LogCaptureFixture
 ) -> None:
     ada, _ = users
-    caplog.set_level(logging.WARNING, "freshlink.views")
+    caplog.set_level(logging.DEBUG, "freshlink.views")
     assert ada.get("/greet").content == b"hi ada"
     assert Client().get("/greet").content == b"hi stranger"  # not Ada's page
     assert ada.get("/greet")["Vary"] == "Cookie"  # what Django itself says of it

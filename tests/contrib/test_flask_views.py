@@ -165,7 +165,7 @@ def test_responses_that_read_the_user_or_set_cookies_are_never_stored(
     client = app.test_client()
     with client.session_transaction() as sess:
         sess["name"] = "Ada"
-    caplog.set_level(logging.WARNING, "freshlink.views")
+    caplog.set_level(logging.DEBUG, "freshlink.views")
     assert client.get("/greet").data == b"hi Ada"
     anon = app.test_client()
     assert anon.get("/greet").data == b"hi stranger"  # not Ada's page

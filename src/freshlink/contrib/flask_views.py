@@ -129,6 +129,7 @@ def make_cached_view(
     query: bool | Iterable[str] = True,
     per_user: Any = False,
     name: str | None = None,
+    version: str | int | None = None,
 ) -> Callable[[V], V]:
     """Build the ``cached_view`` decorator of :class:`~freshlink.contrib.flask.Freshlink`."""
     if per_user is True:
@@ -136,13 +137,14 @@ def make_cached_view(
             "per_user=True: Flask has no standard user; pass a function returning the "
             "current user's id, e.g. per_user=lambda: g.user.id"
         )
-    options = ViewOptions.build(ttl, tags, vary, query, per_user)
+    options = ViewOptions.build(ttl, tags, vary, query, per_user, version)
 
     def decorate(view: V) -> V:
         if inspect.iscoroutinefunction(view):
             raise ConfigurationError(f"cached_view: {view!r} is async; only sync views are cached")
         fname = name or f"{view.__module__}.{view.__qualname__}"
         options.check_tags(_params(view), fname)
+        ident = options.identity(view)
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -155,6 +157,7 @@ def make_cached_view(
             user = _user(options.per_user)
             key = view_key(
                 fname,
+                ident=ident,
                 method="GET",
                 host=request.host,
                 path=request.path,
@@ -178,7 +181,7 @@ def make_cached_view(
                     streaming=response.is_streamed,
                 )
                 if refusal is not None:
-                    log_refusal(f"view {fname} ({request.path})", refusal)
+                    log_refusal(f"view {fname}", refusal, f" ({request.path})")
                     return response, REFUSED
                 return response, _stored(response).to_value()
 

@@ -9,8 +9,12 @@ The key is the view, host, path and query (``query=``: False, or the names of th
 kept), the request headers named in ``vary=`` and, with ``per_user=``, the user
 (``request.user.pk``, or what a function of the request returns). ``tags`` are templates over
 the URL's keyword arguments (and ``{user}``), so ``invalidate("loan:7")`` drops the page.
+Like a cached function's, the key also holds a hash of the view's code and ``version=``: after
+a deploy that changes the view, no process serves the page the old code rendered (bump
+``version=`` when only a template the view renders changed).
 
-Never stored (the response is returned, and the reason logged on ``freshlink.views``): a
+Never stored (the response is returned, and the reason logged on ``freshlink.views``: a
+WARNING once per view and reason, then DEBUG): a
 response that sets a cookie, is ``Cache-Control: private/no-store/no-cache``, varies by
 ``Cookie``/``Authorization`` or ``*``, streams, or has an uncacheable status; and, unless keyed
 by user, a view that read ``request.user``, ``request.session``, ``request.COOKIES`` or a CSRF
@@ -152,15 +156,17 @@ def cached_view(
     query: bool | Iterable[str] = True,
     per_user: bool | Callable[[Any], Any] = False,
     name: str | None = None,
+    version: str | int | None = None,
 ) -> Callable[[V], V]:
     """Cache a GET view's response in the ``FRESHLINK`` cache, keyed and tagged (see module)."""
-    options = ViewOptions.build(ttl, tags, vary, query, per_user)
+    options = ViewOptions.build(ttl, tags, vary, query, per_user, version)
 
     def decorate(view: V) -> V:
         if inspect.iscoroutinefunction(view):
             raise ConfigurationError(f"cached_view: {view!r} is async; only sync views are cached")
         fname = name or f"{view.__module__}.{view.__qualname__}"
         options.check_tags(_params(view), fname)
+        ident = options.identity(view)
 
         @functools.wraps(view)
         def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -170,6 +176,7 @@ def cached_view(
             user = _user(request, options.per_user)
             key = view_key(
                 fname,
+                ident=ident,
                 method="GET",
                 host=request.get_host(),
                 path=request.path,
@@ -191,7 +198,7 @@ def cached_view(
                         response.render()  # a TemplateResponse: its template reads count too
                 refusal = request_refusal(reads, keyed) or _refusal(response, keyed, options.vary)
                 if refusal is not None:
-                    log_refusal(f"view {fname} ({request.path})", refusal)
+                    log_refusal(f"view {fname}", refusal, f" ({request.path})")
                     return response, REFUSED
                 return response, StoredResponse.of(
                     response.status_code, response.reason_phrase, response.items(), response.content
