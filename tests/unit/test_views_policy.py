@@ -8,7 +8,6 @@ import pytest
 from werkzeug.datastructures import ImmutableMultiDict
 
 from freshlink import Cache, ConfigurationError, KeyEncodingError, KeyTemplateError
-from freshlink.events import Event
 from freshlink.contrib._viewcache import REFUSED, fetch_or_render, log_refusal, view_policy
 from freshlink.contrib._views import (
     Reads,
@@ -24,6 +23,7 @@ from freshlink.contrib._views import (
     view_key,
     watched,
 )
+from freshlink.events import Event
 
 # ---------------------------------------------------------------------------- options
 
@@ -134,7 +134,8 @@ def test_a_views_identity_changes_with_its_code_version_and_tags() -> None:
         ViewOptions.build(tags=["loan:{loan_id}"], version=2).identity(_page_v1),
         ViewOptions.build(tags=["loan:{loan_id}", "all"]).identity(_page_v1),
     }
-    assert ident not in others and len(others) == 3
+    assert ident not in others
+    assert len(others) == 3
     with pytest.raises(KeyTemplateError, match="version"):
         ViewOptions.build(version="has space")
 
@@ -361,8 +362,7 @@ def test_a_refusal_warns_once_per_view_and_reason_then_logs_at_debug(
     log_refusal(what, Refusal("status 500 is not cacheable", warn=False))
     prefix = f"freshlink: not caching {what}"
     levels = [
-        (r.levelname, r.getMessage().removeprefix(prefix).split(": ", 1)[1])
-        for r in caplog.records
+        (r.levelname, r.getMessage().removeprefix(prefix).split(": ", 1)[1]) for r in caplog.records
     ]
     assert levels == [
         ("WARNING", "it sets a cookie (Set-Cookie)"),
