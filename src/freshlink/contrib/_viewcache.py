@@ -8,21 +8,42 @@ not be stored (it set a cookie, read the user...) is returned to its own caller 
 Concurrent callers of the same key share one render (single-flight), so a refused render is
 handed to nobody else: each of them renders its own. A render that raised is an ``error`` (its
 event, its span) for its own caller only, likewise.
+
+:class:`CachedView` is a cached view's whole algorithm (pass-through, key, tags, render,
+refusal, store); a :class:`Framework` adapter gives it the request and the response.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ..cache import Cache
-from ..handles import Unset
+from ..handles import UNSET, Unset
 from ..policy import Freshness
-from ._views import Refusal
+from ._views import (
+    Reads,
+    Refusal,
+    StoredResponse,
+    ViewOptions,
+    render_tags,
+    request_refusal,
+    select_query,
+    view_key,
+)
 
-__all__ = ["REFUSED", "fetch_or_render", "log_refusal", "view_policy"]
+__all__ = [
+    "REFUSED",
+    "CachedView",
+    "Framework",
+    "RequestParts",
+    "fetch_or_render",
+    "log_refusal",
+    "view_policy",
+]
 
 logger = logging.getLogger("freshlink.views")
 
@@ -117,3 +138,101 @@ def fetch_or_render(
         native, _value = render()
         return native, None
     return None, got
+
+
+# ---------------------------------------------------------------------------- the view wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class RequestParts:
+    """What a cached view needs to know of one request (given by the framework's adapter)."""
+
+    method: str
+    #: The host (a function: Django's ``get_host()`` may raise, for a cached request only).
+    host: Callable[[], str]
+    path: str
+    #: The query string's (name, value) pairs, in order.
+    query: Iterable[tuple[str, str]]
+    #: A request header's value by name (None when absent).
+    header: Callable[[str], str | None]
+    #: Whether it carries credentials (an ``Authorization`` header).
+    credentials: bool
+    #: The URL's parameters (what the tag templates are rendered over).
+    params: Mapping[str, Any]
+
+
+class Framework(Protocol):
+    """The framework's side of :class:`CachedView`: Flask's and Django's differ only here."""
+
+    def cache(self) -> Cache:
+        """The Cache the views are stored in (the app's, the ``FRESHLINK`` one)."""
+
+    def request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestParts:
+        """The request a call of the view answers."""
+
+    def user(self, args: tuple[Any, ...], per_user: Any) -> Any:
+        """The user a ``per_user=`` view is keyed by."""
+
+    def render(
+        self, view: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Reads]:
+        """Run the view: its response (rendered) and what it read that identifies its user."""
+
+    def refusal(self, response: Any, keyed: bool, vary: Sequence[str]) -> Refusal | None:
+        """Why this response must not be stored (its headers, status, streaming), or None."""
+
+    def stored(self, response: Any) -> StoredResponse:
+        """The stored form of a response."""
+
+    def rebuilt(self, value: Any) -> Any:
+        """The framework's response from a stored value."""
+
+
+class CachedView:
+    """A view's response served through the cache: the algorithm Flask and Django share."""
+
+    __slots__ = ("fname", "framework", "ident", "keyed", "options", "view")
+
+    def __init__(
+        self, view: Callable[..., Any], options: ViewOptions, fname: str, framework: Framework
+    ) -> None:
+        self.view = view
+        self.options = options
+        self.fname = fname
+        self.framework = framework
+        self.ident = options.identity(view)
+        self.keyed = options.per_user is not False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Answer one call of the view: from the cache, or by running it (and storing it)."""
+        fw, options, keyed = self.framework, self.options, self.keyed
+        req = fw.request(args, kwargs)
+        if req.method != "GET" or (not keyed and req.credentials):
+            # Only GET is cached; a request with credentials may get a personal answer
+            # (RFC 9111, 3.5) unless the key names the user.
+            return self.view(*args, **kwargs)
+        user = fw.user(args, options.per_user) if keyed else UNSET
+        key = view_key(
+            self.fname,
+            ident=self.ident,
+            method="GET",
+            host=req.host(),
+            path=req.path,
+            query=select_query(req.query, options.query),
+            headers=[(h, req.header(h)) for h in options.vary],
+            user=user,
+        )
+        tags = render_tags(options.tags, {**req.params, "user": user} if keyed else req.params)
+
+        def render() -> tuple[Any, Any]:
+            response, reads = fw.render(self.view, args, kwargs)
+            refusal = request_refusal(reads, keyed) or fw.refusal(response, keyed, options.vary)
+            if refusal is not None:
+                log_refusal(f"view {self.fname}", refusal, f" ({req.path})")
+                return response, REFUSED
+            return response, fw.stored(response).to_value()
+
+        cache = fw.cache()
+        policy = view_policy(cache, options.ttl)
+        native, stored = fetch_or_render(cache, self.fname, key, tags, policy, render)
+        return native if native is not None else fw.rebuilt(stored)
