@@ -479,3 +479,37 @@ def test_pages_and_fragments_are_traced_like_functions(
     assert [e.name for e in get.events] == ["freshlink.error"]
     assert telemetry.metric("freshlink.errors", function="fragment:loan-card") == 1
     no_secrets(telemetry)
+
+
+def test_a_cached_flask_page_is_traced(telemetry: Telemetry) -> None:
+    from flask import Flask
+
+    from freshlink.contrib.flask import Freshlink
+
+    fl = Freshlink()
+    app = Flask("traced")
+    app.config.update(FRESHLINK_URL="memory://", FRESHLINK_NAMESPACE="traced")
+
+    @app.get("/loans/<int:loan_id>")
+    @fl.cached_view(ttl=60, tags=["loan:{loan_id}"], name="loan_page")
+    def loan_page(loan_id: int) -> str:
+        return SECRET
+
+    fl.init_app(app)
+    try:
+        instrument(fl.get_cache(app), telemetry.tracer_provider, telemetry.meter_provider)
+        client = app.test_client()
+        assert client.get(f"/loans/{LOAN}").data == SECRET.encode()
+        assert client.get(f"/loans/{LOAN}").data == SECRET.encode()
+    finally:
+        fl.close(app)
+    load, miss, hit = telemetry.finished()
+    assert [s.name for s in (load, miss, hit)] == [
+        "freshlink.load",
+        "freshlink.get",
+        "freshlink.get",
+    ]
+    assert parent_of(load) == miss.context.span_id
+    assert attrs(miss)["freshlink.function"] == attrs(hit)["freshlink.function"] == "loan_page"
+    assert (attrs(miss)["freshlink.outcome"], attrs(hit)["freshlink.outcome"]) == ("miss", "hit")
+    no_secrets(telemetry)
