@@ -80,7 +80,7 @@ class FreshlinkCacheNode(Node):  # type: ignore[misc]
         parts: list[FilterExpression],
         tags: FilterExpression | None,
         user: FilterExpression | None,
-        ident: str = "",
+        ident: str,
     ) -> None:
         self.nodelist = nodelist
         self.ident = ident
