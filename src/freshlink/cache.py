@@ -25,7 +25,7 @@ from .keys import check_tag, safe_key
 from .keyspace import Keyspace
 from .local import Local, NearCache
 from .policy import Freshness, check_ttl
-from .readpath import ReadPath
+from .readpath import ReadPath, fetch_own
 from .refresh import AsyncRefresher, Refresher
 from .serializers import Codec, Serializer, make_codec
 from .stats import CacheStats
@@ -284,6 +284,21 @@ class Cache(CachedFactory):
             raise ConfigurationError(f"a cache key must be a non-empty str, got {key!r}")
         k = safe_key(key)
         return k, self.keyspace.names(k, [check_tag(t) for t in tags])
+
+    def _fetch_own(
+        self,
+        fname: str,
+        key: str,
+        tags: Sequence[str],
+        load: Callable[[], Any],
+        policy: Freshness,
+        withheld: object,
+    ) -> Any:
+        """Internal to :mod:`freshlink.contrib` (cached views and fragments): serve ``key``
+        through the read path, traced, with ``load``'s failures its caller's own (see
+        :func:`freshlink.readpath.fetch_own`)."""
+        k, names = self._located(key, tags)
+        return fetch_own(self._path, fname, k, names, load, policy, withheld)
 
     def _value(self, key: str, read: Read, default: Any) -> Any:
         if read.entry is None:

@@ -27,6 +27,7 @@ __all__ = [
     "KeySpec",
     "Template",
     "check_tag",
+    "check_version",
     "code_identity",
     "encode_arg",
     "safe_key",
@@ -147,6 +148,24 @@ def encode_arg(value: object, _depth: int = 0) -> str:
         f"cannot build a cache key from an argument of type {t.__module__}.{t.__qualname__}; "
         "give the decorator a key= template, or define __freshlink_key__() on the type"
     )
+
+
+def check_version(version: object) -> None:
+    """``version=`` must be None, an int or a short str safe in a key (else KeyTemplateError)."""
+    if version is not None and not (
+        (isinstance(version, int) and not isinstance(version, bool))
+        or (
+            isinstance(version, str)
+            and version
+            and len(version) <= 64
+            and _SAFE.issuperset(version)
+            and "#" not in version
+        )
+    ):
+        raise KeyTemplateError(
+            f"version= must be an int or a short str of letters, digits and "
+            f"punctuation without spaces; got {version!r}"
+        )
 
 
 def code_identity(func: Callable[..., Any]) -> str:
@@ -319,20 +338,7 @@ class KeySpec:
         self.uses_self = first is not None and any(
             first in t.fields for t in (self.key_template, *self.tag_templates) if t is not None
         )
-        if version is not None and not (
-            (isinstance(version, int) and not isinstance(version, bool))
-            or (
-                isinstance(version, str)
-                and version
-                and len(version) <= 64
-                and _SAFE.issuperset(version)
-                and "#" not in version
-            )
-        ):
-            raise KeyTemplateError(
-                f"version= must be an int or a short str of letters, digits and "
-                f"punctuation without spaces; got {version!r}"
-            )
+        check_version(version)
         parts = [self.name, "v" + str(version if version is not None else 0)]
         if use_code_identity:
             # Templates are part of the identity too: entries are compared to their tags by

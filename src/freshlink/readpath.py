@@ -31,10 +31,11 @@ from ._outcomes import Stale
 from ._steps import arun, run, shared
 from .backends.base import Read
 from .errors import BackendError, FreshlinkError, RemoteLoaderError
+from .events import Event
 from .policy import Action, Freshness
-from .tracing import traced_steps
+from .tracing import loader, traced_steps
 
-__all__ = ["MISS", "ReadPath"]
+__all__ = ["MISS", "ReadPath", "fetch_own"]
 
 
 class ReadPath:
@@ -368,3 +369,47 @@ class ReadPath:
             eng.entries.fill_near(job.near_key, copy, entry, policy, mark)
             eng.outcomes.refreshed(fname, key, took)
         return True
+
+
+def fetch_own(
+    path: ReadPath,
+    fname: str,
+    key: str,
+    names: Sequence[str],
+    load: Callable[[], Any],
+    policy: Freshness,
+    withheld: object,
+) -> Any:
+    """:meth:`ReadPath.fetch` for a loader whose failure is its own caller's (views, fragments).
+
+    Internal to :mod:`freshlink.contrib` (reached through ``Cache._fetch_own``). Traced like a
+    cached function's call: a "get" span around it, a "load" span around ``load``. A ``load``
+    that raises (a view's 403 for this user) is reported as an ``error`` event and re-raised
+    to this caller alone: the single flight it led gets ``withheld`` instead, which the policy
+    must refuse to store, so the callers that joined it run their own loader and no other
+    process is told of the failure (its message may be about this user).
+    """
+    eng = path.engine
+    tracer = eng.tracer
+    traced = load if tracer is None else loader(tracer, fname, load)
+    failed: list[Exception] = []
+
+    def own() -> Any:
+        try:
+            return traced()
+        except Exception as exc:
+            failed.append(exc)
+            return withheld
+
+    def run_it() -> Any:
+        got = path.fetch(fname, key, names, own, policy)
+        if failed:
+            if eng.events.error:
+                eng.events.emit(Event("error", fname, key, error=failed[0]))
+            raise failed[0]
+        return got
+
+    if tracer is None:
+        return run_it()
+    with tracer.span("get", fname):
+        return run_it()

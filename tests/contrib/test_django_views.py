@@ -21,7 +21,7 @@ if not django_settings.configured:
 django.setup()
 
 from django.contrib.auth.models import User  # noqa: E402
-from django.template import engines  # noqa: E402
+from django.template import Context, engines  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from django_project import cached_views  # noqa: E402
@@ -102,7 +102,7 @@ def test_views_reading_the_user_or_setting_cookies_are_never_stored(
     fl: Any, users: tuple[Client, Client], caplog: pytest.LogCaptureFixture
 ) -> None:
     ada, _ = users
-    caplog.set_level(logging.WARNING, "freshlink.views")
+    caplog.set_level(logging.DEBUG, "freshlink.views")
     assert ada.get("/greet").content == b"hi ada"
     assert Client().get("/greet").content == b"hi stranger"  # not Ada's page
     assert ada.get("/greet")["Vary"] == "Cookie"  # what Django itself says of it
@@ -204,3 +204,69 @@ def test_programming_errors_fail_at_decoration() -> None:
 
     with pytest.raises(ConfigurationError, match="per_user"):
         cached_view(vary=["Authorization"])
+
+
+# ---------------------------------------------------------------------------- code identity
+
+
+def test_a_fragment_name_in_two_templates_keys_two_fragments(fl: Any) -> None:
+    from django.template import Engine
+
+    engine = engines["django"]
+    nav = "{% load freshlink %}{% freshlink_cache 60 nav %}Hello {{ who }}{% endfreshlink_cache %}"
+    first = engine.from_string(nav)
+    assert first.render({"who": "alice"}) == "Hello alice"
+    assert first.render({"who": "bob"}) == "Hello alice"  # cached: it is keyed by nothing
+    other = engine.from_string(
+        "{% load freshlink %}{% freshlink_cache 60 nav %}Other{% endfreshlink_cache %}"
+    )
+    assert other.render({}) == "Other"  # not the first template's markup
+    # The same source in two named templates: two fragments.
+    named = Engine(
+        loaders=[("django.template.loaders.locmem.Loader", {"a.html": nav, "b.html": nav})],
+        libraries={"freshlink": "freshlink.contrib.django.templatetags.freshlink"},
+    )
+    assert named.get_template("a.html").render(Context({"who": "carol"})) == "Hello carol"
+    assert named.get_template("b.html").render(Context({"who": "dan"})) == "Hello dan"
+    assert named.get_template("a.html").render(Context({"who": "eve"})) == "Hello carol"
+
+
+def test_a_deploy_that_changes_a_block_serves_its_new_markup(fl: Any) -> None:
+    engine = engines["django"]
+    src = (
+        "{% load freshlink %}{% freshlink_cache 60 card 7 %}"
+        "{% if v > 5 %}big{% elif v > 0 %}<b>{{ v }}</b>{% endif %}{% endfreshlink_cache %}"
+    )
+    assert engine.from_string(src).render({"v": 1}) == "<b>1</b>"
+    assert engine.from_string(src).render({"v": 2}) == "<b>1</b>"  # the same block: a hit
+    # Only an {% elif %} changed (a token no node keeps): still another block.
+    changed = src.replace("{% elif v > 0 %}", "{% elif v > 1 %}")
+    assert engine.from_string(changed).render({"v": 3}) == "<b>3</b>"
+    # The same tokens, nested otherwise: another block too.
+    flat = "{% if a %}A{% endif %}{% if b %}B{% endif %}"
+    nested = "{% if a %}A{% if b %}B{% endif %}{% endif %}"
+    wrap = "{% load freshlink %}{% freshlink_cache 60 ab %}BODY{% endfreshlink_cache %}"
+    assert engine.from_string(wrap.replace("BODY", flat)).render({"b": 1}) == "B"
+    assert engine.from_string(wrap.replace("BODY", nested)).render({"b": 1}) == ""
+
+
+def test_a_deploy_that_changes_a_view_or_its_version_renders_anew(fl: Any) -> None:
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/page")
+
+    def page_v1(request: Any) -> HttpResponse:
+        renders.append("v1")
+        return HttpResponse("old page")
+
+    def page_v2(request: Any) -> HttpResponse:
+        renders.append("v2")
+        return HttpResponse("new page")
+
+    assert cached_view(ttl=60, name="page")(page_v1)(request).content == b"old page"
+    assert cached_view(ttl=60, name="page")(page_v1)(request).content == b"old page"
+    assert cached_view(ttl=60, name="page")(page_v2)(request).content == b"new page"
+    assert cached_view(ttl=60, name="page")(page_v2)(request).content == b"new page"
+    cached_view(ttl=60, name="page", version="2")(page_v2)(request)
+    assert renders == ["v1", "v2", "v2"]

@@ -165,7 +165,7 @@ def test_responses_that_read_the_user_or_set_cookies_are_never_stored(
     client = app.test_client()
     with client.session_transaction() as sess:
         sess["name"] = "Ada"
-    caplog.set_level(logging.WARNING, "freshlink.views")
+    caplog.set_level(logging.DEBUG, "freshlink.views")
     assert client.get("/greet").data == b"hi Ada"
     anon = app.test_client()
     assert anon.get("/greet").data == b"hi stranger"  # not Ada's page
@@ -318,3 +318,114 @@ def test_concurrent_refused_renders_are_not_shared() -> None:
     first.join(timeout=30)
     fl.close(app)
     assert out == {"a": b"a", "b": b"b"}
+
+
+# ---------------------------------------------------------------------------- code identity
+
+
+def _jinja(cache: Any, **templates: str) -> Any:
+    from jinja2 import DictLoader, Environment
+
+    from freshlink.contrib.jinja import FreshlinkExtension
+
+    env = Environment(extensions=[FreshlinkExtension], loader=DictLoader(templates))
+    env.freshlink_cache = cache  # type: ignore[attr-defined]
+    return env
+
+
+def test_a_fragment_name_in_two_templates_keys_two_fragments(caches: list[Any]) -> None:
+    from freshlink import Cache
+
+    cache = Cache("memory://", namespace="ident")
+    caches.append(cache)
+    env = _jinja(cache)
+    nav = '{% freshlink_cache "nav" %}Hello {{ who }}{% endfreshlink_cache %}'
+    first = env.from_string(nav)
+    assert first.render(who="alice") == "Hello alice"
+    assert first.render(who="bob") == "Hello alice"  # cached: it is keyed by nothing
+    other = env.from_string('{% freshlink_cache "nav" %}Other {{ 1 }}{% endfreshlink_cache %}')
+    assert other.render() == "Other 1"  # not the first template's markup
+    # The same source in another template: its own fragment too.
+    named = _jinja(cache, **{"a.html": nav, "b.html": nav})
+    assert named.get_template("a.html").render(who="carol") == "Hello carol"
+    assert named.get_template("b.html").render(who="dan") == "Hello dan"
+    assert named.get_template("a.html").render(who="eve") == "Hello carol"
+
+
+def test_a_deploy_that_changes_a_block_serves_its_new_markup(redis_url: str) -> None:
+    from freshlink import Cache
+
+    old, new, again = (Cache(redis_url, namespace="deploy") for _ in range(3))
+    try:
+        src = '{% freshlink_cache "card", 7 %}<b>{{ v }}</b>{% endfreshlink_cache %}'
+        page = "page.html"
+        assert _jinja(old, **{page: src}).get_template(page).render(v="1") == "<b>1</b>"
+        # Another process, the same template: served from the cache (the key is stable).
+        assert _jinja(again, **{page: src}).get_template(page).render(v="2") == "<b>1</b>"
+        changed = src.replace("<b>", "<i>").replace("</b>", "</i>")
+        assert _jinja(new, **{page: changed}).get_template(page).render(v="3") == "<i>3</i>"
+    finally:
+        for c in (old, new, again):
+            c.close()
+
+
+def test_a_deploy_that_changes_a_view_or_its_version_renders_anew(redis_url: str) -> None:
+    def serve(view: Any, version: Any = None) -> bytes:
+        app = Flask("deployed")
+        app.config.update(FRESHLINK_URL=redis_url, FRESHLINK_NAMESPACE="deploy-views")
+        app.get("/page")(fl.cached_view(ttl=60, name="page", version=version)(view))
+        fl.init_app(app)
+        try:
+            return app.test_client().get("/page").data
+        finally:
+            fl.close(app)
+
+    def page_v1() -> str:
+        return "old page"
+
+    def page_v2() -> str:
+        return "new page"
+
+    def page_v2_new_template() -> str:
+        return "new page"  # as if the template it renders changed (its code did not)
+
+    assert serve(page_v1) == b"old page"
+    assert serve(page_v1) == b"old page"
+    assert serve(page_v2) == b"new page"  # not the page the old code rendered
+    assert serve(page_v2_new_template) == b"new page"  # the same code: the same key
+    renders.clear()
+
+    def counted() -> str:
+        renders.append("v")
+        return "new page"
+
+    serve(counted)
+    serve(counted)
+    serve(counted, version=2)
+    assert renders == ["v", "v"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Hello {{ user.name }}",
+        "{{ perms }}",
+        "{{ g.get('user') }}",
+        "{{ g['user'].name }}",
+        "{{ request.user }}",
+    ],
+)
+def test_a_fragment_naming_the_user_needs_a_user_key(body: str) -> None:
+    from jinja2 import Environment
+
+    from freshlink.contrib.jinja import FreshlinkExtension
+
+    env = Environment(extensions=[FreshlinkExtension])
+    with pytest.raises(FragmentError, match="varies by user"):
+        env.from_string('{% freshlink_cache "nav" %}' + body + "{% endfreshlink_cache %}")
+    env.from_string(
+        '{% freshlink_cache "nav", user=uid %}' + body + "{% endfreshlink_cache %}"
+    )  # keyed by user: fine
+    env.from_string(
+        "{% freshlink_cache \"nav\" %}{{ g.get('locale') }}{{ username }}{% endfreshlink_cache %}"
+    )  # not the user

@@ -432,3 +432,84 @@ def test_metrics_alone_leave_the_hit_path_alone(
     assert telemetry.metric("freshlink.load.duration") == 1
     assert telemetry.finished() == []
     no_secrets(telemetry)
+
+
+def test_pages_and_fragments_are_traced_like_functions(
+    make: Callable[..., Cache], telemetry: Telemetry
+) -> None:
+    from jinja2 import Environment
+
+    from freshlink.contrib.jinja import FreshlinkExtension
+
+    cache = make(namespace="lending")
+    env = Environment(extensions=[FreshlinkExtension])
+    env.freshlink_cache = cache  # type: ignore[attr-defined]
+    card = env.from_string(
+        '{% freshlink_cache "loan-card", loan %}{{ show(loan) }}{% endfreshlink_cache %}'
+    )
+
+    def show(loan: int) -> str:
+        if loan < 0:
+            raise LookupError(f"no {SECRET}")
+        return f"<b>{SECRET}</b>"
+
+    instrument(cache, telemetry.tracer_provider, telemetry.meter_provider)
+    app = telemetry.tracer_provider.get_tracer("app")
+    with app.start_as_current_span("GET /loans") as root:
+        card.render(loan=LOAN, show=show)
+        card.render(loan=LOAN, show=show)
+    load, miss, hit = telemetry.finished()
+    assert [s.name for s in (load, miss, hit)] == [
+        "freshlink.load",
+        "freshlink.get",
+        "freshlink.get",
+    ]
+    assert parent_of(miss) == parent_of(hit) == root.get_span_context().span_id
+    assert parent_of(load) == miss.context.span_id
+    assert attrs(miss)["freshlink.function"] == "fragment:loan-card"
+    assert (attrs(miss)["freshlink.outcome"], attrs(hit)["freshlink.outcome"]) == ("miss", "hit")
+
+    telemetry.spans.clear()
+    with pytest.raises(LookupError):
+        card.render(loan=-LOAN, show=show)
+    load, get = telemetry.finished()
+    for s in (load, get):
+        assert s.status.status_code is StatusCode.ERROR
+        assert attrs(s)["error.type"] == "builtins.LookupError"
+    assert [e.name for e in get.events] == ["freshlink.error"]
+    assert telemetry.metric("freshlink.errors", function="fragment:loan-card") == 1
+    no_secrets(telemetry)
+
+
+def test_a_cached_flask_page_is_traced(telemetry: Telemetry) -> None:
+    from flask import Flask
+
+    from freshlink.contrib.flask import Freshlink
+
+    fl = Freshlink()
+    app = Flask("traced")
+    app.config.update(FRESHLINK_URL="memory://", FRESHLINK_NAMESPACE="traced")
+
+    @app.get("/loans/<int:loan_id>")
+    @fl.cached_view(ttl=60, tags=["loan:{loan_id}"], name="loan_page")
+    def loan_page(loan_id: int) -> str:
+        return SECRET
+
+    fl.init_app(app)
+    try:
+        instrument(fl.get_cache(app), telemetry.tracer_provider, telemetry.meter_provider)
+        client = app.test_client()
+        assert client.get(f"/loans/{LOAN}").data == SECRET.encode()
+        assert client.get(f"/loans/{LOAN}").data == SECRET.encode()
+    finally:
+        fl.close(app)
+    load, miss, hit = telemetry.finished()
+    assert [s.name for s in (load, miss, hit)] == [
+        "freshlink.load",
+        "freshlink.get",
+        "freshlink.get",
+    ]
+    assert parent_of(load) == miss.context.span_id
+    assert attrs(miss)["freshlink.function"] == attrs(hit)["freshlink.function"] == "loan_page"
+    assert (attrs(miss)["freshlink.outcome"], attrs(hit)["freshlink.outcome"]) == ("miss", "hit")
+    no_secrets(telemetry)

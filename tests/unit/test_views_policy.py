@@ -8,7 +8,7 @@ import pytest
 from werkzeug.datastructures import ImmutableMultiDict
 
 from freshlink import Cache, ConfigurationError, KeyEncodingError, KeyTemplateError
-from freshlink.contrib._viewcache import REFUSED, fetch_or_render, view_policy
+from freshlink.contrib._viewcache import REFUSED, fetch_or_render, log_refusal, view_policy
 from freshlink.contrib._views import (
     Reads,
     StoredResponse,
@@ -19,9 +19,11 @@ from freshlink.contrib._views import (
     request_refusal,
     response_refusal,
     select_query,
+    source_identity,
     view_key,
     watched,
 )
+from freshlink.events import Event
 
 # ---------------------------------------------------------------------------- options
 
@@ -68,6 +70,7 @@ def test_select_query_keeps_the_chosen_parameters_sorted_by_name() -> None:
 
 def _key(**changes: object) -> str:
     base: dict[str, object] = {
+        "ident": "i1",
         "method": "GET",
         "host": "example.com",
         "path": "/loans/7",
@@ -81,8 +84,9 @@ def _key(**changes: object) -> str:
 def test_every_part_of_a_request_changes_the_view_key() -> None:
     key = _key()
     assert key == _key()
-    assert key.startswith("view:app.loan:")
+    assert key.startswith("view:app.loan:i1:")
     variants = [
+        _key(ident="i2"),  # another version of the view's code
         _key(method="HEAD"),
         _key(host="other.example"),
         _key(path="/loans/8"),
@@ -95,18 +99,45 @@ def test_every_part_of_a_request_changes_the_view_key() -> None:
     assert len({key, *variants}) == len(variants) + 1
 
 
-def test_fragment_keys_are_typed_and_per_user() -> None:
-    assert fragment_key("card", [7]) == fragment_key("card", [7])
+def test_fragment_keys_are_typed_per_user_and_per_block() -> None:
+    assert fragment_key("card", [7], ident="a") == fragment_key("card", [7], ident="a")
     keys = {
-        fragment_key("card", [7]),
-        fragment_key("card", ["7"]),
-        fragment_key("row", [7]),
-        fragment_key("card", [7], user=1),
-        fragment_key("card", [7], user=2),
+        fragment_key("card", [7], ident="a"),
+        fragment_key("card", ["7"], ident="a"),
+        fragment_key("row", [7], ident="a"),
+        fragment_key("card", [7], user=1, ident="a"),
+        fragment_key("card", [7], user=2, ident="a"),
+        fragment_key("card", [7], ident="b"),  # another template's block, or a changed one
     }
-    assert len(keys) == 5
+    assert len(keys) == 6
     with pytest.raises(KeyEncodingError):
-        fragment_key("card", [object()])
+        fragment_key("card", [object()], ident="a")
+    assert source_identity("a.html", "x") == source_identity("a.html", "x")
+    assert len({source_identity("a.html", "x"), source_identity("b.html", "x")}) == 2
+    assert source_identity("a.html", "x") != source_identity("a.html", "y")
+
+
+def _page_v1() -> str:
+    return "v1"
+
+
+def _page_v2() -> str:
+    return "v2"
+
+
+def test_a_views_identity_changes_with_its_code_version_and_tags() -> None:
+    base = ViewOptions.build(tags=["loan:{loan_id}"])
+    ident = base.identity(_page_v1)
+    assert ident == ViewOptions.build(tags=["loan:{loan_id}"]).identity(_page_v1)
+    others = {
+        base.identity(_page_v2),
+        ViewOptions.build(tags=["loan:{loan_id}"], version=2).identity(_page_v1),
+        ViewOptions.build(tags=["loan:{loan_id}", "all"]).identity(_page_v1),
+    }
+    assert ident not in others
+    assert len(others) == 3
+    with pytest.raises(KeyTemplateError, match="version"):
+        ViewOptions.build(version="has space")
 
 
 def test_tags_are_encoded_as_a_cached_functions_tags() -> None:
@@ -181,6 +212,7 @@ def test_a_handler_that_read_the_user_needs_a_user_key() -> None:
     reads.note("the session")
     reads.note("the session")
     refusal = request_refusal(reads, keyed_by_user=False)
+    assert refusal is not None
     assert refusal is not None
     assert refusal.warn
     assert "read the session (it varies by user)" in refusal.reason
@@ -293,3 +325,50 @@ def test_a_render_that_raced_an_invalidation_is_not_kept() -> None:
     assert fetch_or_render(cache, "f", "k", ["loan:7"], policy, render_during_write)[0] == "old"
     got = fetch_or_render(cache, "f", "k", ["loan:7"], policy, lambda: ("fresh", ["fresh"]))
     assert got == ("fresh", None)  # the old page was never served from the cache
+
+
+def test_a_render_that_raised_is_an_error_event_and_stores_nothing() -> None:
+    cache = Cache(namespace="views")
+    policy = view_policy(cache, 60)
+    errors: list[Event] = []
+    cache.events.on("error", errors.append)
+
+    def denied() -> tuple[str, object]:
+        raise PermissionError("not for you")
+
+    with pytest.raises(PermissionError):
+        fetch_or_render(cache, "app.page", "k", ["t"], policy, denied)
+    assert [(e.function, type(e.error)) for e in errors] == [("app.page", PermissionError)]
+    # Nothing was stored: the next caller renders its own page.
+    assert fetch_or_render(cache, "app.page", "k", ["t"], policy, lambda: ("ok", ["ok"])) == (
+        "ok",
+        None,
+    )
+    assert len(errors) == 1
+
+
+def test_a_refusal_warns_once_per_view_and_reason_then_logs_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from freshlink.contrib._views import Refusal
+
+    caplog.set_level(logging.DEBUG, "freshlink.views")
+    what = f"view tests.once.{id(caplog)}"  # not warned about by any other test
+    for path in ("/loans/7", "/loans/8", "/loans/7"):
+        log_refusal(what, Refusal("it sets a cookie (Set-Cookie)"), f" ({path})")
+    log_refusal(what, Refusal("Vary: *"), " (/loans/7)")
+    log_refusal(what, Refusal("status 500 is not cacheable", warn=False))
+    prefix = f"freshlink: not caching {what}"
+    levels = [
+        (r.levelname, r.getMessage().removeprefix(prefix).split(": ", 1)[1]) for r in caplog.records
+    ]
+    assert levels == [
+        ("WARNING", "it sets a cookie (Set-Cookie)"),
+        ("DEBUG", "it sets a cookie (Set-Cookie)"),
+        ("DEBUG", "it sets a cookie (Set-Cookie)"),
+        ("WARNING", "Vary: *"),
+        ("DEBUG", "status 500 is not cacheable"),
+    ]
+    assert "(/loans/8)" in caplog.records[1].getMessage()

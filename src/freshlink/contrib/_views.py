@@ -3,9 +3,10 @@
 Nothing here does I/O or imports a framework, so every rule is unit-tested exactly:
 
 * :class:`ViewOptions`: a ``cached_view(...)`` call's options, checked at decoration;
-* :func:`view_key` / :func:`fragment_key`: what a cached response or fragment is keyed by (the
-  method, host, path, chosen query parameters, chosen request headers and, when keyed by user,
-  the user);
+* :func:`view_key` / :func:`fragment_key`: what a cached response or fragment is keyed by (its
+  code identity, then the method, host, path, chosen query parameters, chosen request headers
+  and, when keyed by user, the user); :meth:`ViewOptions.identity` / :func:`source_identity`:
+  that identity, so a deploy that changes a view or a template's block changes its keys;
 * :func:`request_refusal` / :func:`response_refusal`: why one response must not be stored (it
   sets a cookie, varies by user without a per-user key, is private, streaming, not cacheable);
 * :class:`StoredResponse`: a response as stored (status, reason, headers without Set-Cookie,
@@ -26,7 +27,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, KeyTemplateError
 from ..handles import UNSET, Unset
-from ..keys import Template, check_tag, encode_arg
+from ..keys import Template, check_tag, check_version, code_identity, encode_arg
 from ..policy import check_ttl
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "request_refusal",
     "response_refusal",
     "select_query",
+    "source_identity",
     "view_key",
     "watched",
 ]
@@ -74,6 +76,7 @@ class ViewOptions:
     vary: tuple[str, ...]
     query: bool | frozenset[str]
     per_user: PerUser
+    version: str | int | None = None
 
     @classmethod
     def build(
@@ -83,6 +86,7 @@ class ViewOptions:
         vary: Iterable[str] = (),
         query: bool | Iterable[str] = True,
         per_user: PerUser = False,
+        version: str | int | None = None,
     ) -> ViewOptions:
         """Check every option now (a mistake fails at import, not on the first request)."""
         checked_ttl = ttl if isinstance(ttl, Unset) else check_ttl(ttl)
@@ -112,7 +116,20 @@ class ViewOptions:
             raise ConfigurationError(
                 f"per_user must be True, False or a callable returning the user, got {per_user!r}"
             )
-        return cls(checked_ttl, templates, tuple(h.lower() for h in headers), chosen, per_user)
+        check_version(version)
+        return cls(
+            checked_ttl, templates, tuple(h.lower() for h in headers), chosen, per_user, version
+        )
+
+    def identity(self, view: Callable[..., Any]) -> str:
+        """The part of a view's keys that changes with its code, ``version=`` or tag list.
+
+        As a cached function's: a deploy that changes the view changes its keys, so no process
+        serves a page the old code rendered. The tag templates count too (an entry is checked
+        against its tags' generations by position).
+        """
+        version = self.version if self.version is not None else 0
+        return _digest([str(version), code_identity(view), [t.text for t in self.tags]])[:16]
 
     def check_tags(self, params: Collection[str] | None, where: str) -> None:
         """Each tag placeholder must be a URL parameter of the view (or ``user``)."""
@@ -142,9 +159,15 @@ def select_query(
     return sorted(kept, key=lambda kv: kv[0])
 
 
+def source_identity(*parts: str | None) -> str:
+    """The identity of a template's block: a hash of the template's name and the block's source."""
+    return _digest(list(parts))[:16]
+
+
 def view_key(
     name: str,
     *,
+    ident: str,
     method: str,
     host: str,
     path: str,
@@ -152,15 +175,20 @@ def view_key(
     headers: Sequence[tuple[str, str | None]],
     user: object = UNSET,
 ) -> str:
-    """The key of one cached response: ``view:<name>:<digest of the request's key parts>``."""
+    """The key of one response: ``view:<name>:<ident>:<digest of the request's key parts>``.
+
+    ``ident``: the view's :meth:`ViewOptions.identity`.
+    """
     who = None if isinstance(user, Unset) else ["u", encode_arg(user)]
-    return f"view:{name}:" + _digest([method, host, path, query, list(map(list, headers)), who])
+    parts = _digest([method, host, path, query, list(map(list, headers)), who])
+    return f"view:{name}:{ident}:{parts}"
 
 
-def fragment_key(name: str, parts: Sequence[Any], user: object = UNSET) -> str:
-    """The key of one cached template fragment: its name and the values it is keyed by."""
+def fragment_key(name: str, parts: Sequence[Any], user: object = UNSET, *, ident: str) -> str:
+    """The key of one template fragment: its name, its block's identity (``ident``: the
+    :func:`source_identity` of its template and source) and the values it is keyed by."""
     who = None if isinstance(user, Unset) else encode_arg(user)
-    return f"fragment:{name}:" + _digest([encode_arg(tuple(parts)), who])
+    return f"fragment:{name}:{ident}:" + _digest([encode_arg(tuple(parts)), who])
 
 
 def render_tags(templates: Sequence[Template], values: Mapping[str, Any]) -> tuple[str, ...]:

@@ -124,6 +124,7 @@ class Freshlink(CacheProxy):
         query: bool | Iterable[str] = True,
         per_user: Callable[[], Any] | bool = False,
         name: str | None = None,
+        version: str | int | None = None,
     ) -> Callable[[V], V]:
         """Cache a GET view's response in the current app's Cache, keyed and tagged.
 
@@ -131,7 +132,9 @@ class Freshlink(CacheProxy):
         kept), the request headers named in ``vary=``, and with ``per_user=`` (a function
         returning the user's id) the user. ``tags`` are templates over the URL parameters (and
         ``{user}``). A response that sets a cookie, is private, or reads the session or cookies
-        without ``per_user=`` is returned but not stored (logged); see the Flask guide.
+        without ``per_user=`` is returned but not stored (logged); see the Flask guide. The key
+        also holds a hash of the view's code and ``version=`` (bump it when only a template the
+        view renders changed), so a deploy never serves the old code's page.
         """
         return make_cached_view(
             lambda: self.get_cache(),
@@ -141,6 +144,7 @@ class Freshlink(CacheProxy):
             query=query,
             per_user=per_user,
             name=name,
+            version=version,
         )
 
     def stale_reporter(self, name: str) -> Callable[[F], F]:

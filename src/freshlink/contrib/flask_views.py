@@ -11,24 +11,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ..cache import Cache
 from ..errors import ConfigurationError, MissingDependencyError
 from ..handles import UNSET
-from ._viewcache import REFUSED, fetch_or_render, log_refusal, view_policy
-from ._views import (
-    Reads,
-    StoredResponse,
-    ViewOptions,
-    render_tags,
-    request_refusal,
-    response_refusal,
-    select_query,
-    view_key,
-    watched,
-)
+from ._viewcache import CachedView, RequestParts
+from ._views import Reads, Refusal, StoredResponse, ViewOptions, response_refusal, watched
 from .jinja import FreshlinkExtension
 
 try:
@@ -96,12 +86,6 @@ def _params(view: Callable[..., Any]) -> list[str] | None:
     return list(sig.parameters)
 
 
-def _user(per_user: Any) -> Any:
-    if per_user is False:
-        return UNSET
-    return per_user()
-
-
 def _stored(response: Response) -> StoredResponse:
     return StoredResponse.of(
         response.status_code,
@@ -111,13 +95,53 @@ def _stored(response: Response) -> StoredResponse:
     )
 
 
-def _rebuilt(value: Any) -> Response:
-    stored = StoredResponse.from_value(value)
-    response = Response(stored.body)
-    response.status = f"{stored.status} {stored.reason}".rstrip()
-    # The stored headers replace the defaults as they are, in order: an exact round trip.
-    response.headers = Headers(list(stored.headers))
-    return response
+class _Flask:
+    """:class:`~freshlink.contrib._viewcache.Framework` for Flask (the request is global)."""
+
+    __slots__ = ("cache",)
+
+    def __init__(self, cache: Callable[[], Cache]) -> None:
+        self.cache = cache
+
+    def request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestParts:
+        return RequestParts(
+            request.method,
+            lambda: request.host,
+            request.path,
+            request.args.items(multi=True),
+            request.headers.get,
+            "Authorization" in request.headers,
+            {**(request.view_args or {}), **kwargs},
+        )
+
+    def user(self, args: tuple[Any, ...], per_user: Any) -> Any:
+        return per_user()
+
+    def render(
+        self, view: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Reads]:
+        with watch_user(earlier=True) as reads:
+            return make_response(view(*args, **kwargs)), reads
+
+    def refusal(self, response: Any, keyed: bool, vary: Sequence[str]) -> Refusal | None:
+        return response_refusal(
+            response.status_code,
+            response.headers.items(),
+            keyed_by_user=keyed,
+            vary=vary,
+            streaming=response.is_streamed,
+        )
+
+    def stored(self, response: Any) -> StoredResponse:
+        return _stored(response)
+
+    def rebuilt(self, value: Any) -> Response:
+        stored = StoredResponse.from_value(value)
+        response = Response(stored.body)
+        response.status = f"{stored.status} {stored.reason}".rstrip()
+        # The stored headers replace the defaults as they are, in order: an exact round trip.
+        response.headers = Headers(list(stored.headers))
+        return response
 
 
 def make_cached_view(
@@ -129,6 +153,7 @@ def make_cached_view(
     query: bool | Iterable[str] = True,
     per_user: Any = False,
     name: str | None = None,
+    version: str | int | None = None,
 ) -> Callable[[V], V]:
     """Build the ``cached_view`` decorator of :class:`~freshlink.contrib.flask.Freshlink`."""
     if per_user is True:
@@ -136,57 +161,19 @@ def make_cached_view(
             "per_user=True: Flask has no standard user; pass a function returning the "
             "current user's id, e.g. per_user=lambda: g.user.id"
         )
-    options = ViewOptions.build(ttl, tags, vary, query, per_user)
+    options = ViewOptions.build(ttl, tags, vary, query, per_user, version)
+    framework = _Flask(cache)
 
     def decorate(view: V) -> V:
         if inspect.iscoroutinefunction(view):
             raise ConfigurationError(f"cached_view: {view!r} is async; only sync views are cached")
         fname = name or f"{view.__module__}.{view.__qualname__}"
         options.check_tags(_params(view), fname)
+        cached = CachedView(view, options, fname, framework)
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if request.method != "GET":
-                return view(*args, **kwargs)
-            keyed = options.per_user is not False
-            if not keyed and "Authorization" in request.headers:
-                # A request with credentials may get a personal answer (RFC 9111, 3.5).
-                return view(*args, **kwargs)
-            user = _user(options.per_user)
-            key = view_key(
-                fname,
-                method="GET",
-                host=request.host,
-                path=request.path,
-                query=select_query(request.args.items(multi=True), options.query),
-                headers=[(h, request.headers.get(h)) for h in options.vary],
-                user=user,
-            )
-            values = {**request.view_args, **kwargs} if request.view_args else dict(kwargs)
-            if keyed:
-                values["user"] = user
-            rendered_tags = render_tags(options.tags, values)
-
-            def render() -> tuple[Response, Any]:
-                with watch_user(earlier=True) as reads:
-                    response = make_response(view(*args, **kwargs))
-                refusal = request_refusal(reads, keyed) or response_refusal(
-                    response.status_code,
-                    response.headers.items(),
-                    keyed_by_user=keyed,
-                    vary=options.vary,
-                    streaming=response.is_streamed,
-                )
-                if refusal is not None:
-                    log_refusal(f"view {fname} ({request.path})", refusal)
-                    return response, REFUSED
-                return response, _stored(response).to_value()
-
-            current = cache()
-            native, stored = fetch_or_render(
-                current, fname, key, rendered_tags, view_policy(current, options.ttl), render
-            )
-            return native if native is not None else _rebuilt(stored)
+            return cached(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 

@@ -10,14 +10,19 @@ The first argument names the fragment; the other positional arguments are the va
 keyed by (typed: ``7`` and ``"7"`` are different keys). Options: ``ttl=`` (seconds, ``None``:
 no expiry; default: the cache's), ``tags=`` (a list of tags, or one tag), and ``user=``: the
 current user's id, which makes the key per-user. ``invalidate("loan:7")`` drops every fragment
-tagged ``loan:7`` at once, in every process, exactly like a cached function's entries.
+tagged ``loan:7`` at once, in every process, exactly like a cached function's entries. The key
+also holds the template's name and a hash of the block's source: the same fragment name in two
+templates never shares entries, and after a deploy that changes the block every process renders
+the new markup at once (a template it includes is not part of that hash: when only that one
+changes, rename the fragment).
 
 A fragment that shows who the user is must be keyed by the user: a body that names
-``session``, ``current_user``, ``csrf_token``, ``g.user`` or ``request.cookies`` /
-``.authorization`` / ``.headers`` without ``user=`` fails when the template is compiled
+``user``, ``session``, ``current_user``, ``csrf_token``, ``perms``, ``g.user`` (or
+``g.get("user")``) or ``request.cookies`` / ``.authorization`` / ``.headers`` without ``user=``
+fails when the template is compiled
 (:class:`FragmentError`, a :class:`~freshlink.errors.ConfigurationError`), and a render that
 reads the session or cookies anyway (seen by the ``freshlink_watch`` hook; Flask installs one)
-is shown but not stored, with a logged warning.
+is shown but not stored, with a logged warning (once per fragment and reason).
 
 Flask's :class:`~freshlink.contrib.flask.Freshlink` registers it on each app. Elsewhere, add it
 yourself and say which Cache it uses: ``env = Environment(extensions=[FreshlinkExtension])``,
@@ -36,7 +41,7 @@ from ..handles import UNSET
 from ..keys import check_tag
 from ..policy import check_ttl
 from ._viewcache import REFUSED, fetch_or_render, log_refusal, view_policy
-from ._views import Reads, fragment_key, request_refusal
+from ._views import Reads, fragment_key, request_refusal, source_identity
 
 try:
     from jinja2 import TemplateSyntaxError, Undefined, nodes
@@ -51,26 +56,47 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 __all__ = ["FragmentError", "FreshlinkExtension"]
 
 _OPTIONS = frozenset({"ttl", "tags", "user"})
-#: Names whose use in a fragment shows the user (Flask's globals and Flask-Login's).
-_USER_NAMES = frozenset({"session", "current_user", "csrf_token"})
-_USER_ATTRS = {"request": frozenset({"cookies", "authorization", "headers"}), "g": {"user"}}
+#: Names whose use in a fragment shows the user (Flask's globals, Flask-Login's, and ``user``
+#: and ``perms``, which Django's context processors and most apps' contexts name the user by).
+_USER_NAMES = frozenset({"session", "current_user", "csrf_token", "user", "perms"})
+#: ``name.attr``, ``name["attr"]`` or ``name.get("attr")`` that shows the user.
+_USER_ATTRS = {
+    "request": frozenset({"cookies", "authorization", "headers", "user", "session", "COOKIES"}),
+    "g": frozenset({"user", "current_user"}),
+}
 
 
 class FragmentError(TemplateSyntaxError, ConfigurationError):
     """A ``{% freshlink_cache %}`` tag written wrongly (raised when the template compiles)."""
 
 
+def _attr(node: nodes.Node) -> tuple[str, object] | None:
+    """``(name, attribute)`` of ``name.attr``, ``name["attr"]`` or ``name.get("attr")``."""
+    if isinstance(node, nodes.Call):
+        func = node.node
+        if not (isinstance(func, nodes.Getattr) and func.attr == "get" and node.args):
+            return None
+        base, first = func.node, node.args[0]
+        attr = first.value if isinstance(first, nodes.Const) else None
+    elif isinstance(node, nodes.Getattr):
+        base, attr = node.node, node.attr
+    elif isinstance(node, nodes.Getitem):
+        base, attr = node.node, node.arg.value if isinstance(node.arg, nodes.Const) else None
+    else:
+        return None
+    return (base.name, attr) if isinstance(base, nodes.Name) else None
+
+
 def _reads_user(body: list[nodes.Node]) -> str | None:
     for top in body:
-        for node in top.find_all((nodes.Name, nodes.Getattr)):
-            if isinstance(node, nodes.Name) and node.name in _USER_NAMES and node.ctx == "load":
-                return node.name
-            if (
-                isinstance(node, nodes.Getattr)
-                and isinstance(node.node, nodes.Name)
-                and node.attr in _USER_ATTRS.get(node.node.name, ())
-            ):
-                return f"{node.node.name}.{node.attr}"
+        for node in top.find_all((nodes.Name, nodes.Getattr, nodes.Getitem, nodes.Call)):
+            if isinstance(node, nodes.Name):
+                if node.name in _USER_NAMES and node.ctx == "load":
+                    return node.name
+                continue
+            found = _attr(node)
+            if found is not None and found[1] in _USER_ATTRS.get(found[0], ()):
+                return f"{found[0]}.{found[1]}"
     return None
 
 
@@ -125,9 +151,13 @@ class FreshlinkExtension(Extension):
                 lineno,
                 FragmentError,
             )
+        # The block's identity: its template and its parsed source (the tag's arguments and
+        # body; a node's repr is its fields, without line numbers). Another template's block
+        # of the same name, or this one after a deploy changed it, gets other keys.
+        ident = source_identity(parser.name, repr([args, options, body]))
         call = self.call_method(
             "_render",
-            [args[0], nodes.List(args[1:])],
+            [args[0], nodes.Const(ident), nodes.List(args[1:])],
             [nodes.Keyword(k, v) for k, v in options.items()],
         )
         return nodes.CallBlock(call, [], [], body).set_lineno(lineno)
@@ -145,6 +175,7 @@ class FreshlinkExtension(Extension):
     def _render(
         self,
         name: Any,
+        ident: str,
         parts: list[Any],
         caller: Callable[[], str],
         ttl: Any = UNSET,
@@ -162,7 +193,7 @@ class FreshlinkExtension(Extension):
         parts = [None if isinstance(p, Undefined) else p for p in parts]
         if isinstance(user, Undefined):
             user = None
-        key = fragment_key(name, parts, user)
+        key = fragment_key(name, parts, user, ident=ident)
         watch: Callable[[], contextlib.AbstractContextManager[Reads]] = getattr(
             self.environment, "freshlink_watch", _no_watch
         )

@@ -9,8 +9,12 @@ The key is the view, host, path and query (``query=``: False, or the names of th
 kept), the request headers named in ``vary=`` and, with ``per_user=``, the user
 (``request.user.pk``, or what a function of the request returns). ``tags`` are templates over
 the URL's keyword arguments (and ``{user}``), so ``invalidate("loan:7")`` drops the page.
+Like a cached function's, the key also holds a hash of the view's code and ``version=``: after
+a deploy that changes the view, no process serves the page the old code rendered (bump
+``version=`` when only a template the view renders changed).
 
-Never stored (the response is returned, and the reason logged on ``freshlink.views``): a
+Never stored (the response is returned, and the reason logged on ``freshlink.views``: a
+WARNING once per view and reason, then DEBUG): a
 response that sets a cookie, is ``Cache-Control: private/no-store/no-cache``, varies by
 ``Cookie``/``Authorization`` or ``*``, streams, or has an uncacheable status; and, unless keyed
 by user, a view that read ``request.user``, ``request.session``, ``request.COOKIES`` or a CSRF
@@ -23,26 +27,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from django.http import HttpResponse
 from django.utils.functional import SimpleLazyObject
 
+from ...cache import Cache
 from ...errors import ConfigurationError
 from ...handles import UNSET
-from .._viewcache import REFUSED, fetch_or_render, log_refusal, view_policy
-from .._views import (
-    Reads,
-    StoredResponse,
-    ViewOptions,
-    render_tags,
-    request_refusal,
-    response_refusal,
-    select_query,
-    view_key,
-    watched,
-)
+from .._viewcache import CachedView, RequestParts
+from .._views import Reads, Refusal, StoredResponse, ViewOptions, response_refusal, watched
 from .conf import get_cache
 
 __all__ = ["cached_view", "watch_request"]
@@ -121,27 +116,68 @@ def _params(view: Callable[..., Any]) -> list[str] | None:
     return [p.name for p in params[1:]]  # the first is the request
 
 
-def _rebuilt(value: Any) -> HttpResponse:
-    stored = StoredResponse.from_value(value)
-    response = HttpResponse(stored.body, status=stored.status, reason=stored.reason or None)
-    for name in list(response.headers):
-        del response.headers[name]
-    for name, header in stored.headers:
-        response.headers[name] = header
-    return response
+class _Django:
+    """:class:`~freshlink.contrib._viewcache.Framework` for Django (the request: ``args[0]``)."""
+
+    __slots__ = ()
+
+    def cache(self) -> Cache:
+        return get_cache()
+
+    def request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestParts:
+        request = args[0]
+        return RequestParts(
+            request.method,
+            request.get_host,
+            request.path,
+            ((k, v) for k, vs in request.GET.lists() for v in vs),
+            request.headers.get,
+            "HTTP_AUTHORIZATION" in request.META,
+            kwargs,
+        )
+
+    def user(self, args: tuple[Any, ...], per_user: Any) -> Any:
+        return _user(args[0], per_user)
+
+    def render(
+        self, view: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Reads]:
+        with watch_request(args[0], earlier=True) as reads:
+            response = view(*args, **kwargs)
+            if callable(getattr(response, "render", None)) and not getattr(
+                response, "is_rendered", True
+            ):
+                response.render()  # a TemplateResponse: its template reads count too
+        return response, reads
+
+    def refusal(self, response: Any, keyed: bool, vary: Sequence[str]) -> Refusal | None:
+        headers = list(response.items())
+        if response.cookies:
+            headers.append(("Set-Cookie", "..."))
+        return response_refusal(
+            response.status_code,
+            headers,
+            keyed_by_user=keyed,
+            vary=vary,
+            streaming=response.streaming,
+        )
+
+    def stored(self, response: Any) -> StoredResponse:
+        return StoredResponse.of(
+            response.status_code, response.reason_phrase, response.items(), response.content
+        )
+
+    def rebuilt(self, value: Any) -> HttpResponse:
+        stored = StoredResponse.from_value(value)
+        response = HttpResponse(stored.body, status=stored.status, reason=stored.reason or None)
+        for name in list(response.headers):
+            del response.headers[name]
+        for name, header in stored.headers:
+            response.headers[name] = header
+        return response
 
 
-def _refusal(response: Any, keyed: bool, vary: Iterable[str]) -> Any:
-    headers = list(response.items())
-    if response.cookies:
-        headers.append(("Set-Cookie", "..."))
-    return response_refusal(
-        response.status_code,
-        headers,
-        keyed_by_user=keyed,
-        vary=tuple(vary),
-        streaming=response.streaming,
-    )
+_DJANGO = _Django()
 
 
 def cached_view(
@@ -152,56 +188,21 @@ def cached_view(
     query: bool | Iterable[str] = True,
     per_user: bool | Callable[[Any], Any] = False,
     name: str | None = None,
+    version: str | int | None = None,
 ) -> Callable[[V], V]:
     """Cache a GET view's response in the ``FRESHLINK`` cache, keyed and tagged (see module)."""
-    options = ViewOptions.build(ttl, tags, vary, query, per_user)
+    options = ViewOptions.build(ttl, tags, vary, query, per_user, version)
 
     def decorate(view: V) -> V:
         if inspect.iscoroutinefunction(view):
             raise ConfigurationError(f"cached_view: {view!r} is async; only sync views are cached")
         fname = name or f"{view.__module__}.{view.__qualname__}"
         options.check_tags(_params(view), fname)
+        cached = CachedView(view, options, fname, _DJANGO)
 
         @functools.wraps(view)
         def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
-            keyed = options.per_user is not False
-            if request.method != "GET" or (not keyed and "HTTP_AUTHORIZATION" in request.META):
-                return view(request, *args, **kwargs)
-            user = _user(request, options.per_user)
-            key = view_key(
-                fname,
-                method="GET",
-                host=request.get_host(),
-                path=request.path,
-                query=select_query(
-                    ((k, v) for k, vs in request.GET.lists() for v in vs), options.query
-                ),
-                headers=[(h, request.headers.get(h)) for h in options.vary],
-                user=user,
-            )
-            values = {**kwargs, "user": user} if keyed else kwargs
-            rendered_tags = render_tags(options.tags, values)
-
-            def render() -> tuple[Any, Any]:
-                with watch_request(request, earlier=True) as reads:
-                    response = view(request, *args, **kwargs)
-                    if callable(getattr(response, "render", None)) and not getattr(
-                        response, "is_rendered", True
-                    ):
-                        response.render()  # a TemplateResponse: its template reads count too
-                refusal = request_refusal(reads, keyed) or _refusal(response, keyed, options.vary)
-                if refusal is not None:
-                    log_refusal(f"view {fname} ({request.path})", refusal)
-                    return response, REFUSED
-                return response, StoredResponse.of(
-                    response.status_code, response.reason_phrase, response.items(), response.content
-                ).to_value()
-
-            cache = get_cache()
-            native, stored = fetch_or_render(
-                cache, fname, key, rendered_tags, view_policy(cache, options.ttl), render
-            )
-            return native if native is not None else _rebuilt(stored)
+            return cached(request, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 

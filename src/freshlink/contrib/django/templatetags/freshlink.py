@@ -16,7 +16,13 @@ A fragment that shows the user must say so with ``user=``: a body that uses ``us
 ``perms``, ``csrf_token`` or ``request.user`` / ``.session`` / ``.COOKIES`` / ``.META.HTTP_COOKIE``
 / ``.META.HTTP_AUTHORIZATION`` without it fails when the template compiles
 (:class:`FragmentError`, a :class:`~freshlink.errors.ConfigurationError`); a render that reads
-them anyway (through a custom tag, say) is shown but not stored, with a logged warning.
+them anyway (through a custom tag, say) is shown but not stored, with a logged warning (once
+per fragment and reason).
+
+The key also holds the template's name and a hash of the block's source: the same fragment
+name in two templates never shares entries, and after a deploy that changes the block every
+process renders the new markup at once (a template it includes is not part of that hash: when
+only that one changes, rename the fragment).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from ....errors import ConfigurationError, KeyTemplateError
 from ....handles import UNSET
 from ....policy import check_ttl
 from ..._viewcache import REFUSED, fetch_or_render, log_refusal, view_policy
-from ..._views import fragment_key, interpolate, request_refusal
+from ..._views import fragment_key, interpolate, request_refusal, source_identity
 from ..caching import watch_request
 from ..conf import get_cache
 
@@ -74,8 +80,10 @@ class FreshlinkCacheNode(Node):  # type: ignore[misc]
         parts: list[FilterExpression],
         tags: FilterExpression | None,
         user: FilterExpression | None,
+        ident: str,
     ) -> None:
         self.nodelist = nodelist
+        self.ident = ident
         self.ttl = ttl
         self.name = name
         self.parts = parts
@@ -114,7 +122,8 @@ class FreshlinkCacheNode(Node):  # type: ignore[misc]
         """Serve the fragment from the cache, or render, store and return it."""
         ttl = self._ttl(context)
         user = UNSET if self.user is None else self.user.resolve(context)
-        key = fragment_key(self.name, [p.resolve(context) for p in self.parts], user)
+        parts = [p.resolve(context) for p in self.parts]
+        key = fragment_key(self.name, parts, user, ident=self.ident)
         cache = get_cache()
         request = getattr(context, "request", None)
 
@@ -168,8 +177,17 @@ def freshlink_cache(parser: Any, token: Any) -> FreshlinkCacheNode:
             raise FragmentError(f"'{tag}': the key values come before tags= and user=")
         else:
             parts.append(parser.compile_filter(bit))
+    # The parser pops tokens off the end of its (reversed) list: what the body consumed is the
+    # tail of this copy beyond what is left (the end tag is put back, deleted below).
+    pending = list(parser.tokens)
     nodelist = parser.parse(("endfreshlink_cache",))
+    body = [(t.token_type.name, t.contents) for t in reversed(pending[len(parser.tokens) :])]
     parser.delete_first_token()
+    # The block's identity: its template and its source (the tag and the body's tokens), so
+    # the same name in another template, or this block after a deploy changed it, has other keys.
+    origin = getattr(parser, "origin", None)
+    template_name = getattr(origin, "template_name", None) or getattr(origin, "name", None)
+    ident = source_identity(str(template_name), repr([token.contents, body]))
     used = _reads_user(nodelist)
     if used is not None and "user" not in options:
         raise FragmentError(
@@ -183,4 +201,5 @@ def freshlink_cache(parser: Any, token: Any) -> FreshlinkCacheNode:
         parts,
         options.get("tags"),
         options.get("user"),
+        ident,
     )
