@@ -6,24 +6,28 @@ invalidation is one O(1) increment and a stale fill can never become readable.
 
 from __future__ import annotations
 
-from .cache import Cache
-from .errors import (
-    BackendError,
-    ConfigurationError,
-    FreshlinkError,
-    InvalidationError,
-    InvalidTagError,
-    KeyEncodingError,
-    KeyTemplateError,
-    MissingDependencyError,
-    RemoteLoaderError,
-    SerializationError,
-    TamperedPayloadError,
-    ValueTooLargeError,
-)
-from .events import Event
-from .handles import AsyncCached, Cached
-from .local import Local
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cache import Cache
+    from .errors import (
+        BackendError,
+        ConfigurationError,
+        FreshlinkError,
+        InvalidationError,
+        InvalidTagError,
+        KeyEncodingError,
+        KeyTemplateError,
+        MissingDependencyError,
+        RemoteLoaderError,
+        SerializationError,
+        TamperedPayloadError,
+        ValueTooLargeError,
+    )
+    from .events import Event
+    from .handles import AsyncCached, Cached
+    from .local import Local
 
 __all__ = [
     "AsyncCached",
@@ -47,3 +51,46 @@ __all__ = [
 ]
 
 __version__ = "0.1.0.dev0"
+
+# The module each public name lives in, imported on first use: importing any submodule
+# (``freshlink.testing.pytest_plugin``, which pytest loads in every run of every project
+# that has freshlink installed) runs this file first, so it must import nothing itself.
+_HOMES = {
+    "AsyncCached": "handles",
+    "Cache": "cache",
+    "Cached": "handles",
+    "Event": "events",
+    "Local": "local",
+    **dict.fromkeys(
+        (
+            "BackendError",
+            "ConfigurationError",
+            "FreshlinkError",
+            "InvalidTagError",
+            "InvalidationError",
+            "KeyEncodingError",
+            "KeyTemplateError",
+            "MissingDependencyError",
+            "RemoteLoaderError",
+            "SerializationError",
+            "TamperedPayloadError",
+            "ValueTooLargeError",
+        ),
+        "errors",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use (PEP 562)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # the next lookup is a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's attributes, the public names not imported yet included."""
+    return sorted(set(globals()) | set(__all__))

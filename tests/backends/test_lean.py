@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -140,3 +143,106 @@ async def test_the_asyncio_lane_keeps_connections_and_survives_a_kill(redis_url:
     admin.close()
     await lane.aclose()
     await client.aclose()
+
+
+# Tracing turned on while commands run: the lane's connections must all get back to a bounded
+# pool (a plain pool's max_connections: the lane serves plain pools only).
+
+
+def _blocked(admin: redis.Redis, count: int) -> bool:
+    return sum(c["cmd"] == "blpop" for c in admin.client_list()) == count
+
+
+def _wait(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_a_command_in_flight_when_observing_starts_gives_its_connection_back(
+    redis_url: str,
+) -> None:
+    pool = redis.ConnectionPool.from_url(redis_url, max_connections=1)
+    client, admin = redis.Redis(connection_pool=pool), redis.Redis.from_url(redis_url)
+    lanes = Lanes()
+    lane = lanes.sync(client)
+    replies: list[object] = []
+    worker = threading.Thread(target=lambda: replies.append(lane.call(("BLPOP", "q", "30"))))
+    worker.start()
+    _wait(lambda: _blocked(admin, 1))  # the pool's only connection is out, mid-command
+    lanes.observe(True)
+    admin.lpush("q", "x")
+    worker.join(30)
+    assert replies == [[b"q", b"x"]]
+    # The connection went back to the pool, not into the list observe() set aside.
+    assert not pool._in_use_connections
+    assert client.ping()  # through execute_command: the pool still has its one connection
+    lanes.observe(False)
+    assert lane.call(("ECHO", "again")) == b"again"
+    lanes.close()
+    assert not pool._in_use_connections
+    client.close()
+    admin.close()
+
+
+def test_toggling_observation_under_load_loses_no_connection(redis_url: str) -> None:
+    pool = redis.ConnectionPool.from_url(redis_url, max_connections=8)
+    client = redis.Redis(connection_pool=pool)
+    lanes = Lanes()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    done = [0] * 4
+
+    def work(n: int) -> None:
+        try:
+            while not stop.is_set():
+                assert lanes.sync(client).call(("ECHO", str(n))) == str(n).encode()
+                done[n] += 1
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(400):
+        lanes.observe(i % 2 == 0)
+        if i % 50 == 0:
+            start = sum(done)
+            _wait(lambda start=start: sum(done) > start + 4 or bool(failures))  # type: ignore[misc]
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert failures == []  # a leaking lane runs out of the pool's 8 connections
+    lanes.observe(False)
+    lanes.close()
+    assert not pool._in_use_connections
+    client.close()
+
+
+async def test_the_asyncio_lane_gives_kept_connections_back_while_observed(
+    redis_url: str,
+) -> None:
+    pool = redis.asyncio.ConnectionPool.from_url(redis_url, max_connections=2)
+    client, admin = redis.asyncio.Redis(connection_pool=pool), redis.Redis.from_url(redis_url)
+    lanes = Lanes()
+    lane = lanes.asyncio(client)
+    await lane.call(("SET", "k", "v"))
+    # Two commands at once: two kept connections, all the pool has.
+    assert await asyncio.gather(lane.call(("ECHO", "a")), lane.call(("ECHO", "b"))) == [b"a", b"b"]
+    assert len(pool._in_use_connections) == 2
+    blocked = asyncio.create_task(lane.call(("BLPOP", "q", "30")))  # one of them in flight
+    await asyncio.to_thread(_wait, lambda: _blocked(admin, 1))
+    lanes.observe(True)
+    admin.lpush("q", "x")
+    assert await blocked == [b"q", b"x"]
+    # The first observed command hands the kept ones back before it needs one itself: with
+    # both still kept, the pool (max 2) would have none left for it.
+    assert await lane.call(("GET", "k")) == b"v"
+    assert not pool._in_use_connections
+    lanes.observe(False)
+    assert await lane.call(("GET", "k")) == b"v"
+    await lanes.aclose()
+    assert not pool._in_use_connections
+    await client.aclose()
+    admin.close()

@@ -268,6 +268,8 @@ def test_refresh_handle_and_background_refresh(
         if s.parent and s.parent.span_id == refresh.context.span_id
     ]
     assert children == ["freshlink.invalidate", "freshlink.get"]
+    # The handle loaded the value itself: a refresh, not one another process did for it.
+    assert attrs(refresh)["freshlink.outcome"] == "refreshed"
     telemetry.spans.clear()
 
     now[0] += 20  # expired, within stale-while-revalidate: served stale, refreshed behind
@@ -291,6 +293,31 @@ def test_refresh_handle_and_background_refresh(
     assert loads
     assert parent_of(loads[-1]) == bg.context.span_id
     assert telemetry.metric("freshlink.stale_served") == 1
+    no_secrets(telemetry)
+
+
+def test_the_async_refresh_handle_reports_its_load(
+    make: Callable[..., Cache], telemetry: Telemetry
+) -> None:
+    cache = make(namespace="lending")
+
+    @cache.cached(ttl=60, key="loan:{loan_id}")
+    async def get_loan(loan_id: int) -> str:
+        return SECRET
+
+    instrument(cache, telemetry.tracer_provider, telemetry.meter_provider)
+
+    async def renew() -> None:
+        assert await get_loan(LOAN) == SECRET
+        telemetry.spans.clear()
+        assert await get_loan.refresh(LOAN) == SECRET
+
+    asyncio.run(renew())
+    (refresh,) = [s for s in telemetry.finished() if s.name == "freshlink.refresh"]
+    assert attrs(refresh)["freshlink.outcome"] == "refreshed"
+    (load,) = [s for s in telemetry.finished() if s.name == "freshlink.load"]
+    get = next(s for s in telemetry.finished() if s.context.span_id == parent_of(load))
+    assert (get.name, parent_of(get)) == ("freshlink.get", refresh.context.span_id)
     no_secrets(telemetry)
 
 

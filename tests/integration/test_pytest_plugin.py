@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -76,6 +78,27 @@ def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.R
 def test_the_entry_point_names_the_plugin_module() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert project["project"]["entry-points"]["pytest11"] == {"freshlink": PLUGIN}
+
+
+def test_loading_the_plugin_imports_nothing_else_of_freshlink() -> None:
+    # pytest imports the plugin in every run of every project that has freshlink installed:
+    # the package and its parents (which Python imports first) must be all it costs.
+    code = (
+        f"import sys, {PLUGIN}\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'freshlink')))\n"
+        # The lazily imported names still work.
+        "from freshlink.testing import RedisServer, free_port\n"
+        "import freshlink\n"
+        "print(freshlink.Cache.__module__, RedisServer.__module__, 'Cache' in dir(freshlink))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.splitlines() == [
+        f"freshlink freshlink.testing {PLUGIN}",
+        "freshlink.cache freshlink.testing.server True",
+    ]
 
 
 @pytest.mark.slow

@@ -63,6 +63,15 @@ def test_import_loads_no_framework_or_driver() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_import_loads_no_submodule() -> None:
+    # Every `import freshlink.<module>` runs freshlink/__init__ first (the pytest plugin's
+    # included): the public names are imported on first use.
+    code = "import sys, freshlink\nprint(sorted(m for m in sys.modules if 'freshlink' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['freshlink']"
+    assert {"Cache", "Local", "__version__"} <= set(dir(freshlink))
+
+
 def test_errors_pair_with_builtins() -> None:
     assert issubclass(freshlink.KeyTemplateError, ValueError)
     assert issubclass(freshlink.KeyEncodingError, TypeError)

@@ -96,7 +96,7 @@ class Lane:
             self._drop(conn)
             return self.client.execute_command(*args)  # the client's retry policy from here on
         except errors.ResponseError:
-            idle.append(conn)  # an error reply leaves the connection in step
+            self._keep(idle, conn)  # an error reply leaves the connection in step
             raise
         except BaseException:
             self._drop(conn)  # interrupted in the middle of a reply: never reuse it
@@ -104,8 +104,24 @@ class Lane:
         if conn.should_reconnect():
             self._drop(conn)  # the server announced maintenance: as the pool's release does
         else:
-            idle.append(conn)
+            self._keep(idle, conn)
         return reply
+
+    def _keep(self, idle: list[Any], conn: Any) -> None:
+        idle.append(conn)
+        if self._idle is not idle:
+            # close() (or observe) swapped the list while this command ran: nothing takes
+            # from the old one any more, so it goes back to the pool. Whoever pops a
+            # connection (close() or this) releases it, so it is released exactly once.
+            self._release(idle)
+
+    def _release(self, idle: list[Any]) -> None:
+        while True:
+            try:
+                conn = idle.pop()  # atomic: a thread finishing a command may drain it too
+            except IndexError:
+                return
+            self._pool.release(conn)
 
     def _drop(self, conn: Any) -> None:
         conn.disconnect()
@@ -115,14 +131,15 @@ class Lane:
         """Send every command through ``execute_command`` (on) or by the lane again (off)."""
         self._lean = self._own and not on
         if on:
-            self.close()  # a command under way parks its connection until it is off again
+            # The kept connections go back to the pool now; a command under way gives its
+            # connection back when it ends (see _keep).
+            self.close()
 
     def close(self) -> None:
         """Give every kept connection back to the pool (which the client then disconnects)."""
         idle, self._idle = self._idle, []
         if self._pid == os.getpid():
-            for conn in idle:
-                self._pool.release(conn)
+            self._release(idle)
 
 
 class Lanes:
@@ -186,6 +203,10 @@ class ALane:
     async def call(self, args: tuple[Any, ...]) -> Any:
         """``await client.execute_command(*args)``, minus redis-py's per-call bookkeeping."""
         if not self._lean:
+            if self._idle and self._pid == os.getpid():
+                # Connections kept before observing began: back to the pool first (observe
+                # cannot await), before execute_command asks the pool for one.
+                await self._release(self._idle.pop(asyncio.get_running_loop(), []))
             return await self.client.execute_command(*args)
         if self._pid != os.getpid():
             self._idle, self._pid = weakref.WeakKeyDictionary(), os.getpid()
@@ -208,7 +229,7 @@ class ALane:
             await self._drop(conn)
             return await self.client.execute_command(*args)
         except errors.ResponseError:
-            idle.append(conn)
+            await self._keep(loop, idle, conn)
             raise
         except BaseException:
             # Cancelled mid-reply (a request timeout): the reply may still come; drop it.
@@ -217,20 +238,34 @@ class ALane:
         if conn.should_reconnect():
             await self._drop(conn)
         else:
-            idle.append(conn)
+            await self._keep(loop, idle, conn)
         return reply
+
+    async def _keep(self, loop: asyncio.AbstractEventLoop, idle: list[Any], conn: Any) -> None:
+        idle.append(conn)
+        if self._idle.get(loop) is not idle:
+            # aclose() or an observed command took the list while this one ran (Lane._keep).
+            await self._release(idle)
+
+    async def _release(self, idle: list[Any]) -> None:
+        while True:
+            try:
+                conn = idle.pop()
+            except IndexError:
+                return
+            await self._pool.release(conn)
 
     async def _drop(self, conn: Any) -> None:
         await conn.disconnect()
         await self._pool.release(conn)
 
     def observe(self, on: bool) -> None:
-        """:meth:`Lane.observe` (kept connections stay parked until it is off again)."""
+        """:meth:`Lane.observe`, except that the kept connections of an event loop go back to
+        the pool at its first command while observed (releasing one awaits, this cannot)."""
         self._lean = self._own and not on
 
     async def aclose(self) -> None:
         """Give the kept connections of this event loop back to the pool."""
         idle = self._idle.pop(asyncio.get_running_loop(), [])
         if self._pid == os.getpid():
-            for conn in idle:
-                await self._pool.release(conn)
+            await self._release(idle)

@@ -72,7 +72,17 @@ _open: ContextVar[_Span | None] = ContextVar("freshlink_otel_span", default=None
 class _Span:
     """One traced operation: a span current from ``__enter__`` to ``__exit__``."""
 
-    __slots__ = ("ctx_token", "function", "op", "outcome", "owner", "parent", "span", "tier")
+    __slots__ = (
+        "ctx_token",
+        "function",
+        "op",
+        "outcome",
+        "outer",
+        "owner",
+        "parent",
+        "span",
+        "tier",
+    )
 
     def __init__(
         self, owner: OTelInstrumentation, op: str, function: str | None, parent: Any = None
@@ -85,6 +95,7 @@ class _Span:
         self.outcome: str | None = None
         self.span: Any = None
         self.ctx_token: Any = None
+        self.outer: _Span | None = None  # the freshlink span this one opened inside
 
     def __enter__(self) -> _Span:
         attributes = {CACHE: self.owner.label}
@@ -93,6 +104,7 @@ class _Span:
         self.span = self.owner.tracer.start_span(
             SPAN_NAMES[self.op], self.parent, SpanKind.INTERNAL, attributes
         )
+        self.outer = _open.get() if self.parent is None else None
         self.ctx_token = (
             otel_context.attach(trace.set_span_in_context(self.span, self.parent)),
             _open.set(self),
@@ -170,6 +182,7 @@ class OTelInstrumentation:
             self._set = instruments(meter_provider or otel_metrics.get_meter_provider())
             self._set.attach(self)
             self._baseline = Baseline(cache)
+        if metrics or spans:
             self._hooks.append(("load", self._on_load))
         if spans:
             # Not needed for the metrics: hits are read from the cache's own counts, so
@@ -216,6 +229,18 @@ class OTelInstrumentation:
         return self._baseline.counts()
 
     def _on_load(self, e: Event) -> None:
+        if self.spans:
+            sp = self._annotating(e)
+            outer = sp.outer if sp is not None and sp.op == "get" else None
+            if (
+                outer is not None
+                and outer.owner is self
+                and outer.op == "refresh"
+                and outer.function == e.function
+            ):
+                # The .refresh() handle reads through a "get" span of its own: its load is
+                # the refresh (a miss served by another process's load stays "skipped").
+                outer.outcome = "refreshed"
         if e.duration is None or self._set is None:
             return
         attrs = self._durations.get(e.function)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
+import types
+from collections.abc import Iterable
 from typing import Any, Final
 
 from freshlink.errors import ConfigurationError, SerializationError
@@ -100,6 +102,13 @@ def describe_object(value: object, serializer: str) -> tuple[str, dict[str, Any]
                 "it is defined inside a function, so no other process can find it; define it "
                 "at module level or register it: freshlink.serializers.register_type(cls, name)",
             )
+        if any(part.startswith("_") for part in cls.__qualname__.split(".")):
+            raise _refuse(
+                value,
+                serializer,
+                "its name is private, and a decoder never looks up a private name; register "
+                "it: freshlink.serializers.register_type(cls, name)",
+            )
         name = f"{cls.__module__}:{cls.__qualname__}"
     if kind == "dataclass":
         names = [f.name for f in dataclasses.fields(value)]  # type: ignore[arg-type]
@@ -120,37 +129,85 @@ def describe_object(value: object, serializer: str) -> tuple[str, dict[str, Any]
     return name, {"f": fields, "s": sorted(value.model_fields_set)}  # type: ignore[attr-defined]
 
 
+def _unknown(name: str) -> SerializationError:
+    return SerializationError(
+        f"cannot decode a cached {name!r}: no such dataclass or pydantic model is "
+        f"registered or imported in this process (import its module first, or "
+        f"freshlink.serializers.register_type(cls, {name!r}))"
+    )
+
+
 def _find(name: str) -> type:
     cls = _registry.get(name)
     if cls is not None:
         return cls
     module_name, _, qualname = name.partition(":")
     module = sys.modules.get(module_name)  # never an import: a payload names no code to run
+    if not isinstance(module, types.ModuleType) or not qualname:
+        raise _unknown(name)
     found: Any = module
-    for part in qualname.split(".") if module is not None and qualname else ():
-        found = getattr(found, part, None)
-    if module is None or not isinstance(found, type) or _kind(found) is None:
-        raise SerializationError(
-            f"cannot decode a cached {name!r}: no such dataclass or pydantic model is "
-            f"registered or imported in this process (import its module first, or "
-            f"freshlink.serializers.register_type(cls, {name!r}))"
-        )
+    for part in qualname.split("."):
+        # Read from the namespace itself: getattr would run a module's __getattr__ (a lazy
+        # import) or a class's descriptors. A private name is never a cached type's path.
+        namespace = vars(found) if isinstance(found, types.ModuleType | type) else {}
+        if part.startswith("_") or part not in namespace:
+            raise _unknown(name)
+        found = namespace[part]
+    if not isinstance(found, type) or _kind(found) is None:
+        raise _unknown(name)
     return found
 
 
+def _mismatch(cls: type, missing: list[str], unknown: Iterable[object]) -> SerializationError:
+    pairs = (("missing", missing), ("unknown", sorted(map(str, unknown))))
+    why = "; ".join(f"{what} fields {names}" for what, names in pairs if names)
+    return SerializationError(
+        f"cannot decode a cached {cls.__module__}.{cls.__qualname__}: {why} (a tampered "
+        f"payload, or the class changed since the value was stored)"
+    )
+
+
+def _build_dataclass(cls: type, payload: dict[Any, Any]) -> object:
+    names = {f.name for f in dataclasses.fields(cls)}
+    if set(payload) != names:
+        raise _mismatch(cls, sorted(names - set(payload)), set(payload) - names)
+    # Set the fields as they were, without __init__/__post_init__: a post-init that derives
+    # or normalises a field would otherwise change the value on every hit.
+    obj: Any = object.__new__(cls)
+    for key, value in payload.items():
+        object.__setattr__(obj, key, value)
+    return obj
+
+
+def _build_model(cls: Any, payload: object) -> object:
+    fields = payload.get("f") if isinstance(payload, dict) else None
+    given = payload.get("s") if isinstance(payload, dict) else None
+    if not isinstance(fields, dict) or not isinstance(given, list):
+        raise TypeError("malformed pydantic model payload")
+    declared: dict[str, Any] = cls.model_fields
+    if cls.model_config.get("extra") != "allow":
+        # model_construct would keep unknown keys as attributes; only extra="allow" has any.
+        unknown = set(fields) - set(declared)
+        if unknown:
+            raise _mismatch(cls, [], unknown)
+    missing = [n for n, f in declared.items() if f.is_required() and n not in fields]
+    missing += sorted(map(str, set(given) - set(fields) - set(missing)))  # "set" but absent
+    if missing:
+        raise _mismatch(cls, missing, ())
+    # model_construct: no validation, so the value is what was stored (validators ran once,
+    # when the model was first built).
+    return cls.model_construct(_fields_set=set(given), **fields)
+
+
 def build_object(name: object, payload: object) -> object:
-    """Rebuild the value :func:`describe_object` described (fields already decoded)."""
+    """Rebuild the value :func:`describe_object` described (fields already decoded).
+
+    The payload must hold exactly the fields of the type it names: a tampered one cannot set
+    other attributes or leave a required field out.
+    """
     if not isinstance(name, str) or not isinstance(payload, dict):
         raise TypeError("malformed object payload")
     cls = _find(name)
     if _kind(cls) == "dataclass":
-        # Set the fields as they were, without __init__/__post_init__: a post-init that
-        # derives or normalises a field would otherwise change the value on every hit.
-        obj: Any = object.__new__(cls)
-        for key, value in payload.items():
-            object.__setattr__(obj, key, value)
-        return obj
-    fields = payload["f"]
-    # model_construct: no validation, so the value is what was stored (validators ran once,
-    # when the model was first built).
-    return cls.model_construct(_fields_set=set(payload["s"]), **fields)  # type: ignore[attr-defined]
+        return _build_dataclass(cls, payload)
+    return _build_model(cls, payload)

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .resp import redis_command
-
+# Nothing from freshlink at import time: pytest loads this module into every run of every
+# project that has freshlink installed (tests/integration/test_pytest_plugin.py checks it).
 if TYPE_CHECKING:
     from ..cache import Cache
     from .server import RedisServer
@@ -55,6 +55,8 @@ def freshlink_redis_url(freshlink_redis_server: RedisServer) -> str:
     if not freshlink_redis_server.ping():  # a test may have stopped or killed it
         freshlink_redis_server.start()
     # Through the tiny RESP client: neither redis-cli nor redis-py has to be installed.
+    from .resp import redis_command
+
     redis_command(freshlink_redis_server.port, "FLUSHALL")
     return freshlink_redis_server.url
 
