@@ -523,6 +523,47 @@ async def test_users_through_a_request_dependency_get_their_own_responses(
         assert loads == ["alice", "bob"]
 
 
+def pagination(page: int = 1, size: int = 10) -> tuple[int, int]:
+    """A dependency reading query parameters the endpoint does not declare."""
+    return page, size
+
+
+def paged(pages: Annotated[tuple[int, int], Depends(pagination)]) -> tuple[int, int]:
+    return pages
+
+
+def test_a_dependency_reading_request_values_the_key_lacks_is_refused() -> None:
+    # Two pages differing only in ?page= would share one response: wrong data for everyone.
+    with pytest.raises(ConfigurationError, match=r"pages -> page; pages -> size"):
+
+        @cache_response(ttl=60)
+        async def loans(pages: Annotated[tuple[int, int], Depends(pagination)]) -> list[int]:
+            return list(range(pages[0]))
+
+    with pytest.raises(ConfigurationError, match=r"p -> pages -> page"):
+
+        @cache_response(ttl=60, key="loans")
+        async def deeper(p: Annotated[tuple[int, int], Depends(paged)]) -> list[int]:
+            return list(range(p[0]))
+
+
+async def test_request_values_a_dependency_shares_with_the_endpoint_are_keyed(
+    redis_url: str,
+) -> None:
+    app = FastAPI(lifespan=lifespan(redis_url, namespace="fa"))
+
+    @app.get("/loans")
+    @cache_response(ttl=60)
+    async def loans(
+        page: int, size: int, pages: Annotated[tuple[int, int], Depends(pagination)]
+    ) -> dict[str, int]:
+        return {"page": pages[0], "size": pages[1]}
+
+    async with client(app) as c:
+        assert (await c.get("/loans?page=1&size=5")).json() == {"page": 1, "size": 5}
+        assert (await c.get("/loans?page=2&size=5")).json() == {"page": 2, "size": 5}
+
+
 class FakeSession:
     """A pure ASGI middleware standing in for SessionMiddleware: the session from a header."""
 

@@ -25,6 +25,7 @@ from ...errors import ConfigurationError
 __all__ = [
     "CREDENTIAL_HEADERS",
     "GuardedRequest",
+    "dependency_inputs",
     "marker_of",
     "shared_dependency",
     "takes_connection",
@@ -127,6 +128,48 @@ def why_authenticated(param: inspect.Parameter, seen: frozenset[int] = frozenset
         if why is not None:
             return f"{param.name} -> {why}"
     return None
+
+
+def dependency_inputs(param: inspect.Parameter) -> dict[str, str]:
+    """The request values (query, path, body...) a ``Depends`` parameter's dependencies read,
+    by name, with the path to each: they shape the response but are not in the default key.
+
+    Headers, cookies and the request itself are :func:`why_authenticated`'s; a
+    :func:`shared_dependency` is not looked into.
+    """
+    found: dict[str, str] = {}
+
+    def walk(p: inspect.Parameter, path: str, seen: frozenset[int]) -> None:
+        marker = marker_of(p)
+        if not isinstance(marker, params.Depends) or isinstance(marker, params.Security):
+            return
+        call = marker.dependency
+        if call is None:
+            call = _plain(p.annotation)
+        if call is None or id(call) in seen or getattr(call, _SHARED, False):
+            return
+        sig = _signature(call)
+        for sub in sig.parameters.values() if sig is not None else ():
+            sub_marker = marker_of(sub)
+            where = f"{path} -> {sub.name}"
+            if isinstance(sub_marker, params.Depends):
+                walk(sub, where, seen | {id(call)})
+            elif isinstance(sub_marker, params.Header | params.Cookie) or _special(sub):
+                continue
+            else:  # FastAPI fills it from the query, the path or the body
+                found.setdefault(sub.name, where)
+
+    walk(param, param.name, frozenset())
+    return found
+
+
+def _special(param: inspect.Parameter) -> bool:
+    """A parameter FastAPI fills with a framework object, not a request value."""
+    t = _plain(param.annotation)
+    names = {"Response", "BackgroundTasks", "SecurityScopes", "WebSocket"}
+    return takes_connection(param.annotation) or (
+        isinstance(t, type) and any(c.__name__ in names for c in t.__mro__)
+    )
 
 
 def _refuse(what: str, route: str) -> ConfigurationError:

@@ -39,7 +39,7 @@ from ...errors import ConfigurationError
 from ...handles import UNSET, Unset
 from ...keys import Template, code_identity
 from .._proxy import _validator
-from ._auth import GuardedRequest, marker_of, why_authenticated
+from ._auth import GuardedRequest, dependency_inputs, marker_of, why_authenticated
 from ._state import cache_of
 
 __all__ = ["cache_response"]
@@ -141,6 +141,7 @@ class _Route:
         self.response_name: str | None = None
         plain: list[str] = []  # path, query, header, cookie, body parameters: the default key
         auth: dict[str, str] = {}
+        inputs: dict[str, str] = {}  # request values read by dependencies, by name
         for p in sig.parameters.values():
             if _is(p.annotation, HTTPConnection):
                 self.request_name = p.name
@@ -157,6 +158,8 @@ class _Route:
                     auth[p.name] = why
                 if not isinstance(marker_of(p), params.Depends):
                     plain.append(p.name)
+                else:
+                    inputs.update(dependency_inputs(p))
         key = options["key"]
         fields: set[str] = set()
         for text in (key, *options["tags"]):
@@ -175,6 +178,18 @@ class _Route:
                 f"to others. Name it in key=, e.g. key='...:{{{missing[0]}...}}'; mark a "
                 f"dependency that takes the Request but returns the same value for everyone "
                 f"(it reads request.app) with @shared_dependency; or leave the route uncached"
+            )
+        # A value a dependency reads (pagination's ?page=) shapes the response; it is in the
+        # key only as a parameter of the endpoint itself, which FastAPI fills from the same
+        # request value.
+        unkeyed = [n for n in inputs if n not in parts]
+        if unkeyed:
+            raise ConfigurationError(
+                f"cache_response({self.name}): a dependency reads "
+                f"{'; '.join(inputs[n] for n in unkeyed)}, which the key does not hold, so "
+                f"two requests that differ only there would share one response. Declare "
+                f"{', '.join(unkeyed)} on the endpoint too (FastAPI passes both the same "
+                f"value) and keep it in the key; or leave the route uncached"
             )
         # Without a per-user part the endpoint must not read credentials from the request.
         self.guard = not self.per_user
