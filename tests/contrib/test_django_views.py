@@ -78,6 +78,22 @@ def test_a_view_is_cached_round_trips_exactly_and_its_tag_drops_it(fl: Any) -> N
     assert renders == ["loan:7", "loan:8", "loan:7"]
 
 
+@pytest.mark.parametrize("route", ["loan-page", "loan-view"])
+def test_template_responses_and_class_based_views_are_cached_and_dropped(
+    fl: Any, route: str
+) -> None:
+    client = Client()
+    first = client.get(f"/{route}/7")
+    again = client.get(f"/{route}/7")
+    assert again.content == first.content
+    assert b"v1" in again.content
+    assert renders == [f"{route}:7"]
+    cached_views.LINKS[7] = "v2"
+    fl.invalidate("loan:7")
+    assert b"v2" in client.get(f"/{route}/7").content
+    assert renders == [f"{route}:7", f"{route}:7"]
+
+
 def test_query_parameters_outside_query_are_ignored(fl: Any) -> None:
     client = Client()
     client.get("/listing?page=1&utm=a")

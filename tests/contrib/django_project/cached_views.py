@@ -7,7 +7,10 @@ from typing import Any
 from django.http import HttpResponse
 from django.middleware.csrf import get_token
 from django.template import engines
+from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.decorators import method_decorator
+from django.views import View
 
 from freshlink.contrib.django import cached_view
 
@@ -101,7 +104,26 @@ def eager_user(get_response: Any) -> Any:
     return middleware
 
 
+@cached_view(ttl=60, tags=["loan:{loan_id}"])
+def loan_page(request: Any, loan_id: int) -> TemplateResponse:
+    """A TemplateResponse: rendered by Django after the view returns."""
+    renders.append(f"loan-page:{loan_id}")
+    template = engines["django"].from_string("<p>{{ link }}</p>")
+    return TemplateResponse(request, template, {"link": LINKS[loan_id]})
+
+
+@method_decorator(cached_view(ttl=60, tags=["loan:{loan_id}"]), name="get")
+class LoanView(View):
+    """A class-based view, decorated the way Django documents for function decorators."""
+
+    def get(self, request: Any, loan_id: int) -> HttpResponse:
+        renders.append(f"loan-view:{loan_id}")
+        return HttpResponse(f"view {LINKS[loan_id]}")
+
+
 urlpatterns = [
+    path("loan-page/<int:loan_id>", loan_page),
+    path("loan-view/<int:loan_id>", LoanView.as_view()),
     path("loans/<int:loan_id>", loan),
     path("mine", mine),
     path("greet", greet),
