@@ -246,3 +246,36 @@ async def test_the_asyncio_lane_gives_kept_connections_back_while_observed(
     assert not pool._in_use_connections
     await client.aclose()
     admin.close()
+
+
+def test_observation_starting_between_the_lean_check_and_the_idle_list_parks_nothing(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The narrowest window: observe(True) runs after call() saw the lane lean but before it
+    # took the (new, empty) idle list. The connection it then keeps must not stay parked
+    # out of the pool while the lane is observed.
+    import os as real_os
+
+    from freshlink.backends import _lean
+
+    client = redis.Redis.from_url(redis_url)
+    lane = Lane(client)
+    fired: list[bool] = []
+
+    class ObserveFirst:
+        """``os`` for the lane: its first getpid() (inside call()) starts observation."""
+
+        def getpid(self) -> int:
+            if not fired:
+                fired.append(True)
+                lane.observe(True)
+            return real_os.getpid()
+
+    monkeypatch.setattr(_lean, "os", ObserveFirst())
+    assert lane.call(("PING",)) == b"PONG"
+    monkeypatch.setattr(_lean, "os", real_os)
+    assert fired
+    assert lane._idle == []
+    assert not client.connection_pool._in_use_connections
+    lane.close()
+    client.close()

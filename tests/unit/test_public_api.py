@@ -72,6 +72,19 @@ def test_import_loads_no_submodule() -> None:
     assert {"Cache", "Local", "__version__"} <= set(dir(freshlink))
 
 
+def test_submodules_are_attributes_after_a_bare_import() -> None:
+    # `except freshlink.errors.InvalidationError:` is evaluated only when something raises:
+    # it must work after `import freshlink` alone, as it did before the names were lazy.
+    code = (
+        "import freshlink\n"
+        "print(freshlink.errors.InvalidationError.__name__,"
+        " freshlink.serializers.register_type.__name__)\n"
+        "try:\n    freshlink.no_such_module\nexcept AttributeError:\n    print('refused')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["InvalidationError", "register_type", "refused"]
+
+
 def test_errors_pair_with_builtins() -> None:
     assert issubclass(freshlink.KeyTemplateError, ValueError)
     assert issubclass(freshlink.KeyEncodingError, TypeError)

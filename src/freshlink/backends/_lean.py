@@ -109,9 +109,10 @@ class Lane:
 
     def _keep(self, idle: list[Any], conn: Any) -> None:
         idle.append(conn)
-        if self._idle is not idle:
-            # close() (or observe) swapped the list while this command ran: nothing takes
-            # from the old one any more, so it goes back to the pool. Whoever pops a
+        if self._idle is not idle or not self._lean:
+            # close() (or observe) swapped the list while this command ran, or observation
+            # began between its lean check and its taking the list: nothing takes from this
+            # list until observation ends, so it goes back to the pool. Whoever pops a
             # connection (close() or this) releases it, so it is released exactly once.
             self._release(idle)
 
