@@ -114,6 +114,19 @@ def test_per_user_keys_separate_users(fl: Any, users: tuple[Client, Client]) -> 
     assert renders == ["mine:ada", "mine:bob", "mine:ada"]
 
 
+def test_a_csrf_token_is_never_shared_even_per_user(fl: Any, users: tuple[Client, Client]) -> None:
+    # A CSRF token is one session's: another anonymous visitor (all keyed as user None), or
+    # the same user on a second device, must get its own.
+    ada, _ = users
+    anonymous = [Client(), Client()]
+    tokens = [c.get("/my-form").content for c in anonymous]
+    assert tokens[0] != tokens[1]
+    second_device = Client()
+    second_device.force_login(User.objects.get(username="ada"))
+    assert ada.get("/my-form").content != second_device.get("/my-form").content
+    assert renders == ["my-form"] * 4
+
+
 def test_views_reading_the_user_or_setting_cookies_are_never_stored(
     fl: Any, users: tuple[Client, Client], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -54,6 +54,17 @@ def create_app(url: str) -> Flask:
         renders.append(f"mine:{g.user_id}")
         return f"hello {g.user_id}"
 
+    @app.get("/add/<item>")
+    def add(item: str) -> Any:
+        session["cart"] = [*session.get("cart", []), item]
+        return "ok"
+
+    @app.get("/cart")
+    @fl.cached_view(ttl=60, per_user=lambda: session.get("uid"))  # anonymous: None
+    def cart() -> Any:
+        renders.append("cart")
+        return "cart: " + ",".join(session.get("cart", []))
+
     @app.get("/greet")
     @fl.cached_view(ttl=60)
     def greet() -> Any:  # reads the session without a per-user key: never stored
@@ -259,7 +270,9 @@ def test_a_user_loaded_before_the_view_makes_its_response_per_user(url: str) -> 
         for _ in range(2):
             assert ada.get("/hello-each").data == b"hello Ada"
             assert anon.get("/hello-each").data == b"hello None"
-        assert renders == ["each:Ada", "each:None"]
+        # Ada's page is stored under her key; an anonymous visitor's (user None, a key every
+        # anonymous visitor shares) that read the session is rendered each time.
+        assert renders == ["each:Ada", "each:None", "each:None"]
     finally:
         fl.close(app)
 
@@ -429,3 +442,16 @@ def test_a_fragment_naming_the_user_needs_a_user_key(body: str) -> None:
     env.from_string(
         "{% freshlink_cache \"nav\" %}{{ g.get('locale') }}{{ username }}{% endfreshlink_cache %}"
     )  # not the user
+
+
+def test_anonymous_visitors_of_a_per_user_view_never_share_a_page(url: str) -> None:
+    # Every anonymous visitor's user is None: one key for all of them. A page that read the
+    # session for one of them must not be served to the next.
+    app = create_app(url)
+    a, b = app.test_client(), app.test_client()
+    a.get("/add/diamond-ring")
+    b.get("/add/socks")
+    assert a.get("/cart").data == b"cart: diamond-ring"
+    assert b.get("/cart").data == b"cart: socks"
+    assert renders == ["cart", "cart"]
+    fl.get_cache(app).close()

@@ -217,6 +217,13 @@ def test_a_handler_that_read_the_user_needs_a_user_key() -> None:
     assert refusal.warn
     assert "read the session (it varies by user)" in refusal.reason
     assert request_refusal(reads, keyed_by_user=True) is None
+    anonymous = request_refusal(reads, keyed_by_user=True, user=None)
+    assert anonymous is not None
+    assert "anonymous visitor" in anonymous.reason
+    reads.note("a CSRF token")  # one session's: never shared, even under a user's key
+    csrf = request_refusal(reads, keyed_by_user=True, user=7)
+    assert csrf is not None
+    assert "CSRF" in csrf.reason
 
 
 @pytest.mark.parametrize("mapping", [{"theme": "dark"}, ImmutableMultiDict([("theme", "dark")])])

@@ -226,7 +226,9 @@ class CachedView:
 
         def render() -> tuple[Any, Any]:
             response, reads = fw.render(self.view, args, kwargs)
-            refusal = request_refusal(reads, keyed) or fw.refusal(response, keyed, options.vary)
+            refusal = request_refusal(reads, keyed, user) or fw.refusal(
+                response, keyed and user is not None, options.vary
+            )
             if refusal is not None:
                 log_refusal(f"view {self.fname}", refusal, f" ({req.path})")
                 return response, REFUSED

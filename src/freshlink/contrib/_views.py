@@ -288,12 +288,33 @@ def watched(mapping: Any, reads: Reads, what: str) -> Any:
     return copy
 
 
-def request_refusal(reads: Reads, keyed_by_user: bool) -> Refusal | None:
-    """A handler that read who the user is may only be stored under a per-user key."""
+#: What a handler reads that is one *session's*, not one user's: never shared, even per user
+#: (a user's second device, or every anonymous visitor, would get the first one's token).
+PER_SESSION = "a CSRF token"
+
+
+#: ``request_refusal``'s default user: a known one (not anonymous).
+_KNOWN = object()
+
+
+def request_refusal(reads: Reads, keyed_by_user: bool, user: object = _KNOWN) -> Refusal | None:
+    """A handler that read who the user is may only be stored under a per-user key, and only
+    for a known ``user``: every anonymous visitor's key is the same (user None)."""
+    if PER_SESSION in reads.seen:
+        return Refusal(
+            "it read a CSRF token, which belongs to one session: render forms outside a cached "
+            "view or fragment"
+        )
     if reads and not keyed_by_user:
         return Refusal(
             f"it read {', '.join(reads.seen)} (it varies by user) and its key has no user; "
             "key it by user (per_user=...) or stop reading the user"
+        )
+    if reads and user is None:
+        return Refusal(
+            f"it read {', '.join(reads.seen)} for an anonymous visitor (user None), whose key "
+            "every other anonymous visitor shares",
+            warn=False,
         )
     return None
 

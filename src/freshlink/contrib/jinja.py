@@ -201,7 +201,7 @@ class FreshlinkExtension(Extension):
         def render() -> tuple[str, Any]:
             with watch() as reads:
                 body = caller()
-            refusal = request_refusal(reads, user is not UNSET)
+            refusal = request_refusal(reads, user is not UNSET, user)
             if refusal is not None:
                 log_refusal(f"fragment {name!r}", refusal)
                 return body, REFUSED

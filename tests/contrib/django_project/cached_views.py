@@ -56,6 +56,12 @@ def form(request: Any) -> HttpResponse:
     return HttpResponse(f"<input name=csrf value={get_token(request)}>")
 
 
+@cached_view(ttl=60, per_user=True)
+def my_form(request: Any) -> HttpResponse:
+    renders.append("my-form")
+    return HttpResponse(f"<input name=csrf value={get_token(request)}>")
+
+
 @cached_view(ttl=60, query=["page"])
 def listing(request: Any) -> HttpResponse:
     renders.append(f"listing:{request.GET.get('page')}")
@@ -129,6 +135,7 @@ urlpatterns = [
     path("greet", greet),
     path("visit", visit),
     path("form", form),
+    path("my-form", my_form),
     path("listing", listing),
     path("card/<int:loan_id>", card),
     path("badge", badge),

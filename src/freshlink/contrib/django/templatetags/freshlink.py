@@ -130,7 +130,7 @@ class FreshlinkCacheNode(Node):  # type: ignore[misc]
         def render() -> tuple[str, Any]:
             with watch_request(request) as reads:
                 body = self.nodelist.render(context)
-            refusal = request_refusal(reads, user is not UNSET)
+            refusal = request_refusal(reads, user is not UNSET, user)
             if refusal is not None:
                 log_refusal(f"fragment {self.name!r}", refusal)
                 return body, REFUSED
