@@ -455,3 +455,24 @@ def test_anonymous_visitors_of_a_per_user_view_never_share_a_page(url: str) -> N
     assert b.get("/cart").data == b"cart: socks"
     assert renders == ["cart", "cart"]
     fl.get_cache(app).close()
+
+
+def test_a_page_too_big_to_store_is_served_uncached(url: str) -> None:
+    app = Flask("big")
+    app.config.update(FRESHLINK_URL=url, FRESHLINK_NAMESPACE="big", FRESHLINK_MAX_VALUE_SIZE=4096)
+
+    @app.get("/report")
+    @fl.cached_view(ttl=60)
+    def report() -> Any:
+        renders.append("report")
+        return "x" * 10_000
+
+    fl.init_app(app)
+    client = app.test_client()
+    try:
+        for _ in range(2):
+            response = client.get("/report")
+            assert (response.status_code, len(response.data)) == (200, 10_000)
+        assert renders == ["report", "report"]  # rendered each time, never a 500
+    finally:
+        fl.close(app)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..cache import Cache
+from ..errors import SerializationError, ValueTooLargeError
 from ..handles import UNSET, Unset
 from ..policy import Freshness
 from ._views import (
@@ -129,7 +130,15 @@ def fetch_or_render(
         mine.append(native)
         return value
 
-    got = cache._fetch_own(fname, key, tags, load, policy, REFUSED)
+    try:
+        got = cache._fetch_own(fname, key, tags, load, policy, REFUSED)
+    except (ValueTooLargeError, SerializationError) as exc:
+        if not mine:
+            raise
+        # Rendered, but too big (or not encodable) to store: the page is still this
+        # request's answer, as any response that must not be stored is.
+        log_refusal(fname, Refusal(f"it cannot be stored: {exc}"), "")
+        return mine[0], None
     if mine:
         return mine[0], None
     if got is REFUSED:
