@@ -21,6 +21,7 @@ import inspect
 import json
 import secrets
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Annotated, Any, get_args, get_origin
@@ -39,7 +40,15 @@ from ...errors import ConfigurationError
 from ...handles import UNSET, Unset
 from ...keys import Template, code_identity
 from .._proxy import _validator
-from ._auth import GuardedRequest, dependency_inputs, marker_of, why_authenticated
+from ._auth import (
+    GuardedRequest,
+    dependency_inputs,
+    header_name,
+    marker_of,
+    request_key,
+    request_target,
+    why_authenticated,
+)
 from ._state import cache_of
 
 __all__ = ["cache_response"]
@@ -50,6 +59,8 @@ _RESPONSE = "_freshlink_response"
 _CALL: ContextVar[dict[str, Any]] = ContextVar("freshlink_response_call")
 _CACHEABLE_STATUS = frozenset({200})
 _SHAPE = "_freshlink_shape"
+# The key part of a route that takes the Request: its method, host, path and query.
+_TARGET = "_freshlink_target"
 
 
 def _plain_type(annotation: Any) -> Any:
@@ -120,6 +131,20 @@ def _headers(raw: list[tuple[bytes, bytes]]) -> list[list[str]]:
     ]
 
 
+def _added(
+    after: list[tuple[bytes, bytes]], before: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The headers in ``after`` that ``before`` did not have (a multiset difference)."""
+    left = Counter(before)
+    out = []
+    for h in after:
+        if left[h]:
+            left[h] -= 1
+        else:
+            out.append(h)
+    return out
+
+
 def _sets_cookie(headers: list[list[str]]) -> bool:
     return any(k.lower() == "set-cookie" for k, _ in headers)
 
@@ -141,7 +166,7 @@ class _Route:
         self.response_name: str | None = None
         plain: list[str] = []  # path, query, header, cookie, body parameters: the default key
         auth: dict[str, str] = {}
-        inputs: dict[str, str] = {}  # request values read by dependencies, by name
+        inputs: dict[tuple[Any, ...], str] = {}  # request values read by dependencies
         for p in sig.parameters.values():
             if _is(p.annotation, HTTPConnection):
                 self.request_name = p.name
@@ -181,19 +206,35 @@ class _Route:
             )
         # A value a dependency reads (pagination's ?page=) shapes the response; it is in the
         # key only as a parameter of the endpoint itself, which FastAPI fills from the same
-        # request value.
-        unkeyed = [n for n in inputs if n not in parts]
+        # request value. Compared by what FastAPI reads (an alias: ?p=), not by Python name.
+        keyed = {request_key(sig.parameters[n]) for n in plain if n in parts}
+        unkeyed = [k for k in inputs if k not in keyed]
         if unkeyed:
-            raise ConfigurationError(
-                f"cache_response({self.name}): a dependency reads "
-                f"{'; '.join(inputs[n] for n in unkeyed)}, which the key does not hold, so "
-                f"two requests that differ only there would share one response. Declare "
-                f"{', '.join(unkeyed)} on the endpoint too (FastAPI passes both the same "
-                f"value) and keep it in the key; or leave the route uncached"
+            reads = "; ".join(
+                f"{inputs[k]} (the request value {'/'.join(k[:-1])!r}"
+                f"{', every value' if k[-1] else ''})"
+                for k in unkeyed
             )
-        # Without a per-user part the endpoint must not read credentials from the request.
-        self.guard = not self.per_user
+            raise ConfigurationError(
+                f"cache_response({self.name}): a dependency reads {reads}, which the key "
+                f"does not hold, so two requests that differ only there would share one "
+                f"response. Declare a parameter on the endpoint that FastAPI fills from the "
+                f"same request value (the same name or alias; a list if the dependency's is "
+                f"one) and keep it in the key; or leave the route uncached"
+            )
         self.key_params = [n for n in sig.parameters if n in fields or (key is None and n in plain)]
+        # An endpoint that takes the Request may read anything from it: its method, host, path
+        # and query join the key, and it gets a GuardedRequest that refuses the rest (headers
+        # other than its keyed Header() parameters, the body; credentials unless per-user).
+        self.headers = frozenset(
+            header_name(sig.parameters[n], marker)
+            for n in self.key_params
+            if isinstance(marker := marker_of(sig.parameters[n]), params.Header)
+        )
+        if self.request_name is not None:
+            self.key_params.append(_TARGET)
+            if key is not None:
+                self.options = {**options, "key": f"{key}:{{{_TARGET}}}"}
         self.cache_control = options["cache_control"] or (
             "private, no-cache" if self.per_user else "no-cache"
         )
@@ -277,7 +318,7 @@ class _Route:
                 record["live"] = result
             return record
         sub: Response = call["response"]
-        headers = _headers(sub.raw_headers)
+        headers = _headers(_added(sub.raw_headers, call["before"]))
         status = sub.status_code
         record.update(kind="value", status=status, headers=headers, value=result)
         record["etag"] = _etag([status, headers, result])
@@ -291,8 +332,12 @@ class _Route:
         sub: Response = kwargs[self.response_name] if self.response_name else kwargs.pop(_RESPONSE)
         if request.method != "GET":
             return await self.call_endpoint(kwargs)
-        if self.guard and self.request_name:
-            kwargs[self.request_name] = GuardedRequest(request, self.name)
+        keys = {n: kwargs[n] for n in self.key_params if n != _TARGET}
+        if self.request_name:
+            keys[_TARGET] = request_target(request)
+            kwargs[self.request_name] = GuardedRequest(
+                request, self.name, headers=self.headers, identity=self.per_user
+            )
         chooser = self.options["cache"]
         cache = (
             cache_of(request.app)
@@ -301,10 +346,13 @@ class _Route:
             if isinstance(chooser, Cache)
             else chooser(request)
         )
-        call = {"kwargs": kwargs, "response": sub, "token": secrets.token_hex(8)}
+        # Headers a dependency set on the Response (a request id) are this request's; only
+        # what the endpoint adds is stored and replayed.
+        before = list(sub.raw_headers)
+        call = {"kwargs": kwargs, "response": sub, "before": before, "token": secrets.token_hex(8)}
         reset = _CALL.set(call)
         try:
-            record = await self.loader(cache)(**{n: kwargs[n] for n in self.key_params})
+            record = await self.loader(cache)(**keys)
         finally:
             _CALL.reset(reset)
         mine = record["by"] == call["token"]
@@ -354,7 +402,8 @@ def cache_response(
 
     Put it *below* ``@app.get(...)``. ``key`` and ``tags`` are templates over the route's
     parameters (``tags=["loan:{loan_id}"]``); without ``key`` the path, query, header and
-    cookie parameters form it. A route that depends on authentication is refused unless
+    cookie parameters form it (an endpoint that takes the ``Request`` adds its method, host,
+    path and query). A route that depends on authentication is refused unless
     ``key`` names the user (``key="me:{user.id}"``). ``cache`` defaults to the app's
     (see :func:`~freshlink.contrib.fastapi.lifespan`).
     """
