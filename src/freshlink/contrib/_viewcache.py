@@ -15,14 +15,16 @@ refusal, store); a :class:`Framework` adapter gives it the request and the respo
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..cache import Cache
-from ..errors import SerializationError, ValueTooLargeError
+from ..errors import ConfigurationError, SerializationError, ValueTooLargeError
 from ..handles import UNSET, Unset
 from ..policy import Freshness
 from ._views import (
@@ -247,3 +249,39 @@ class CachedView:
         policy = view_policy(cache, options.ttl)
         native, stored = fetch_or_render(cache, self.fname, key, tags, policy, render)
         return native if native is not None else fw.rebuilt(stored)
+
+
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+def view_decorator(
+    options: ViewOptions, framework: Framework, name: str | None, *, request_first: bool
+) -> Callable[[V], V]:
+    """The ``cached_view`` decorator of a framework: its views answered by a :class:`CachedView`.
+
+    ``request_first``: the view takes the request as its first argument (Django), so the
+    URL's parameters, which the tag templates may name, are the ones after it.
+    """
+
+    def decorate(view: V) -> V:
+        if inspect.iscoroutinefunction(view):
+            raise ConfigurationError(f"cached_view: {view!r} is async; only sync views are cached")
+        fname = name or f"{view.__module__}.{view.__qualname__}"
+        options.check_tags(_url_params(view, request_first), fname)
+        cached = CachedView(view, options, fname, framework)
+
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return cached(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _url_params(view: Callable[..., Any], request_first: bool) -> list[str] | None:
+    """The names a view's URL parameters reach it by (None: it takes ``**kwargs``, any)."""
+    params = list(inspect.signature(view).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params[1 if request_first else 0 :]]

@@ -9,15 +9,13 @@ the docs' "Caching views and template fragments" section.
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from ..cache import Cache
 from ..errors import ConfigurationError, MissingDependencyError
 from ..handles import UNSET
-from ._viewcache import CachedView, RequestParts
+from ._viewcache import RequestParts, V, view_decorator
 from ._views import Reads, Refusal, StoredResponse, ViewOptions, response_refusal, watched
 from .jinja import FreshlinkExtension
 
@@ -31,8 +29,6 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 __all__ = ["install_jinja", "make_cached_view", "watch_user"]
-
-V = TypeVar("V", bound=Callable[..., Any])
 
 
 @contextlib.contextmanager
@@ -77,13 +73,6 @@ def install_jinja(env: Any, cache: Callable[[], Cache]) -> None:
     # Plain attributes: Environment.extend() would keep the extension's defaults.
     env.freshlink_cache = cache
     env.freshlink_watch = watch_user
-
-
-def _params(view: Callable[..., Any]) -> list[str] | None:
-    sig = inspect.signature(view)
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return list(sig.parameters)
 
 
 def _stored(response: Response) -> StoredResponse:
@@ -164,17 +153,4 @@ def make_cached_view(
     options = ViewOptions.build(ttl, tags, vary, query, per_user, version)
     framework = _Flask(cache)
 
-    def decorate(view: V) -> V:
-        if inspect.iscoroutinefunction(view):
-            raise ConfigurationError(f"cached_view: {view!r} is async; only sync views are cached")
-        fname = name or f"{view.__module__}.{view.__qualname__}"
-        options.check_tags(_params(view), fname)
-        cached = CachedView(view, options, fname, framework)
-
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return cached(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
+    return view_decorator(options, framework, name, request_first=False)

@@ -25,10 +25,8 @@ user), run the view uncached.
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from django.http import HttpResponse
 from django.utils.functional import SimpleLazyObject
@@ -36,13 +34,12 @@ from django.utils.functional import SimpleLazyObject
 from ...cache import Cache
 from ...errors import ConfigurationError
 from ...handles import UNSET
-from .._viewcache import CachedView, RequestParts
+from .._viewcache import RequestParts, V, view_decorator
 from .._views import Reads, Refusal, StoredResponse, ViewOptions, response_refusal, watched
 from .conf import get_cache
 
 __all__ = ["cached_view", "watch_request"]
 
-V = TypeVar("V", bound=Callable[..., Any])
 _CSRF_FLAGS = ("CSRF_COOKIE_NEEDS_UPDATE", "CSRF_COOKIE_USED")
 
 
@@ -107,13 +104,6 @@ def _user(request: Any, per_user: Any) -> Any:
             )
         return user.pk if user.is_authenticated else None
     return per_user(request)
-
-
-def _params(view: Callable[..., Any]) -> list[str] | None:
-    params = list(inspect.signature(view).parameters.values())
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return [p.name for p in params[1:]]  # the first is the request
 
 
 class _Django:
@@ -193,17 +183,4 @@ def cached_view(
     """Cache a GET view's response in the ``FRESHLINK`` cache, keyed and tagged (see module)."""
     options = ViewOptions.build(ttl, tags, vary, query, per_user, version)
 
-    def decorate(view: V) -> V:
-        if inspect.iscoroutinefunction(view):
-            raise ConfigurationError(f"cached_view: {view!r} is async; only sync views are cached")
-        fname = name or f"{view.__module__}.{view.__qualname__}"
-        options.check_tags(_params(view), fname)
-        cached = CachedView(view, options, fname, _DJANGO)
-
-        @functools.wraps(view)
-        def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
-            return cached(request, *args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
+    return view_decorator(options, _DJANGO, name, request_first=True)
