@@ -32,7 +32,10 @@ from . import db
 HERE = Path(__file__).resolve().parent
 # Next to the example (gitignored), not in the shared temp dir: each checkout has its own.
 DEFAULT_DATABASE = str(HERE / "lending.sqlite3")
-templates = Jinja2Templates(directory=str(HERE / "templates"))
+# Its own pages first, then the Flask example's (the same Jinja pages: base, index, staff).
+templates = Jinja2Templates(
+    directory=[HERE / "templates", HERE.parent / "flask_lending" / "templates"]
+)
 
 
 class LoanOut(BaseModel):
